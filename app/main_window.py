@@ -1,0 +1,352 @@
+"""The main window: composition and wiring only.
+
+It builds the views once, and per opened folder the document (over the project store), the image
+browser's model, the canvas presenter and the segmentation controller (which owns the inference thread).
+The behaviour lives in those parts; this file connects their signals and the menus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import shiboken6
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QToolBar,
+    QWidget,
+)
+
+from app.coco_io import export_coco, import_coco
+from app.document import Document
+from app.model_sources import bundled_demo_model
+from app.presenter import CanvasPresenter
+from app.project_opener import open_project
+from app.recent import add_recent_folder, recent_folders
+from app.segmentation import SegmentationController
+from app.views.canvas import Canvas
+from app.views.category_panel import CategoryPanel
+from app.views.dialogs import choose_model, show_about, show_shortcuts
+from app.views.image_browser import ImageBrowser, ImageListModel
+from app.views.instance_list import InstanceList
+from app.views.run_progress import RunProgress
+from app.views.view_controls import ViewControls
+from app.workers.image_loader import ImageLoader
+from app.workers.inference import LoadedModel, PredictorFactory, checkpoint_factory
+
+APP_NAME = "Mask R-CNN Studio"
+
+
+class MainWindow(QMainWindow):
+    """``predictor_factory(source)`` turns a checkpoint path into a factory run in the worker thread;
+    tests inject one that builds a fake predictor."""
+
+    def __init__(self, predictor_factory: Callable[[str], PredictorFactory] = checkpoint_factory) -> None:
+        super().__init__()
+        self._predictor_factory = predictor_factory
+        self.setWindowTitle(APP_NAME)
+        self.resize(1280, 800)
+        self.document: Document | None = None
+        self.segmentation: SegmentationController | None = None
+        self.browser: ImageBrowser | None = None
+        self.loader: ImageLoader | None = None
+        self.undo_stack = QUndoStack(self)
+        self.canvas = Canvas()
+        self.canvas.set_message("Open a folder of images: File ▸ Open Folder…")
+        self.setCentralWidget(self.canvas)
+        self.instance_list = InstanceList()
+        self.category_panel = CategoryPanel()
+        self.instance_list.instanceSelected.connect(self.canvas.select_instance)
+        self.browser_dock = self._dock(
+            "Images", QLabel("No folder open"), Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        self._dock("Instances", self.instance_list, Qt.DockWidgetArea.RightDockWidgetArea)
+        self._dock("Categories", self.category_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.view_controls = ViewControls()
+        self.view_controls.set_opacity(self.canvas.opacity)
+        self.view_controls.opacityChanged.connect(self.canvas.set_opacity)
+        toolbar = QToolBar("View")
+        toolbar.setObjectName("view-toolbar")
+        toolbar.addWidget(self.view_controls)
+        self.addToolBar(toolbar)
+        self.run_progress = RunProgress()
+        self.device_label = QLabel("Device: –")
+        self.model_label = QLabel("Model: none")
+        for widget in (self.run_progress, self.device_label, self.model_label):
+            self.statusBar().addPermanentWidget(widget)
+        self._build_menus()
+        self._set_project_actions_enabled(False)
+
+    # ------------------------------------------------------------------------------------------ project
+    def open_folder(self, folder: str | Path, *, weights: str | None = None) -> bool:
+        """Open ``folder``'s project (closing the current one) and restore where the user left off."""
+        folder = Path(folder).resolve()
+        store = open_project(self, folder)
+        if store is None:
+            return False
+        self.close_project()
+        # Everything that belongs to this project is a child of its document, so closing deletes it all
+        # at once, together with any queued signal still on its way to it.
+        document = Document(store, self)
+        self.document = document
+        self.loader = ImageLoader(document)
+        self.browser = ImageBrowser(ImageListModel(document, self.loader, document))
+        self.browser_dock.setWidget(self.browser)
+        CanvasPresenter(document, self.loader, self.canvas, self.instance_list, self.category_panel)
+        self.segmentation = SegmentationController(document, document)
+        self._wire_project(document, self.segmentation, self.browser)
+        self.view_controls.set_score_threshold(document.score_threshold)
+        document.scan()
+        document.restore_current_image()
+        self.setWindowTitle(f"{folder.name} — {APP_NAME}")
+        add_recent_folder(folder)
+        self._rebuild_recent_menu()
+        self._set_project_actions_enabled(True)
+        source = weights or store.get_setting("active_model") or _default_model()
+        if source:
+            self.load_model(source)
+        return True
+
+    def close_project(self) -> None:
+        """Stop the worker and release the project (everything is already saved)."""
+        if self.document is None:
+            return
+        self.segmentation.shutdown()
+        self.loader.wait()
+        self.document.store.close()
+        shiboken6.delete(self.document)  # now, not later: no queued result may reach a closed store
+        self.document = self.segmentation = self.loader = None
+        self.browser = None
+        self.browser_dock.setWidget(QLabel("No folder open"))
+        self.undo_stack.clear()
+        self.canvas.set_message("Open a folder of images: File ▸ Open Folder…")
+        self.instance_list.clear()
+        self.category_panel.clear()
+        self._set_project_actions_enabled(False)
+
+    def load_model(self, source: str) -> None:
+        """Load a checkpoint into the worker; the choice is saved in the project once it has loaded."""
+        if self.segmentation is None:
+            return
+        if not Path(source).is_file():
+            self.statusBar().showMessage(f"Model file not found: {source} — Model ▸ Load weights…", 10_000)
+            return
+        self.model_label.setText(f"Model: loading {Path(source).name}…")
+        self.segmentation.load_model(self._predictor_factory(source), source)
+
+    # ------------------------------------------------------------------------------------------ actions
+    def auto_segment_image(self) -> None:
+        doc = self.document
+        if doc is None or doc.current_image_id < 0 or not self._model_ready():
+            return
+        if doc.image_error(doc.current_image_id):
+            self.statusBar().showMessage(doc.image_error(doc.current_image_id), 10_000)
+            return
+        self.segmentation.segment([doc.current_image_id])
+
+    def auto_segment_all(self) -> None:
+        if self.document is None or not self._model_ready():
+            return
+        todo, skipped = self.document.images_to_segment()
+        batch = 4 if self.segmentation.model and self.segmentation.model.device.startswith("cuda") else 1
+        self.segmentation.segment([image.id for image in todo], batch_size=batch)
+        if skipped:
+            self.statusBar().showMessage(f"Skipping {skipped} image(s) you corrected or verified", 10_000)
+
+    def choose_and_load_model(self) -> None:
+        source = choose_model(self)
+        if source:
+            self.load_model(source)
+
+    def choose_and_open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", str(Path.home()))
+        if folder:
+            self.open_folder(folder)
+
+    def import_coco_file(self) -> None:
+        if self.document is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import COCO", str(self.document.folder), "COCO JSON (*.json)"
+        )
+        if not path:
+            return
+        try:
+            summary = import_coco(self.document.store, Path(path))
+        except ValueError as exc:
+            QMessageBox.critical(self, "Import COCO", str(exc))
+            return
+        self.document.scan()
+        self.document.restore_current_image()
+        QMessageBox.information(
+            self,
+            "Import COCO",
+            f"Added {summary.added} annotations on {summary.images} images.\n\n{summary.report}",
+        )
+
+    def export_coco_file(self) -> None:
+        if self.document is None:
+            return
+        fmt, ok = QInputDialog.getItem(self, "Export COCO", "Masks as:", ["rle", "polygon"], 0, False)
+        if not ok:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export COCO", str(self.document.folder / "annotations.json"), "COCO JSON (*.json)"
+        )
+        if not path:
+            return
+        try:
+            summary = export_coco(self.document.store, Path(path), segmentation=fmt)
+        except (ValueError, OSError) as exc:
+            QMessageBox.critical(self, "Export COCO", str(exc))
+            return
+        self.statusBar().showMessage(
+            f"Exported {summary.annotations} annotations on {summary.images} images to {path}", 10_000
+        )
+
+    def step_image(self, step: int) -> None:
+        doc = self.document
+        if doc is None or not doc.images():
+            return
+        row = doc.row_of(doc.current_image_id) if doc.current_image_id >= 0 else -1
+        row = min(max(row + step, 0), len(doc.images()) - 1)
+        doc.set_current_image(doc.images()[row].id)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.close_project()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------------------------------- wiring
+    def _wire_project(self, doc: Document, seg: SegmentationController, browser: ImageBrowser) -> None:
+        browser.imageSelected.connect(doc.set_current_image)
+        doc.currentImageChanged.connect(lambda i: i >= 0 and browser.select_image(i, doc.row_of(i)))
+        self.view_controls.scoreThresholdChanged.connect(doc.set_score_threshold)
+        seg.busyChanged.connect(self.run_progress.set_busy)
+        seg.progressChanged.connect(self.run_progress.set_progress)
+        seg.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        seg.modelChanged.connect(self._show_model)
+        seg.modelFailed.connect(lambda _e: self.model_label.setText("Model: none (failed to load)"))
+
+    def _show_model(self, model: LoadedModel) -> None:
+        gpu = model.device.startswith("cuda")
+        self.device_label.setText(f"Device: {'GPU' if gpu else 'CPU'} ({model.device})")
+        self.model_label.setText(f"Model: {model.info.name}")
+
+    def _model_ready(self) -> bool:
+        if self.segmentation is not None and self.segmentation.model is not None:
+            return True
+        self.statusBar().showMessage("No model loaded yet — Model ▸ Load weights…", 10_000)
+        return False
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{title.lower()}-dock")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, menu, text: str, slot, shortcut: QKeySequence | str | None = None) -> QAction:  # noqa: ANN001
+        action = menu.addAction(text)
+        if slot is not None:
+            action.triggered.connect(slot)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self._action(file, "&Open Folder…", self.choose_and_open_folder, QKeySequence.StandardKey.Open)
+        self.recent_menu = file.addMenu("Recent folders")
+        self._rebuild_recent_menu()
+        file.addSeparator()
+        self.import_action = self._action(file, "&Import COCO…", self.import_coco_file, "Ctrl+I")
+        self.export_action = self._action(file, "&Export COCO…", self.export_coco_file, "Ctrl+E")
+        file.addSeparator()
+        self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        edit = bar.addMenu("&Edit")
+        undo = self.undo_stack.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence.StandardKey.Undo)
+        redo = self.undo_stack.createRedoAction(self, "&Redo")
+        redo.setShortcut(QKeySequence.StandardKey.Redo)
+        edit.addActions([undo, redo])
+
+        view = bar.addMenu("&View")
+        self._action(view, "Zoom &in", self.canvas.zoom_in, QKeySequence.StandardKey.ZoomIn)
+        self._action(view, "Zoom &out", self.canvas.zoom_out, QKeySequence.StandardKey.ZoomOut)
+        self._action(view, "&Fit image", self.canvas.fit, "Ctrl+0")
+        view.addSeparator()
+        self._action(view, "More overlay opacity", lambda: self._nudge_opacity(0.1), "]")
+        self._action(view, "Less overlay opacity", lambda: self._nudge_opacity(-0.1), "[")
+        view.addSeparator()
+        for text, attr, setter, key in (
+            ("Show &boxes", "show_boxes", self.canvas.set_show_boxes, "B"),
+            ("Show &labels", "show_labels", self.canvas.set_show_labels, "L"),
+            ("Show &scores", "show_scores", self.canvas.set_show_scores, "S"),
+        ):
+            action = self._action(view, text, None, key)
+            action.setCheckable(True)
+            action.setChecked(getattr(self.canvas, attr))
+            action.toggled.connect(setter)
+        view.addSeparator()
+        self._action(view, "&Next image", lambda: self.step_image(1), "PgDown")
+        self._action(view, "&Previous image", lambda: self.step_image(-1), "PgUp")
+
+        model = bar.addMenu("&Model")
+        self.load_weights_action = self._action(model, "&Load weights…", self.choose_and_load_model, "Ctrl+L")
+        self.segment_image_action = self._action(
+            model, "Auto-segment &image", self.auto_segment_image, "Ctrl+R"
+        )
+        self.segment_all_action = self._action(
+            model, "Auto-segment &all", self.auto_segment_all, "Ctrl+Shift+R"
+        )
+        self._action(model, "&Cancel auto-segment", self._cancel, "Esc")
+        model.addSeparator()
+        self.finetune_action = self._action(model, "&Fine-tune…", None)
+        self.finetune_action.setEnabled(False)
+        self.finetune_action.setToolTip("Fine-tuning from the window is not available yet")
+        self.run_progress.cancelRequested.connect(self._cancel)
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", lambda: show_shortcuts(self, self.actions()), "F1")
+        self._action(help_menu, "&About", lambda: show_about(self))
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for folder in recent_folders():
+            self.recent_menu.addAction(str(folder)).triggered.connect(
+                lambda _c=False, f=folder: self.open_folder(f)
+            )
+        self.recent_menu.setEnabled(not self.recent_menu.isEmpty())
+
+    def _set_project_actions_enabled(self, enabled: bool) -> None:
+        for action in (
+            self.import_action,
+            self.export_action,
+            self.load_weights_action,
+            self.segment_image_action,
+            self.segment_all_action,
+        ):
+            action.setEnabled(enabled)
+
+    def _nudge_opacity(self, delta: float) -> None:
+        self.canvas.set_opacity(self.canvas.opacity + delta)
+        self.view_controls.set_opacity(self.canvas.opacity)
+
+    def _cancel(self) -> None:
+        if self.segmentation is not None:
+            self.segmentation.cancel()
+
+
+def _default_model() -> str | None:
+    demo = bundled_demo_model()
+    return str(demo) if demo is not None else None

@@ -1,0 +1,1 @@
+"""The widgets of the main window: canvas, image browser, instance list, category panel, dialogs."""

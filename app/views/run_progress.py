@@ -1,0 +1,45 @@
+"""The status-bar progress of an auto-segment run: bar, images done, ETA, and a Cancel button."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+
+def format_eta(seconds: float) -> str:
+    """``"ETA 1:05"`` style text; empty while unknown (negative)."""
+    if seconds < 0:
+        return ""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"ETA {hours}:{minutes:02d}:{secs:02d}" if hours else f"ETA {minutes}:{secs:02d}"
+
+
+class RunProgress(QWidget):
+    """Hidden while nothing runs. ``cancelRequested`` fires on Cancel."""
+
+    cancelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.bar = QProgressBar()
+        self.bar.setMaximumWidth(180)
+        self.label = QLabel()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        layout.addWidget(self.bar)
+        layout.addWidget(self.label)
+        layout.addWidget(self.cancel_button)
+        self.setVisible(False)
+
+    def set_busy(self, busy: bool) -> None:
+        self.setVisible(busy)
+
+    def set_progress(self, done: int, total: int, eta_seconds: float) -> None:
+        self.bar.setMaximum(max(total, 1))
+        self.bar.setValue(done)
+        eta = format_eta(eta_seconds)
+        self.label.setText(f"{done}/{total}" + (f"  {eta}" if eta else ""))

@@ -1,0 +1,1 @@
+"""Background workers: inference (QThread) and image loading (thread pool)."""

@@ -1,0 +1,221 @@
+"""The inference worker: a QObject living in its own QThread that owns the predictor.
+
+Threading model (see ``docs/adr/threading-model.md``):
+
+- The predictor is *built* inside the worker thread by a factory, so ``torch`` is imported there and never
+  on the GUI thread. Tests pass a factory that returns a fake predictor giving real ``Prediction`` objects.
+- Requests arrive as queued signals (``load``, ``run``); results leave as queued signals tagged with a
+  job id. Masks are RLE-encoded here, so the GUI thread only stores a few short strings per image.
+- :meth:`InferenceWorker.cancel` is the one method called from the GUI thread directly: it only sets a
+  thread-safe flag that the running job (and the predictor, through its cancel token) checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal, Slot
+
+from app.model_types import Detection, ImageResult
+from maskrcnn_core.types import ModelInfo, Prediction
+
+# The lowest score kept from the model: the score slider then re-filters without running it again.
+STORED_SCORE_THRESHOLD = 0.05
+
+
+class CancelFlag:
+    """A thread-safe cancel request with the interface of ``maskrcnn_core.CancelToken`` (``cancel()``,
+    ``cancelled``), usable without importing torch on the GUI thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+class PredictorProtocol(Protocol):
+    """What the app needs from ``maskrcnn_core.Predictor``."""
+
+    model_info: ModelInfo
+    device: str
+
+    def predict(
+        self,
+        images: Sequence[str | os.PathLike[str] | np.ndarray],
+        *,
+        score_thresh: float = 0.05,
+        cancel: CancelFlag | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[Prediction]: ...
+
+
+PredictorFactory = Callable[[], PredictorProtocol]
+
+
+def checkpoint_factory(weights: str | os.PathLike[str], device: str | None = None) -> PredictorFactory:
+    """A factory for the real predictor; torch is imported when it is called, in the worker thread."""
+
+    def build() -> PredictorProtocol:
+        from maskrcnn_core.predictor import Predictor
+
+        return Predictor(weights, device=device)
+
+    return build
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """The model the worker holds: what it is, where it runs, and its file's SHA-256 (``None`` if no file)."""
+
+    info: ModelInfo
+    device: str
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """Segment ``items`` (``(image id, path)`` pairs) in order, ``batch_size`` images per model call."""
+
+    id: int
+    items: tuple[tuple[int, str], ...]
+    batch_size: int = 1
+
+
+class InferenceWorker(QObject):
+    """Lives in a QThread; see the module docstring. All signals carry the job id they belong to."""
+
+    modelLoaded = Signal(object)  # LoadedModel
+    modelFailed = Signal(str)
+    jobStarted = Signal(int, int)  # job id, number of images
+    resultReady = Signal(int, object)  # job id, ImageResult
+    imageFailed = Signal(int, int, str)  # job id, image id, message: the model failed, not the file
+    progress = Signal(int, int, int)  # job id, images done, total
+    jobFinished = Signal(int, bool, str)  # job id, cancelled, error message ("" when none)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._predictor: PredictorProtocol | None = None
+        self._lock = threading.Lock()
+        self._cancelled_jobs: set[int] = set()
+        self._flags: dict[int, CancelFlag] = {}
+
+    @Slot(object)
+    def load(self, factory: PredictorFactory) -> None:
+        """Build the predictor (in this thread) and announce it, or say why it failed."""
+        try:
+            predictor = factory()
+            path = predictor.model_info.path
+            digest = _sha256(Path(path)) if path and Path(path).is_file() else None
+        except Exception as exc:  # noqa: BLE001 - any failure becomes a message; the window must live on
+            self.modelFailed.emit(f"{type(exc).__name__}: {exc}")
+            return
+        self._predictor = predictor
+        self.modelLoaded.emit(LoadedModel(predictor.model_info, str(predictor.device), digest))
+
+    def cancel(self, job_id: int) -> None:
+        """Ask job ``job_id`` to stop (safe to call from any thread; it may not have started yet)."""
+        with self._lock:
+            self._cancelled_jobs.add(job_id)
+            flag = self._flags.get(job_id)
+        if flag is not None:
+            flag.cancel()
+
+    @Slot(object)
+    def run(self, job: Job) -> None:
+        """Segment the job's images, emitting one ``resultReady`` per image as soon as it is done."""
+        flag = CancelFlag()
+        with self._lock:
+            self._flags[job.id] = flag
+            if job.id in self._cancelled_jobs:
+                flag.cancel()
+        total = len(job.items)
+        self.jobStarted.emit(job.id, total)
+        try:
+            if self._predictor is None:
+                self.jobFinished.emit(job.id, False, "no model is loaded")
+                return
+            done = 0
+            for start in range(0, total, max(1, job.batch_size)):
+                if flag.cancelled:
+                    break
+                chunk = job.items[start : start + max(1, job.batch_size)]
+                self._run_chunk(job.id, chunk, flag)
+                done += len(chunk)
+                self.progress.emit(job.id, min(done, total), total)
+            self.jobFinished.emit(job.id, flag.cancelled, "")
+        finally:
+            with self._lock:
+                self._flags.pop(job.id, None)
+                self._cancelled_jobs.discard(job.id)
+
+    def _run_chunk(self, job_id: int, chunk: Sequence[tuple[int, str]], flag: CancelFlag) -> None:
+        assert self._predictor is not None
+        try:
+            predictions = self._predictor.predict(
+                [path for _, path in chunk], score_thresh=STORED_SCORE_THRESHOLD, cancel=flag
+            )
+        except Exception as exc:  # noqa: BLE001 - e.g. out of memory: report it and go on with the next image
+            for image_id, _ in chunk:
+                self.imageFailed.emit(job_id, image_id, f"{type(exc).__name__}: {exc}")
+            return
+        if flag.cancelled and len(predictions) < len(chunk):
+            return  # the predictor stopped early: what it did not finish is simply not reported
+        names = {c.id: c.name for c in self._predictor.model_info.categories}
+        # Not strict: a cancelled predictor returns the images it finished, and only those are reported.
+        for (image_id, _), prediction in zip(chunk, predictions, strict=False):
+            try:
+                result = to_image_result(image_id, prediction, names)
+            except Exception as exc:  # noqa: BLE001 - one bad output must not end the whole run
+                self.imageFailed.emit(job_id, image_id, f"{type(exc).__name__}: {exc}")
+                continue
+            self.resultReady.emit(job_id, result)
+
+
+def to_image_result(image_id: int, prediction: Prediction, names: dict[int, str]) -> ImageResult:
+    """Encode a ``Prediction`` for the store: RLE masks, category names; empty masks are dropped."""
+    from maskrcnn_core.masks import mask_to_rle
+
+    if prediction.error is not None:
+        return ImageResult(image_id, prediction.image_size, (), prediction.error)
+    detections = []
+    for box, score, category_id, mask in zip(
+        prediction.boxes.tolist(),
+        prediction.scores.tolist(),
+        prediction.category_ids.tolist(),
+        prediction.masks,
+        strict=True,
+    ):
+        area = mask.area
+        if area == 0:
+            continue
+        rle = mask_to_rle(mask)
+        detections.append(
+            Detection(
+                category_name=names.get(int(category_id), f"class {int(category_id)}"),
+                rle={"size": [int(v) for v in rle["size"]], "counts": rle["counts"]},
+                box=tuple(float(v) for v in box),
+                area=area,
+                score=float(score),
+            )
+        )
+    return ImageResult(image_id, tuple(int(v) for v in prediction.image_size), tuple(detections))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,0 +1,501 @@
+"""``python -m maskrcnn_core`` (also ``maskrcnn-core``): train, predict, evaluate, synthetic.
+
+Exit codes: 0 done, 1 failed while running, 2 bad input (the message says what), 3 cancelled
+(SIGINT/SIGTERM: the last checkpoint is written first, and ``--resume`` continues from it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
+
+BACKBONES = {
+    "resnet18": "resnet18_fpn",
+    "resnet34": "resnet34_fpn",
+    "resnet50": "resnet50_fpn",
+    "resnet50-v2": "resnet50_fpn_v2",
+    "resnet101": "resnet101_fpn",
+    "mobilenet_v2": "mobilenet_v2_fpn",
+}
+
+
+class BadInput(Exception):
+    """Reported as a one-line error with exit code 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except BadInput as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+# ------------------------------------------------------------------------------------------ train
+
+
+def _train(args: argparse.Namespace) -> int:
+    import torch.distributed as dist
+
+    from maskrcnn_core.model.factories import build_model
+    from maskrcnn_core.predictor import CancelToken
+    from maskrcnn_core.training import LAST_CHECKPOINT, TrainConfig, TrainingError, train
+    from maskrcnn_core.weights import load_weights_into, read_checkpoint
+
+    _set_threads(args.num_threads)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = _device(args.device, local_rank)
+    if world > 1:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if world > 1 else 0
+    try:
+        train_data = _load_dataset(
+            args.train_json, args.images, "training", fatal_if_empty=True, quiet=rank != 0
+        )
+        val_data = None
+        if args.val_json:
+            val_data = _load_dataset(
+                args.val_json,
+                args.val_images or args.images,
+                "validation",
+                fatal_if_empty=True,
+                quiet=rank != 0,
+            )
+        config = TrainConfig(
+            iterations=args.iterations,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            trainable_backbone_layers=args.trainable_backbone_layers,
+            mixed_precision=not args.no_mixed_precision,
+            checkpoint_every=args.checkpoint_every,
+            eval_every=args.eval_every,
+            seed=args.seed,
+            hflip_prob=args.hflip,
+            scale_jitter=None if args.no_scale_jitter else (args.scale_min, args.scale_max),
+        )
+        classes = {
+            "class_names": train_data.class_names,
+            "category_ids": tuple(c.id for c in train_data.categories),
+        }
+        sizes = {k: v for k, v in (("min_size", args.min_size), ("max_size", args.max_size)) if v is not None}
+        out = Path(args.out)
+        parent = None
+        if args.resume:
+            checkpoint = read_checkpoint(out / LAST_CHECKPOINT) if (out / LAST_CHECKPOINT).is_file() else None
+            if checkpoint is None:
+                raise BadInput(f"--resume: no {LAST_CHECKPOINT} in {out}")
+            if tuple(checkpoint.class_names) != train_data.class_names:
+                raise BadInput(
+                    f"--resume: {out / LAST_CHECKPOINT} has classes {list(checkpoint.class_names)}, "
+                    f"the training data {list(train_data.class_names)}"
+                )
+            model = build_model(checkpoint.arch, **classes)
+            parent = (checkpoint.metadata or {}).get("parent")
+        elif args.weights:
+            checkpoint = read_checkpoint(args.weights)
+            if checkpoint.arch is None:
+                raise BadInput(f"cannot tell which architecture {args.weights} is for")
+            model = build_model(checkpoint.arch, **classes, **sizes)
+            new = load_weights_into(model, checkpoint)
+            parent = str(args.weights)
+            if new and rank == 0:
+                print(f"classes new to {args.weights} (start untrained): {', '.join(new)}", file=sys.stderr)
+        else:
+            head = {
+                k: v
+                for k, v in (
+                    ("fpn_channels", args.fpn_channels),
+                    ("hidden_dim", args.hidden_dim),
+                    ("mask_hidden_channels", args.mask_hidden_channels),
+                )
+                if v is not None
+            }
+            if args.anchor_sizes:
+                if args.backbone != "mobilenet_v2":
+                    raise BadInput(
+                        "--anchor-sizes applies to --backbone mobilenet_v2 (ResNet-FPN uses 32..512)"
+                    )
+                head["anchor_sizes"] = tuple(int(s) for s in args.anchor_sizes.split(","))
+            if args.no_pretrained_backbone:
+                head["backbone_weights"] = None
+            model = build_model({"name": BACKBONES[args.backbone], "kwargs": {}}, **classes, **sizes, **head)
+        model.to(device)
+        cancel = CancelToken()
+        _cancel_on_signals(cancel)
+        callbacks = [_MetricsFile(out / "metrics.jsonl")] if rank == 0 else []
+        if rank == 0:
+            callbacks.append(_progress_printer(args.progress))
+        metadata = {
+            "name": args.name or out.name,
+            "parent": parent,
+            "train_json": str(args.train_json),
+            "images": str(args.images),
+            "num_train_images": len(train_data.images),
+        }
+        try:
+            result = train(
+                model,
+                train_data,
+                out,
+                config,
+                val_data=val_data,
+                callbacks=callbacks,
+                cancel=cancel,
+                resume=args.resume,
+                metadata=metadata,
+            )
+        except TrainingError as exc:
+            _report_error(args.progress, str(exc))
+            return EXIT_FAILED
+        if result.status == "cancelled":
+            if rank == 0:
+                print(f"cancelled at iteration {result.iteration}; resume with --resume", file=sys.stderr)
+            return EXIT_CANCELLED
+        if rank == 0 and args.progress != "jsonl":
+            print(f"model written to {result.model_path}", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+# ------------------------------------------------------------------------------------------ predict
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from maskrcnn_core.data.coco import predictions_to_coco_results, write_json_atomic
+    from maskrcnn_core.image_io import IMAGE_EXTENSIONS
+    from maskrcnn_core.predictor import Predictor
+
+    _set_threads(args.num_threads)
+    images_dir = Path(args.images)
+    if args.coco:
+        data = _load_dataset(args.coco, images_dir, "image list", fatal_if_empty=False, quiet=False)
+        paths = [im.path for im in data.images]
+        image_ids = [im.id for im in data.images]
+    else:
+        if not images_dir.is_dir():
+            raise BadInput(f"--images: {images_dir} is not a folder")
+        paths = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+        image_ids = list(range(1, len(paths) + 1))
+    if not paths:
+        raise BadInput(f"no images to predict in {images_dir}")
+    predictor = Predictor(args.weights, device=args.device, batch_size=args.batch_size)
+    bar = _bar(len(paths), "predict") if args.progress == "bar" else None
+    predictions = predictor.predict(
+        paths,
+        score_thresh=args.score_thresh,
+        progress=(lambda done, total: bar.update(done - bar.n)) if bar else None,
+    )
+    if bar:
+        bar.close()
+    failed = [p for p in predictions if not p.ok]
+    for p in failed:
+        print(f"skipped {p.source}: {p.error}", file=sys.stderr)
+    results = predictions_to_coco_results(predictions, image_ids)
+    if not args.coco:  # without a COCO file, say which file each image id is
+        names = {i: Path(p).name for i, p in zip(image_ids, paths, strict=False)}
+        for r in results:
+            r["file_name"] = names[r["image_id"]]
+    write_json_atomic(args.out, results)
+    print(
+        f"{len(results)} detections on {len(paths) - len(failed)} images written to {args.out}"
+        + (f"; {len(failed)} images could not be read" if failed else ""),
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from maskrcnn_core.evaluation import evaluate_coco
+
+    if (args.pred is None) == (args.weights is None):
+        raise BadInput("give either --pred results.json or --weights CKPT (with --images)")
+    if args.weights:
+        from maskrcnn_core.predictor import Predictor
+        from maskrcnn_core.validation import evaluate_model
+
+        _set_threads(args.num_threads)
+        if not args.images:
+            raise BadInput("--weights needs --images DIR")
+        data = _load_dataset(args.gt, args.images, "ground truth", fatal_if_empty=True, quiet=False)
+        result = evaluate_model(Predictor(args.weights, device=args.device), data)
+    else:
+        result = evaluate_coco(args.gt, args.pred)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.format_table())
+    return EXIT_OK
+
+
+def _synthetic(args: argparse.Namespace) -> int:
+    from maskrcnn_core.data.synthetic import generate_synthetic_dataset
+
+    path = generate_synthetic_dataset(
+        args.out,
+        num_images=args.num_images,
+        seed=args.seed,
+        image_size=(args.height, args.width),
+        split_name=args.split,
+    )
+    print(path)
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _load_dataset(json_path, images_dir, role: str, *, fatal_if_empty: bool, quiet: bool):
+    from maskrcnn_core.data.coco import load_coco
+
+    data, report = load_coco(json_path, images_dir)
+    if report.fatal:
+        raise BadInput(f"the {role} file {json_path} cannot be used:\n{report.summary()}")
+    if not quiet and (report.skipped or report.warnings):
+        print(f"{role} data {json_path}:\n{report.summary()}", file=sys.stderr)
+    if fatal_if_empty and not data.images:
+        raise BadInput(f"the {role} file {json_path} has no usable images")
+    return data
+
+
+def _device(name: str | None, local_rank: int):
+    import torch
+
+    if name in (None, "auto"):
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInput("--device cuda: no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _set_threads(num_threads: int | None) -> None:
+    if num_threads:
+        import torch
+
+        torch.set_num_threads(num_threads)
+
+
+def _cancel_on_signals(cancel) -> None:
+    def handler(signum, frame):  # noqa: ARG001 - signal handler signature
+        cancel.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+class _MetricsFile:
+    """Appends every training event to RUN/metrics.jsonl (flushed: a crash keeps what was logged)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(event) + "\n")
+
+
+def _progress_printer(mode: str):
+    if mode == "jsonl":
+
+        def jsonl(event: dict[str, Any]) -> None:
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+
+        return jsonl
+    if mode == "none":
+        return lambda event: None
+    state: dict[str, Any] = {}
+
+    def bar(event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start":
+            state["bar"] = _bar(event["iterations"], "train", initial=event["start_iteration"])
+        elif kind == "progress":
+            b = state["bar"]
+            b.update(event["iteration"] - b.n)
+            b.set_postfix(
+                loss=f"{event['losses']['total_loss']:.3f}",
+                lr=f"{event['lr']:.2e}",
+                img_s=f"{event['images_per_s']:.1f}",
+            )
+        elif kind == "evaluation":
+            segm = event["metrics"].get("segm", {})
+            state["bar"].write(
+                f"iteration {event['iteration']}: mask AP {segm.get('ap')}, AP50 {segm.get('ap50')}"
+            )
+        elif kind in ("done", "cancelled") and "bar" in state:
+            state["bar"].close()
+
+    return bar
+
+
+def _bar(total: int, desc: str, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="it", file=sys.stderr, dynamic_ncols=True)
+
+
+def _report_error(mode: str, message: str) -> None:
+    if mode == "jsonl":
+        sys.stdout.write(json.dumps({"event": "error", "message": message}) + "\n")
+        sys.stdout.flush()
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maskrcnn-core",
+        description="Mask R-CNN Studio's engine from the command line: train, predict and evaluate.",
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    t = sub.add_parser(
+        "train",
+        help="train or fine-tune on a COCO dataset",
+        formatter_class=fmt,
+        description="Train or fine-tune a Mask R-CNN on COCO annotations.",
+        epilog=textwrap.dedent("""\
+                           examples:
+                             maskrcnn-core train --train-json data/train.json --images data/images \\
+                                 --out runs/shapes --backbone mobilenet_v2 --iterations 2000
+                             maskrcnn-core train --train-json fixes.json --images photos --out runs/v2 \\
+                                 --weights runs/v1/model_final.pt --epochs 20 --progress jsonl
+                             torchrun --nproc-per-node 2 -m maskrcnn_core train ... (DistributedDataParallel)
+                           writes RUN/model_final.pt, RUN/checkpoint_last.pt (resumable),
+                           and RUN/metrics.jsonl"""),
+    )
+    t.add_argument("--train-json", required=True, help="COCO annotations to train on")
+    t.add_argument("--images", required=True, help="folder the file_names of --train-json are relative to")
+    t.add_argument("--out", required=True, help="run folder for checkpoints and metrics, e.g. runs/exp1")
+    t.add_argument("--val-json", help="COCO annotations to validate on (mask AP, box AP)")
+    t.add_argument("--val-images", help="folder for --val-json (default: --images)")
+    t.add_argument(
+        "--weights", help="start from: our checkpoint, a torchvision state dict, 'coco' or 'coco-v2'"
+    )
+    t.add_argument(
+        "--backbone",
+        choices=sorted(BACKBONES),
+        default="resnet50",
+        help="architecture when starting without --weights (default: resnet50)",
+    )
+    length = t.add_mutually_exclusive_group(required=True)
+    length.add_argument("--iterations", type=int, help="optimizer steps, e.g. 2000")
+    length.add_argument("--epochs", type=float, help="passes over the training images, e.g. 12")
+    t.add_argument("--batch-size", type=int, default=2, help="images per step and process (default 2)")
+    t.add_argument("--lr", type=float, help="base learning rate (default 0.02 * global batch / 16)")
+    t.add_argument(
+        "--min-size", type=int, help="shorter side the images are resized to (default: the model's)"
+    )
+    t.add_argument("--max-size", type=int, help="cap on the longer side (default: the model's)")
+    t.add_argument(
+        "--trainable-backbone-layers",
+        type=int,
+        choices=range(0, 6),
+        metavar="{0..5}",
+        help="backbone stages that train, from the last (default: 3 when pretrained, 5 from scratch)",
+    )
+    t.add_argument("--fpn-channels", type=int, help="FPN width for a new model (default 256)")
+    t.add_argument("--hidden-dim", type=int, help="box-head width for a new model (default 1024)")
+    t.add_argument("--mask-hidden-channels", type=int, help="mask-head width for a new model (default 256)")
+    t.add_argument(
+        "--anchor-sizes",
+        help="MobileNetV2-FPN anchor size per level, e.g. 16,32,64,128 for small "
+        "images (default 32,64,128,256)",
+    )
+    t.add_argument(
+        "--no-pretrained-backbone",
+        action="store_true",
+        help="start a new model's backbone from random weights instead of ImageNet's",
+    )
+    t.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints (500)")
+    t.add_argument("--eval-every", type=int, help="iterations between validations (default: at the end only)")
+    t.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, sampling)")
+    t.add_argument("--hflip", type=float, default=0.5, help="horizontal-flip probability (0.5)")
+    t.add_argument("--scale-min", type=float, default=0.8, help="scale-jitter range, low end (0.8)")
+    t.add_argument("--scale-max", type=float, default=1.25, help="scale-jitter range, high end (1.25)")
+    t.add_argument("--no-scale-jitter", action="store_true", help="train at one scale")
+    t.add_argument("--no-mixed-precision", action="store_true", help="train in float32 on CUDA")
+    t.add_argument(
+        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="(default: cuda if available)"
+    )
+    t.add_argument("--num-threads", type=int, help="CPU threads for torch (default: torch's)")
+    t.add_argument(
+        "--progress",
+        choices=["bar", "jsonl", "none"],
+        default="bar",
+        help="a progress bar on stderr, or one JSON object per line on stdout (for the app)",
+    )
+    t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint_last.pt")
+    t.add_argument("--name", help="model name stored in the checkpoint (default: the run folder's name)")
+    t.set_defaults(run=_train)
+
+    p = sub.add_parser(
+        "predict",
+        help="segment a folder of images into COCO results",
+        formatter_class=fmt,
+        epilog="example:\n  maskrcnn-core predict --weights runs/exp1/model_final.pt "
+        "--images photos --out results.json",
+    )
+    p.add_argument("--weights", required=True, help="checkpoint file, or 'coco' / 'coco-v2'")
+    p.add_argument("--images", required=True, help="folder of images")
+    p.add_argument("--coco", help="COCO file listing the images (its image ids are used in the results)")
+    p.add_argument("--out", required=True, help="COCO results JSON to write")
+    p.add_argument(
+        "--score-thresh", type=float, default=0.05, help="keep detections scoring at least this (0.05)"
+    )
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--device", choices=["cpu", "cuda"], help="(default: cuda if available)")
+    p.add_argument("--num-threads", type=int, help="CPU threads for torch")
+    p.add_argument("--progress", choices=["bar", "none"], default="bar")
+    p.set_defaults(run=_predict)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="COCO box and mask AP",
+        formatter_class=fmt,
+        epilog="examples:\n  maskrcnn-core evaluate --gt val.json --pred results.json\n"
+        "  maskrcnn-core evaluate --gt val.json --weights model.pt --images val_images --json",
+    )
+    e.add_argument("--gt", required=True, help="ground-truth COCO annotations")
+    e.add_argument("--pred", help="COCO results JSON (from predict)")
+    e.add_argument("--weights", help="evaluate this checkpoint directly instead of --pred")
+    e.add_argument("--images", help="image folder for --weights")
+    e.add_argument("--device", choices=["cpu", "cuda"], help="(default: cuda if available)")
+    e.add_argument("--num-threads", type=int, help="CPU threads for torch")
+    e.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    e.set_defaults(run=_evaluate)
+
+    s = sub.add_parser(
+        "synthetic",
+        help="generate a synthetic shapes dataset (images + COCO JSON)",
+        epilog="example:\n  maskrcnn-core synthetic data/train --num-images 400 --seed 1",
+        formatter_class=fmt,
+    )
+    s.add_argument("out", help="output folder")
+    s.add_argument("--num-images", type=int, default=100)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--height", type=int, default=192)
+    s.add_argument("--width", type=int, default=256)
+    s.add_argument("--split", default="train", help="name of the split (used in the JSON file name)")
+    s.set_defaults(run=_synthetic)
+    return parser

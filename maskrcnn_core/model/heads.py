@@ -1,0 +1,49 @@
+"""The parts torchvision lacks or that need our settings: the dropout box head and the input transform.
+
+Everything else (RPN head, anchors, RoIAlign, predictors, mask head) is torchvision's own module; the
+parameter names here match torchvision's so that its checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+
+class MLPBoxHead(nn.Module):
+    """The seed's two-layer MLP box head: ``(R, C, P, P) -> (R, hidden_dim)``.
+
+    Same parameter names as torchvision's ``TwoMLPHead`` (``fc6``, ``fc7``), plus dropout after each
+    layer; dropout 0 makes it exactly ``TwoMLPHead``.
+    """
+
+    def __init__(self, in_features: int, hidden_dim: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc6 = nn.Linear(in_features, hidden_dim)
+        self.fc7 = nn.Linear(hidden_dim, hidden_dim)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.flatten(start_dim=1)
+        x = self.dropout(torch.relu(self.fc6(x)))
+        return self.dropout(torch.relu(self.fc7(x)))
+
+
+class ImageTransform(GeneralizedRCNNTransform):
+    """Normalise, resize and batch images, as torchvision does, but without mode switches.
+
+    Scale jitter (a random choice among several ``min_size`` values) applies exactly when targets are
+    given, i.e. for the loss; inference always uses the last ``min_size``. torchvision decides this by
+    ``self.training`` instead, which would make ``predict`` depend on the module mode.
+    """
+
+    def resize(
+        self, image: Tensor, target: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor] | None]:
+        was_training = self.training
+        self.training = target is not None and len(self.min_size) > 1
+        try:
+            return super().resize(image, target)
+        finally:
+            self.training = was_training

@@ -1,0 +1,245 @@
+"""`Predictor`: load a checkpoint once, segment many images; what the app and the CLI use.
+
+It takes numpy images or file paths, batches them, runs on CUDA when there is one (mixed precision and
+channels-last there), and returns plain :class:`~maskrcnn_core.types.Prediction` objects whose masks are
+cropped to their boxes — never a full-image tensor per instance. A file that cannot be read gives an
+error result for that image; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from maskrcnn_core.image_io import read_image, to_rgb_uint8
+from maskrcnn_core.postprocess import paste_masks_cropped
+from maskrcnn_core.types import ModelInfo, Prediction
+from maskrcnn_core.weights import load_model, model_info
+
+ImageSource = str | os.PathLike | np.ndarray
+ProgressCallback = Callable[[int, int], None]
+
+
+class CancelToken:
+    """Set from any thread to stop a running ``predict`` before its next batch."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    index: int
+    source: str | None
+    image: np.ndarray  # (H, W, 3) uint8
+
+
+class Predictor:
+    """A model loaded for inference.
+
+    Args:
+        weights: a checkpoint file (ours or torchvision's) or ``"coco"`` / ``"coco-v2"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
+        batch_size: images per forward pass.
+        mixed_precision: autocast on CUDA (bfloat16 where supported, else float16); ignored on CPU.
+        max_pixels: larger images are refused with an error result (decompression-bomb guard).
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike,
+        *,
+        device: str | torch.device | None = None,
+        batch_size: int = 2,
+        mixed_precision: bool = True,
+        max_pixels: int | None = 100_000_000,
+    ) -> None:
+        device = torch.device(device) if device is not None else _default_device()
+        self._setup(
+            load_model(weights, device=device), device, batch_size, mixed_precision, max_pixels, weights
+        )
+
+    @classmethod
+    def from_model(
+        cls,
+        model: torch.nn.Module,
+        *,
+        batch_size: int = 2,
+        mixed_precision: bool = True,
+        max_pixels: int | None = 100_000_000,
+    ) -> Predictor:
+        """A Predictor around a model already in memory (training's evaluation); it stays on its device."""
+        predictor = cls.__new__(cls)
+        device = next(model.parameters()).device
+        predictor._setup(model, device, batch_size, mixed_precision, max_pixels, None)
+        return predictor
+
+    def _setup(self, model, device, batch_size, mixed_precision, max_pixels, weights) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = device
+        self.model = model
+        self.batch_size = batch_size
+        self.max_pixels = max_pixels
+        self._autocast_dtype: torch.dtype | None = None
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+            if mixed_precision:
+                self._autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.model_info: ModelInfo = model_info(self.model, weights)
+        self._category_ids = np.asarray(self.model.config.category_ids, dtype=np.int64)
+
+    @property
+    def device_name(self) -> str:
+        """What the status bar shows: ``"CPU"`` or the GPU's name."""
+        if self.device.type == "cuda":
+            return f"GPU ({torch.cuda.get_device_name(self.device)})"
+        return "CPU"
+
+    def predict(
+        self,
+        images: Sequence[ImageSource],
+        *,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        top_k: int = 100,
+        cancel: CancelToken | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[Prediction]:
+        """One :class:`Prediction` per image, in order.
+
+        ``images``: file paths (EXIF orientation applied; grayscale, RGBA, 16-bit converted) or numpy
+        arrays ``(H, W)``, ``(H, W, 3)``, ``(H, W, 4)`` of uint8/uint16/float in [0, 1]. An unreadable file
+        gives ``Prediction.failed`` for that image. ``progress(done, total)`` is called after each batch;
+        when ``cancel`` is set the call returns early with the predictions made so far (fewer than images).
+        """
+        if isinstance(images, str | os.PathLike | np.ndarray):
+            raise ValueError("images must be a sequence of paths or arrays; wrap a single image in a list")
+        total = len(images)
+        results: list[Prediction | None] = [None] * total
+        done = 0
+        for start in range(0, total, self.batch_size):
+            if cancel is not None and cancel.cancelled:
+                break
+            batch: list[_Loaded] = []
+            for index in range(start, min(start + self.batch_size, total)):
+                loaded = self._load(index, images[index])
+                if isinstance(loaded, Prediction):
+                    results[index] = loaded
+                else:
+                    batch.append(loaded)
+            for item, prediction in zip(
+                batch, self._run(batch, score_thresh, nms_thresh, top_k), strict=False
+            ):
+                results[item.index] = prediction
+            done = min(start + self.batch_size, total)
+            if progress is not None:
+                progress(done, total)
+        return [r for r in results[:done] if r is not None]
+
+    def segment_boxes(
+        self, image: ImageSource, boxes: np.ndarray, labels: np.ndarray | None = None
+    ) -> Prediction:
+        """Masks for boxes a user drew: ``boxes`` ``(N, 4)`` xyxy in image pixels; ``labels`` ``(N,)`` in
+        ``1..num_classes`` or ``None`` to take the model's best class. ``scores`` are the classifier's
+        probability of each label."""
+        loaded = self._load(0, image)
+        if isinstance(loaded, Prediction):
+            return loaded
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if not np.isfinite(boxes).all() or (boxes[:, 2:] <= boxes[:, :2]).any():
+            raise ValueError("boxes must be finite xyxy boxes with x1 < x2 and y1 < y2")
+        tensor = self._to_tensor(loaded.image)
+        box_tensor = torch.from_numpy(boxes).to(self.device)
+        label_tensor = (
+            None if labels is None else torch.as_tensor(labels, dtype=torch.int64, device=self.device)
+        )
+        with self._autocast():
+            out = self.model.segment_boxes(tensor, box_tensor, label_tensor)
+        size = loaded.image.shape[:2]
+        masks = paste_masks_cropped(out["mask_probs"], box_tensor, size)
+        return self._prediction(loaded.source, size, box_tensor, out["scores"], out["labels"], masks)
+
+    # ------------------------------------------------------------------ internals
+
+    def _load(self, index: int, source: ImageSource) -> _Loaded | Prediction:
+        if isinstance(source, np.ndarray):
+            return _Loaded(index, None, to_rgb_uint8(source))
+        name = os.fspath(source)
+        try:
+            return _Loaded(index, name, read_image(name, max_pixels=self.max_pixels))
+        except ValueError as exc:  # ImageReadError: missing, corrupt, unsupported, too large
+            return Prediction.failed(name, str(exc))
+
+    def _run(
+        self, batch: list[_Loaded], score_thresh: float, nms_thresh: float, top_k: int
+    ) -> list[Prediction]:
+        if not batch:
+            return []
+        try:
+            with self._autocast():
+                detections = self.model.detect(
+                    [self._to_tensor(item.image) for item in batch],
+                    score_thresh=score_thresh,
+                    nms_thresh=nms_thresh,
+                    top_k=top_k,
+                )
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            if len(batch) > 1:  # retry one image at a time before giving up
+                return [p for item in batch for p in self._run([item], score_thresh, nms_thresh, top_k)]
+            h, w = batch[0].image.shape[:2]
+            return [
+                Prediction.failed(
+                    batch[0].source,
+                    f"out of GPU memory on a {w}x{h} image; use a smaller input size (max_size) or the CPU",
+                )
+            ]
+        results = []
+        for item, det in zip(batch, detections, strict=False):
+            masks = paste_masks_cropped(det["mask_probs"], det["boxes"], det["image_size"])
+            results.append(
+                self._prediction(
+                    item.source, det["image_size"], det["boxes"], det["scores"], det["labels"], masks
+                )
+            )
+        return results
+
+    def _prediction(self, source, size, boxes, scores, labels, masks) -> Prediction:
+        labels_np = labels.cpu().numpy().astype(np.int64)
+        return Prediction(
+            image_size=(int(size[0]), int(size[1])),
+            boxes=boxes.float().cpu().numpy(),
+            scores=scores.float().cpu().numpy(),
+            labels=labels_np,
+            category_ids=self._category_ids[labels_np - 1] if len(labels_np) else np.zeros(0, np.int64),
+            masks=tuple(masks),
+            source=source,
+        )
+
+    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (3, H, W) float in [0, 1] on the device (converted there: 4x less to copy)."""
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+        return tensor.permute(2, 0, 1).float().div_(255.0)
+
+    def _autocast(self):
+        if self._autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type="cuda", dtype=self._autocast_dtype)
+
+
+def _default_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")

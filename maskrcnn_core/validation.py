@@ -1,0 +1,45 @@
+"""Score a model on a COCO dataset: predict every image, then COCOeval box and mask AP.
+
+Used by training's periodic validation, by ``python -m maskrcnn_core evaluate --weights``, and by the app
+to compare two model versions on the same validation images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from maskrcnn_core.data.coco import CocoData, coco_dict, predictions_to_coco_results
+from maskrcnn_core.evaluation import EvaluationResult, evaluate_coco
+from maskrcnn_core.predictor import CancelToken, Predictor
+
+
+def evaluate_model(
+    model: torch.nn.Module | Predictor,
+    data: CocoData,
+    *,
+    score_thresh: float = 0.05,
+    batch_size: int = 2,
+    cancel: CancelToken | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EvaluationResult:
+    """COCO AP of ``model`` on ``data``'s images against ``data``'s own annotations.
+
+    The model's classes are matched to the dataset's by category id (the model predicts the ids it was
+    trained with); a class the dataset lacks simply produces unmatched detections.
+    """
+    predictor = model if isinstance(model, Predictor) else Predictor.from_model(model, batch_size=batch_size)
+    paths = [image.path for image in data.images]
+    predictions = predictor.predict(paths, score_thresh=score_thresh, cancel=cancel, progress=progress)
+    failed = [p for p in predictions if not p.ok]
+    if failed:
+        raise ValueError(f"{len(failed)} validation images could not be read, e.g. {failed[0].error}")
+    images = data.images[: len(predictions)]  # fewer when cancelled: score what was predicted
+    known = {c.id for c in data.categories}
+    results = [
+        r
+        for r in predictions_to_coco_results(predictions, [im.id for im in images])
+        if r["category_id"] in known
+    ]
+    return evaluate_coco(coco_dict(images, data.categories), results)

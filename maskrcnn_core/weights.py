@@ -1,0 +1,347 @@
+"""Checkpoint formats: torchvision's COCO files and state dicts, and our own self-describing checkpoints.
+
+Our checkpoint is a plain dict (loadable with ``torch.load(weights_only=True)``; a file that carries
+code is refused)::
+
+    {"format": "maskrcnn-studio-checkpoint", "format_version": 1,
+     "arch": {"name": "resnet50_fpn", "kwargs": {...}},   # rebuilds the model, see model.factories
+     "class_names": [...], "category_ids": [...],          # label i -> class_names[i-1], category_ids[i-1]
+     "state_dict": {...}, "metadata": {...},               # metadata: training data, metrics, parent, ...
+     "training_state": {...}}                              # optional: optimizer, scheduler, RNG, iteration
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from maskrcnn_core.types import Category, ModelInfo
+
+FORMAT = "maskrcnn-studio-checkpoint"
+FORMAT_VERSION = 1
+
+#: torchvision's COCO checkpoints, by the name ``weights=`` accepts
+TORCHVISION_COCO = {
+    "coco": ("maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth", "resnet50_fpn"),
+    "coco-v2": ("maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth", "resnet50_fpn_v2"),
+}
+_DOWNLOAD_ROOT = "https://download.pytorch.org/models/"
+
+#: parameters whose rows belong to individual classes; re-mapped or re-initialised for a new class set
+CLASS_SPECIFIC_PREFIXES = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or does not fit the model."""
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read into memory, whatever its format."""
+
+    source: str
+    kind: str  # "studio" or "torchvision"
+    state_dict: dict[str, Tensor]
+    arch: dict | None
+    class_names: tuple[str, ...]
+    category_ids: tuple[int, ...]
+    metadata: dict = field(default_factory=dict)
+    training_state: dict | None = None
+    #: torchvision's v1 COCO file was trained with FrozenBatchNorm eps 0
+    frozen_bn_eps: float | None = None
+
+    def check_arch(self, name: str) -> None:
+        if self.arch is not None and self.arch.get("name") != name:
+            raise CheckpointError(
+                f"{self.source} holds a {self.arch.get('name')} model; "
+                f"it cannot be loaded into a {name} model"
+            )
+
+
+def hub_checkpoint_path(alias: str) -> Path:
+    """Where torch hub keeps torchvision's COCO file for ``"coco"`` / ``"coco-v2"``."""
+    filename, _ = TORCHVISION_COCO[alias]
+    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+
+
+def read_checkpoint(weights: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint file (ours or torchvision's) or a COCO alias (``"coco"``, ``"coco-v2"``)."""
+    source = os.fspath(weights)
+    if source in TORCHVISION_COCO:
+        path = _fetch_coco(source)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {path}: it contains Python objects beyond tensors and plain data "
+            f"(code could run on load). Re-save its state_dict. ({str(exc).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    if isinstance(raw, dict) and raw.get("format") == FORMAT:
+        return _read_studio(raw, str(path))
+    if isinstance(raw, dict) and raw and all(isinstance(v, Tensor) for v in raw.values()):
+        return _read_torchvision(raw, str(path))
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        # torchvision's reference training scripts save {"model": state_dict, "optimizer": ...}
+        return _read_torchvision(raw["model"], str(path))
+    raise CheckpointError(f"{path} is neither a Mask R-CNN Studio checkpoint nor a torchvision state dict")
+
+
+def load_weights_into(model: torch.nn.Module, checkpoint: Checkpoint) -> list[str]:
+    """Load ``checkpoint`` into ``model``; return the class names that start untrained.
+
+    Backbone, FPN, RPN and the class-independent head layers must fit exactly. The class-specific rows
+    (classifier, box regressor, mask logits) are copied for classes whose names both sides share and
+    re-initialised for new ones, so fine-tuning on a new class set keeps what it can.
+    """
+    config = model.config
+    state = OrderedDict(checkpoint.state_dict)
+    metadata = getattr(checkpoint.state_dict, "_metadata", None)
+    if metadata is not None:
+        state._metadata = metadata  # version info torchvision's old key layouts need
+    same_classes = tuple(config.class_names) == tuple(checkpoint.class_names)
+    new_classes: list[str] = []
+    if not same_classes:
+        class_state = {k: state.pop(k) for k in list(state) if k.startswith(CLASS_SPECIFIC_PREFIXES)}
+        new_classes = _copy_shared_class_rows(model, class_state, checkpoint.class_names)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{checkpoint.source} does not fit this {_arch_name(model)} model: {_first_lines(exc)}"
+        ) from None
+    missing = [k for k in result.missing_keys if same_classes or not k.startswith(CLASS_SPECIFIC_PREFIXES)]
+    if missing or result.unexpected_keys:
+        raise CheckpointError(
+            f"{checkpoint.source} does not fit this {_arch_name(model)} model: "
+            f"{len(missing)} missing keys {missing[:4]}, {len(result.unexpected_keys)} unexpected keys "
+            f"{result.unexpected_keys[:4]}"
+        )
+    if checkpoint.frozen_bn_eps is not None:
+        from torchvision.ops import FrozenBatchNorm2d
+
+        for module in model.modules():
+            if isinstance(module, FrozenBatchNorm2d):
+                module.eps = checkpoint.frozen_bn_eps
+    return new_classes
+
+
+def load_model(weights: str | os.PathLike, *, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """The model a checkpoint describes, with its weights, in eval mode on ``device``."""
+    from maskrcnn_core.model.factories import build_model
+
+    checkpoint = read_checkpoint(weights)
+    arch = checkpoint.arch
+    if arch is None:
+        raise CheckpointError(f"{checkpoint.source}: cannot tell which architecture this state dict is for")
+    model = build_model(arch, class_names=checkpoint.class_names, category_ids=checkpoint.category_ids)
+    load_weights_into(model, checkpoint)
+    model.checkpoint_metadata = dict(checkpoint.metadata)
+    return model.to(device).eval()
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    *,
+    metadata: dict[str, Any] | None = None,
+    training_state: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write our checkpoint atomically (temp file, fsync, rename): a crash leaves the old file intact.
+
+    ``half`` stores floating-point weights as float16 (half the size; loading casts them back).
+    """
+    config = model.config
+    if not config.arch:
+        raise CheckpointError(
+            "this model has a custom backbone, which a checkpoint cannot rebuild; "
+            "save model.state_dict() with torch.save instead"
+        )
+    state = model.state_dict()
+    if half:
+        state = OrderedDict((k, v.half() if v.is_floating_point() else v) for k, v in state.items())
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": config.arch,
+        "class_names": list(config.class_names),
+        "category_ids": list(config.category_ids),
+        "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in state.items()),
+        "metadata": dict(metadata or {}),
+    }
+    if training_state is not None:
+        payload["training_state"] = training_state
+    return atomic_torch_save(payload, path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return path
+
+
+def model_info(model: torch.nn.Module, path: str | os.PathLike | None = None) -> ModelInfo:
+    """The plain description of a model that the app shows and stores."""
+    config = model.config
+    metadata = dict(getattr(model, "checkpoint_metadata", {}) or {})
+    name = metadata.get("name") or (Path(path).stem if path is not None else _arch_name(model))
+    return ModelInfo(
+        name=str(name),
+        arch=_arch_name(model),
+        categories=tuple(
+            Category(int(i), n) for i, n in zip(config.category_ids, config.class_names, strict=False)
+        ),
+        path=os.fspath(path) if path is not None else None,
+        metadata=metadata,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _fetch_coco(alias: str) -> Path:
+    path = hub_checkpoint_path(alias)
+    if path.is_file():
+        return path
+    filename, _ = TORCHVISION_COCO[alias]
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(_DOWNLOAD_ROOT + filename, str(path), progress=False)
+    except Exception as exc:  # no network, proxy errors, disk full: all mean "not available"
+        path.unlink(missing_ok=True)
+        raise FileNotFoundError(
+            f"torchvision's COCO weights '{alias}' are not in the torch hub cache "
+            "and could not be downloaded "
+            f"({type(exc).__name__}: {exc}). Download {_DOWNLOAD_ROOT}{filename} and put it in {path.parent}"
+        ) from None
+    return path
+
+
+def _read_studio(raw: dict, source: str) -> Checkpoint:
+    version = raw.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{source} has checkpoint format version {version}; this build reads {FORMAT_VERSION}"
+        )
+    for key in ("arch", "class_names", "category_ids", "state_dict"):
+        if key not in raw:
+            raise CheckpointError(f"{source} is missing '{key}'")
+    return Checkpoint(
+        source=source,
+        kind="studio",
+        state_dict=raw["state_dict"],
+        arch=raw["arch"],
+        class_names=tuple(raw["class_names"]),
+        category_ids=tuple(int(i) for i in raw["category_ids"]),
+        metadata=dict(raw.get("metadata") or {}),
+        training_state=raw.get("training_state"),
+    )
+
+
+def _read_torchvision(state: dict[str, Tensor], source: str) -> Checkpoint:
+    from maskrcnn_core.model.factories import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+
+    cls_key = "roi_heads.box_predictor.cls_score.weight"
+    if cls_key not in state:
+        raise CheckpointError(f"{source} is not a Mask R-CNN state dict (no {cls_key})")
+    num_classes = int(state[cls_key].shape[0]) - 1
+    if num_classes == len(COCO_CLASS_NAMES):
+        class_names, category_ids = COCO_CLASS_NAMES, COCO_CATEGORY_IDS
+    else:
+        class_names = tuple(f"class_{i}" for i in range(1, num_classes + 1))
+        category_ids = tuple(range(1, num_classes + 1))
+    arch = _infer_torchvision_arch(state)
+    legacy_v1 = Path(source).name.startswith("maskrcnn_resnet50_fpn_coco-")
+    return Checkpoint(
+        source=source,
+        kind="torchvision",
+        state_dict=state,
+        arch=arch,
+        class_names=class_names,
+        category_ids=category_ids,
+        frozen_bn_eps=0.0 if legacy_v1 else None,
+    )
+
+
+def _infer_torchvision_arch(state: dict[str, Tensor]) -> dict | None:
+    blocks = {k.split(".")[3] for k in state if k.startswith("backbone.body.layer3.")}
+    bottleneck = any(k.startswith("backbone.body.layer1.0.conv3.") for k in state)
+    depth = {(True, 6): 50, (True, 23): 101, (False, 2): 18, (False, 6): 34}.get((bottleneck, len(blocks)))
+    if depth is None:
+        return None
+    v2 = "roi_heads.box_head.0.0.weight" in state or "rpn.head.conv.1.0.weight" in state
+    name = f"resnet{depth}_fpn" + ("_v2" if v2 else "")
+    mask_channels = state.get("roi_heads.mask_predictor.mask_fcn_logits.weight")
+    kwargs: dict[str, Any] = {"norm": "batch" if v2 else "frozen", "trainable_backbone_layers": 3}
+    if mask_channels is not None and mask_channels.shape[0] == 1:
+        kwargs["class_agnostic_masks"] = True
+    return {"name": name, "kwargs": kwargs}
+
+
+def _copy_shared_class_rows(
+    model: torch.nn.Module, class_state: dict[str, Tensor], old_names: tuple[str, ...]
+) -> list[str]:
+    """Copy the checkpoint's rows for the classes both sides name (and background) into ``model``."""
+    new_names = tuple(model.config.class_names)
+    old_index = {name: i + 1 for i, name in enumerate(old_names)}
+    # (new row, old row) pairs, background first
+    pairs = [(0, 0)] + [(j + 1, old_index[n]) for j, n in enumerate(new_names) if n in old_index]
+    own = model.state_dict()
+    with torch.no_grad():
+        for key, old in class_state.items():
+            if key not in own:
+                continue
+            target = own[key]
+            rows_per_class = 4 if key.startswith("roi_heads.box_predictor.bbox_pred.") else 1
+            if target.shape[0] == 1 or old.shape[0] == 1:  # class-agnostic mask logits: one shared channel
+                if target.shape == old.shape:
+                    target.copy_(old)
+                continue
+            if target.shape[1:] != old.shape[1:]:
+                raise CheckpointError(
+                    f"checkpoint parameter {key} has shape {tuple(old.shape)}, "
+                    f"the model needs {tuple(target.shape)}"
+                )
+            for new_row, old_row in pairs:
+                n, o = new_row * rows_per_class, old_row * rows_per_class
+                if o + rows_per_class <= old.shape[0] and n + rows_per_class <= target.shape[0]:
+                    target[n : n + rows_per_class] = old[o : o + rows_per_class]
+    return [n for n in new_names if n not in old_index]
+
+
+def _arch_name(model: torch.nn.Module) -> str:
+    return model.config.arch.get("name", "custom") if model.config.arch else "custom"
+
+
+def _first_lines(exc: Exception, n: int = 3) -> str:
+    return " ".join(str(exc).strip().splitlines()[:n])

@@ -1,0 +1,71 @@
+"""A stand-in for ``maskrcnn_core.Predictor`` in pure-GUI tests.
+
+It returns real ``Prediction`` objects (two detections per image, at scores 0.9 and 0.3, masks that follow
+the image size) and can be slowed down or held at a gate to test cancelling and edit-during-run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from maskrcnn_core.types import Category, CroppedMask, ModelInfo, Prediction
+
+FAKE_CATEGORIES = (Category(1, "circle"), Category(2, "square"))
+
+
+class FakePredictor:
+    """Finds a "square" covering the image's central quarter (0.9) and a "circle" in its top-left (0.3)."""
+
+    def __init__(self, *, delay: float = 0.0, gate: threading.Event | None = None, gate_on: str = "") -> None:
+        self.model_info = ModelInfo(name="fake", arch="none", categories=FAKE_CATEGORIES, path=None)
+        self.device = "cpu"
+        self.delay = delay
+        self.gate = gate
+        self.gate_on = gate_on
+        self.calls: list[str] = []
+        self.thread_names: set[str] = set()
+
+    def predict(self, images, *, score_thresh=0.05, cancel=None, progress=None):  # noqa: ANN001, ANN201
+        self.thread_names.add(threading.current_thread().name)
+        out = []
+        for source in images:
+            self.calls.append(str(source))
+            if self.gate is not None and str(source).endswith(self.gate_on):
+                self.gate.wait(10)
+            deadline = time.monotonic() + self.delay
+            while time.monotonic() < deadline:
+                if cancel is not None and cancel.cancelled:
+                    return out
+                time.sleep(0.005)
+            try:
+                with Image.open(source) as im:
+                    width, height = im.size
+                    im.load()
+            except Exception as exc:  # noqa: BLE001 - an unreadable file is a failed prediction, as in Predictor
+                out.append(Prediction.failed(str(source), f"cannot read {Path(source).name}: {exc}"))
+                continue
+            out.append(_two_detections((height, width), str(source)).filter(score_thresh))
+        return out
+
+
+def _two_detections(size: tuple[int, int], source: str) -> Prediction:
+    h, w = size
+    boxes, masks = [], []
+    for x0, y0, x1, y1 in ((w // 4, h // 4, 3 * w // 4, 3 * h // 4), (0, 0, max(2, w // 5), max(2, h // 5))):
+        crop = np.ones((y1 - y0, x1 - x0), dtype=bool)
+        masks.append(CroppedMask(x0, y0, crop, (h, w)))
+        boxes.append((x0, y0, x1, y1))
+    return Prediction(
+        image_size=(h, w),
+        boxes=np.array(boxes, dtype=np.float32),
+        scores=np.array([0.9, 0.3], dtype=np.float32),
+        labels=np.array([2, 1], dtype=np.int64),
+        category_ids=np.array([2, 1], dtype=np.int64),
+        masks=tuple(masks),
+        source=source,
+    )

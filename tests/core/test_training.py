@@ -1,0 +1,168 @@
+"""The training loop: exact resume, checkpoints, cancellation, bad input, and the learning rate recipe."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
+from maskrcnn_core.data import generate_synthetic_dataset, load_coco
+from maskrcnn_core.predictor import CancelToken
+from maskrcnn_core.training import FINAL_MODEL, LAST_CHECKPOINT, TrainConfig, TrainingError, _lr_factor, train
+
+TINY = dict(
+    fpn_channels=16,
+    hidden_dim=32,
+    mask_hidden_channels=16,
+    min_size=64,
+    max_size=96,
+    backbone_weights=None,
+    trainable_backbone_layers=2,
+)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("shapes")
+    json_path = generate_synthetic_dataset(
+        root, num_images=6, seed=3, image_size=(64, 80), class_names=("circle", "square"), category_ids=(7, 9)
+    )
+    data, report = load_coco(json_path, root / "images")
+    assert report.ok
+    return data
+
+
+def tiny_model(data) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return mask_rcnn_mobilenet_v2_fpn(
+        class_names=data.class_names, category_ids=tuple(c.id for c in data.categories), **TINY
+    )
+
+
+def losses_of(run: Path) -> list[dict]:
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [e["losses"] for e in events if e["event"] == "progress"]
+
+
+class Recorder:
+    def __init__(self, stop_at: int | None = None, token: CancelToken | None = None) -> None:
+        self.events: list[dict] = []
+        self.stop_at, self.token = stop_at, token
+
+    def __call__(self, event: dict) -> None:
+        self.events.append(event)
+        if self.stop_at and event["event"] == "progress" and event["iteration"] == self.stop_at:
+            self.token.cancel()
+
+
+def metrics_file(run: Path):
+    run.mkdir(parents=True, exist_ok=True)
+
+    def write(event: dict) -> None:
+        with (run / "metrics.jsonl").open("a") as f:
+            f.write(json.dumps(event) + "\n")
+
+    return write
+
+
+def test_resume_reproduces_the_uninterrupted_loss_curve(shapes, tmp_path: Path) -> None:
+    config = TrainConfig(iterations=6, batch_size=2, lr=0.01, checkpoint_every=2, seed=5)
+
+    straight = tmp_path / "straight"
+    result = train(tiny_model(shapes), shapes, straight, config, callbacks=[metrics_file(straight)])
+    assert result.status == "finished" and result.iteration == 6
+    expected = losses_of(straight)
+    assert len(expected) == 6
+
+    interrupted = tmp_path / "interrupted"
+    token = CancelToken()
+    first = train(
+        tiny_model(shapes),
+        shapes,
+        interrupted,
+        config,
+        cancel=token,
+        callbacks=[metrics_file(interrupted), Recorder(stop_at=3, token=token)],
+    )
+    assert first.status == "cancelled" and first.iteration == 3
+    assert (interrupted / LAST_CHECKPOINT).is_file() and not (interrupted / FINAL_MODEL).exists()
+
+    # a fresh model object, as a new process would build; its own random init is overwritten by the resume
+    torch.manual_seed(999)
+    resumed = train(
+        tiny_model(shapes), shapes, interrupted, config, resume=True, callbacks=[metrics_file(interrupted)]
+    )
+    assert resumed.status == "finished" and resumed.iteration == 6
+    got = losses_of(interrupted)
+    assert len(got) == 6
+    for step, (a, b) in enumerate(zip(got, expected, strict=False), start=1):
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), (step, key)
+
+    final_a, final_b = load_model(straight / FINAL_MODEL), load_model(interrupted / FINAL_MODEL)
+    for key, value in final_a.state_dict().items():
+        torch.testing.assert_close(final_b.state_dict()[key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_final_model_describes_itself(shapes, tmp_path: Path) -> None:
+    recorder = Recorder()
+    result = train(
+        tiny_model(shapes),
+        shapes,
+        tmp_path,
+        TrainConfig(iterations=2, checkpoint_every=10),
+        callbacks=[recorder],
+        metadata={"name": "tiny"},
+        val_data=shapes,
+    )
+    model = load_model(result.model_path)
+    assert model.config.category_ids == (7, 9) and model.config.class_names == ("circle", "square")
+    meta = model.checkpoint_metadata
+    assert meta["name"] == "tiny" and meta["iteration"] == 2 and meta["training"]["num_train_images"] == 6
+    assert set(meta["final_losses"]) >= {"total_loss", "mask_loss"}
+    kinds = [e["event"] for e in recorder.events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "evaluation" in kinds
+    progress = [e for e in recorder.events if e["event"] == "progress"]
+    assert {"iteration", "iterations", "losses", "lr", "images_per_s", "eta_s", "epoch"} <= set(progress[0])
+    evaluation = next(e for e in recorder.events if e["event"] == "evaluation")
+    assert 0.0 <= evaluation["metrics"]["segm"]["ap"] <= 1.0
+
+
+def test_learning_rate_warms_up_then_steps_down() -> None:
+    factors = [_lr_factor(i, warmup=10, warmup_factor=0.001, steps=[70, 90], gamma=0.1) for i in range(100)]
+    assert factors[0] == pytest.approx(0.001)
+    assert factors[5] == pytest.approx(0.001 * 0.5 + 0.5)
+    assert factors[10:70] == [1.0] * 60
+    assert factors[70] == pytest.approx(0.1) and factors[99] == pytest.approx(0.01)
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_one(shapes, tmp_path: Path, monkeypatch) -> None:
+    run = tmp_path / "run"
+    train(tiny_model(shapes), shapes, run, TrainConfig(iterations=2, checkpoint_every=1))
+    before = (run / LAST_CHECKPOINT).read_bytes()
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        train(tiny_model(shapes), shapes, tmp_path / "run", TrainConfig(iterations=2, checkpoint_every=1))
+    assert (run / LAST_CHECKPOINT).read_bytes() == before
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_bad_training_input(shapes, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="iterations or epochs"):
+        TrainConfig()
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainConfig(iterations=1, batch_size=0)
+    wrong = mask_rcnn_mobilenet_v2_fpn(num_classes=3, **TINY)
+    with pytest.raises(ValueError, match="3 classes but the training data 2"):
+        train(wrong, shapes, tmp_path, TrainConfig(iterations=1))
+    with pytest.raises(TrainingError, match="no checkpoint"):
+        train(tiny_model(shapes), shapes, tmp_path / "empty", TrainConfig(iterations=1), resume=True)
+    with pytest.raises(TrainingError, match="became nan|became inf"):
+        train(tiny_model(shapes), shapes, tmp_path / "diverge", TrainConfig(iterations=5, lr=1e12))
