@@ -10,17 +10,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.coco_io import export_coco, import_coco
+from app.coco_io import export_coco, import_annotations
 from app.store import ProjectStore
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskrcnn-studio", description="Mask R-CNN Studio project commands")
     sub = parser.add_subparsers(dest="command", required=True)
-    imp = sub.add_parser("import", help="add the annotations of a COCO file to FOLDER's project")
+    imp = sub.add_parser(
+        "import", help="add the annotations of a COCO or labelme file (or a folder of labelme files)"
+    )
     imp.add_argument("folder", type=Path, help="the images folder (its project is created if needed)")
     imp.add_argument(
-        "coco_json", type=Path, help="COCO instances JSON whose file_names are relative to FOLDER"
+        "coco_json",
+        type=Path,
+        help="COCO instances JSON (file_names relative to FOLDER), a labelme JSON, or a folder of them",
     )
     exp = sub.add_parser("export", help="write FOLDER's annotations as a COCO file")
     exp.add_argument("folder", type=Path)
@@ -29,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument(
         "--format", choices=("rle", "polygon"), default="rle", help="mask encoding (default: rle)"
+    )
+    exp.add_argument(
+        "--only",
+        choices=("verified", "annotated"),
+        default=None,
+        help="only accepted images, or only images a person edited or accepted (default: every image "
+        "a person or the model has looked at)",
     )
     exp.add_argument(
         "--score-threshold",
@@ -48,12 +59,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
             if args.command == "import":
-                summary = import_coco(store, args.coco_json)
+                summary = import_annotations(store, args.coco_json)
                 print(f"imported {summary.added} annotations on {summary.images} images into {store.db_path}")
                 print(summary.report)
             else:
                 summary = export_coco(
-                    store, args.out, segmentation=args.format, score_threshold=args.score_threshold
+                    store,
+                    args.out,
+                    segmentation=args.format,
+                    score_threshold=args.score_threshold,
+                    only=args.only,
                 )
                 print(f"wrote {summary.annotations} annotations on {summary.images} images to {args.out}")
                 for line in summary.skipped_images:

@@ -84,6 +84,14 @@ class Document(QObject):
         self.imagesReset.emit()
         return added
 
+    def reload_instances(self) -> None:
+        """Drop the cached instances and categories after a bulk write to the store (an import)."""
+        self._instances.clear()
+        self._reload_categories()
+        self.categoriesChanged.emit()
+        if self._current >= 0:
+            self.instancesChanged.emit(self._current)
+
     def images(self) -> list[ImageRecord]:
         """All images in browser order (by file name)."""
         return self._images
@@ -158,6 +166,29 @@ class Document(QObject):
     def instance_counts(self) -> dict[int, int]:
         return self.store.instance_counts()
 
+    def update_category(self, category_id: int, *, name: str | None = None, color: str | None = None) -> None:
+        self.store.update_category(category_id, name=name, color=color)
+        self._categories_edited({})
+
+    def delete_category(self, category_id: int, reassign_to: int | None) -> dict[int, list[int]]:
+        """Delete a category, its instances going to ``reassign_to``; returns what moved (for undo)."""
+        moved = self.store.delete_category(category_id, reassign_to)
+        self._categories_edited(moved)
+        return moved
+
+    def restore_category(self, category: CategoryRecord, moved: dict[int, list[int]]) -> None:
+        self.store.restore_category(category, moved)
+        self._categories_edited(moved)
+
+    def _categories_edited(self, images: dict[int, list[int]]) -> None:
+        self._reload_categories()
+        for image_id in images:
+            self._instances.pop(image_id, None)
+            self._refresh_image(image_id)
+        self.categoriesChanged.emit()
+        for image_id in images:
+            self.instancesChanged.emit(image_id)
+
     def _reload_categories(self) -> None:
         self._categories = {c.id: c for c in self.store.categories()}
 
@@ -201,9 +232,16 @@ class Document(QObject):
         restore: Sequence[InstanceRecord] = (),
         update: Sequence[InstanceRecord] = (),
         delete: Sequence[int] = (),
+        verified: bool | None = None,
     ) -> list[int]:
-        """A person's edit, committed to the store before it is shown (see ``ProjectStore.apply_edit``)."""
-        new_ids = self.store.apply_edit(image_id, add=add, restore=restore, update=update, delete=delete)
+        """A person's edit, committed to the store before it is shown (see ``ProjectStore.apply_edit``).
+
+        ``verified`` (when not ``None``) also marks the whole image accepted or not, in the same transaction.
+        """
+        with self.store.transaction():
+            new_ids = self.store.apply_edit(image_id, add=add, restore=restore, update=update, delete=delete)
+            if verified is not None:
+                self.store.set_verified(image_id, verified)
         self._instances.pop(image_id, None)
         self._refresh_image(image_id)
         self.instancesChanged.emit(image_id)

@@ -14,6 +14,7 @@ import shiboken6
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
+    QDialog,
     QDockWidget,
     QFileDialog,
     QInputDialog,
@@ -24,19 +25,28 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.coco_io import export_coco, import_coco
+from app.coco_io import export_coco, import_annotations
 from app.document import Document
+from app.finetune import FinetuneController
 from app.model_sources import bundled_demo_model
+from app.model_types import ImageStatus
 from app.presenter import CanvasPresenter
 from app.project_opener import open_project
 from app.recent import add_recent_folder, recent_folders
 from app.segmentation import SegmentationController
+from app.tools.actions import EditActions, install_tools
+from app.tools.categories import CategoryEditing
+from app.tools.editor import Editor
+from app.training_set import eligible_images
 from app.views.canvas import Canvas
-from app.views.category_panel import CategoryPanel
+from app.views.category_panel import CategoryDock, CategoryPanel
 from app.views.dialogs import choose_model, show_about, show_shortcuts
+from app.views.finetune_dialog import FinetuneDialog
 from app.views.image_browser import ImageBrowser, ImageListModel
 from app.views.instance_list import InstanceList
+from app.views.model_versions import ModelVersionsPanel, version_rows
 from app.views.run_progress import RunProgress
+from app.views.training_panel import TrainingPanel
 from app.views.view_controls import ViewControls
 from app.workers.image_loader import ImageLoader
 from app.workers.inference import LoadedModel, PredictorFactory, checkpoint_factory
@@ -57,7 +67,9 @@ class MainWindow(QMainWindow):
         self.segmentation: SegmentationController | None = None
         self.browser: ImageBrowser | None = None
         self.loader: ImageLoader | None = None
+        self.editor: Editor | None = None
         self.undo_stack = QUndoStack(self)
+        self.edit_actions = EditActions(self)
         self.canvas = Canvas()
         self.canvas.set_message("Open a folder of images: File ▸ Open Folder…")
         self.setCentralWidget(self.canvas)
@@ -68,7 +80,16 @@ class MainWindow(QMainWindow):
             "Images", QLabel("No folder open"), Qt.DockWidgetArea.LeftDockWidgetArea
         )
         self._dock("Instances", self.instance_list, Qt.DockWidgetArea.RightDockWidgetArea)
-        self._dock("Categories", self.category_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.category_dock = CategoryDock(self.category_panel)
+        self._dock("Categories", self.category_dock, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.finetune: FinetuneController | None = None
+        self.training_panel = TrainingPanel()
+        self.versions_panel = ModelVersionsPanel()
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        self.training_dock = self._dock("Training", self.training_panel, right)
+        versions_dock = self._dock("Model versions", self.versions_panel, right)
+        self.tabifyDockWidget(self.training_dock, versions_dock)
+        self._wire_finetune_views()
         self.view_controls = ViewControls()
         self.view_controls.set_opacity(self.canvas.opacity)
         self.view_controls.opacityChanged.connect(self.canvas.set_opacity)
@@ -101,7 +122,9 @@ class MainWindow(QMainWindow):
         self.browser_dock.setWidget(self.browser)
         CanvasPresenter(document, self.loader, self.canvas, self.instance_list, self.category_panel)
         self.segmentation = SegmentationController(document, document)
+        self.editor = self._build_editor(document, self.segmentation)
         self._wire_project(document, self.segmentation, self.browser)
+        self.finetune = self._build_finetune(document, self.segmentation)
         self.view_controls.set_score_threshold(document.score_threshold)
         document.scan()
         document.restore_current_image()
@@ -118,11 +141,16 @@ class MainWindow(QMainWindow):
         """Stop the worker and release the project (everything is already saved)."""
         if self.document is None:
             return
+        self.edit_actions.set_editor(None)
+        self.category_dock.set_enabled(False)
+        self.finetune.shutdown()  # the training run saves its last checkpoint; resume is offered on reopen
         self.segmentation.shutdown()
         self.loader.wait()
         self.document.store.close()
         shiboken6.delete(self.document)  # now, not later: no queued result may reach a closed store
-        self.document = self.segmentation = self.loader = None
+        self.document = self.segmentation = self.loader = self.editor = self.finetune = None
+        self.training_panel.reset()
+        self.versions_panel.show_versions([])
         self.browser = None
         self.browser_dock.setWidget(QLabel("No folder open"))
         self.undo_stack.clear()
@@ -174,16 +202,17 @@ class MainWindow(QMainWindow):
         if self.document is None:
             return
         path, _ = QFileDialog.getOpenFileName(
-            self, "Import COCO", str(self.document.folder), "COCO JSON (*.json)"
+            self, "Import COCO or labelme", str(self.document.folder), "COCO or labelme JSON (*.json)"
         )
         if not path:
             return
         try:
-            summary = import_coco(self.document.store, Path(path))
+            summary = import_annotations(self.document.store, Path(path))
         except ValueError as exc:
             QMessageBox.critical(self, "Import COCO", str(exc))
             return
         self.document.scan()
+        self.document.reload_instances()
         self.document.restore_current_image()
         QMessageBox.information(
             self,
@@ -197,13 +226,21 @@ class MainWindow(QMainWindow):
         fmt, ok = QInputDialog.getItem(self, "Export COCO", "Masks as:", ["rle", "polygon"], 0, False)
         if not ok:
             return
+        choices = {
+            "Every image a person or the model has looked at": None,
+            "Only images a person edited or accepted": "annotated",
+            "Only accepted (verified) images": "verified",
+        }
+        which, ok = QInputDialog.getItem(self, "Export COCO", "Images:", list(choices), 0, False)
+        if not ok:
+            return
         path, _ = QFileDialog.getSaveFileName(
             self, "Export COCO", str(self.document.folder / "annotations.json"), "COCO JSON (*.json)"
         )
         if not path:
             return
         try:
-            summary = export_coco(self.document.store, Path(path), segmentation=fmt)
+            summary = export_coco(self.document.store, Path(path), segmentation=fmt, only=choices[which])
         except (ValueError, OSError) as exc:
             QMessageBox.critical(self, "Export COCO", str(exc))
             return
@@ -233,6 +270,73 @@ class MainWindow(QMainWindow):
         seg.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         seg.modelChanged.connect(self._show_model)
         seg.modelFailed.connect(lambda _e: self.model_label.setText("Model: none (failed to load)"))
+
+    def _build_editor(self, document: Document, segmentation: SegmentationController) -> Editor:
+        """The editing tools of this project (a child of its document), bound to the menus and views."""
+        editor = Editor(document, self.undo_stack, self.canvas)
+        install_tools(editor, segmentation)
+        editor.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        editor.brushSizeChanged.connect(lambda d: self.statusBar().showMessage(f"Brush: {d} px", 3_000))
+        editor.selectionChanged.connect(lambda ids: ids and self.instance_list.select(ids[0]))
+        self.instance_list.instanceSelected.connect(editor.select_one)  # disconnected when it is deleted
+        self.canvas.brushWheel.connect(editor.grow_brush)
+        self.edit_actions.set_editor(editor)
+        self.category_editing = CategoryEditing(editor, self.category_dock, segmentation, self)
+        return editor
+
+    # --------------------------------------------------------------------------------------- fine-tuning
+    def start_finetune(self) -> None:
+        """Model ▸ Fine-tune…: ask for the settings, then start the run (it trains in its own process)."""
+        if self.finetune is None or self.document is None:
+            return
+        if self.finetune.running:
+            self.statusBar().showMessage("A fine-tuning run is going: see the Training panel", 10_000)
+            return
+        statuses = (ImageStatus.VERIFIED, ImageStatus.CORRECTED)
+        images = {s: [im.file_name for im in eligible_images(self.document.store, (s,))] for s in statuses}
+        active = self.segmentation.model_version_id if self.segmentation else None
+        dialog = FinetuneDialog(self.finetune.base_candidates(), active, images, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        try:
+            self.finetune.start(dialog.settings())
+        except (ValueError, RuntimeError, OSError) as exc:
+            QMessageBox.warning(self, "Fine-tune", str(exc))
+
+    def _wire_finetune_views(self) -> None:
+        panel = self.training_panel
+        panel.cancelRequested.connect(lambda: self.finetune and self.finetune.cancel())
+        panel.resumeRequested.connect(lambda: self.finetune and self.finetune.resume())
+        panel.useNewRequested.connect(lambda: self.finetune and self.finetune.use_new_version())
+        panel.resegmentRequested.connect(self.auto_segment_all)
+        self.versions_panel.activateRequested.connect(self.load_model)
+
+    def _build_finetune(self, document: Document, seg: SegmentationController) -> FinetuneController:
+        """The fine-tuning controller of this project (a child of its document), wired to the docks."""
+        finetune = FinetuneController(document, document)
+        panel = self.training_panel
+        finetune.runStarted.connect(panel.show_run_started)
+        finetune.runStarted.connect(lambda _info: self.training_dock.raise_())
+        finetune.trainingEvent.connect(panel.show_event)
+        finetune.runEnded.connect(panel.show_run_ended)
+        finetune.comparisonReady.connect(panel.show_comparison)
+        finetune.resumableChanged.connect(panel.set_resumable)
+        finetune.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        finetune.activateRequested.connect(self.load_model)
+        finetune.versionsChanged.connect(self._show_versions)
+        seg.modelChanged.connect(self._show_versions)
+        seg.modelChanged.connect(
+            lambda m: panel.set_active_model(m.info.name, finetune.is_new_version(seg.model_version_id))
+        )
+        panel.set_resumable(finetune.can_resume())
+        return finetune
+
+    def _show_versions(self) -> None:
+        if self.document is None:
+            return
+        store = self.document.store
+        active = self.segmentation.model_version_id if self.segmentation else None
+        self.versions_panel.show_versions(version_rows(store.model_versions(), store.training_runs(), active))
 
     def _show_model(self, model: LoadedModel) -> None:
         gpu = model.device.startswith("cuda")
@@ -277,21 +381,33 @@ class MainWindow(QMainWindow):
         undo = self.undo_stack.createUndoAction(self, "&Undo")
         undo.setShortcut(QKeySequence.StandardKey.Undo)
         redo = self.undo_stack.createRedoAction(self, "&Redo")
-        redo.setShortcut(QKeySequence.StandardKey.Redo)
+        # Both common redo keys on every platform (the platform's own may be only one of them).
+        redo.setShortcuts(
+            [QKeySequence(k) for k in (QKeySequence.StandardKey.Redo, "Ctrl+Shift+Z", "Ctrl+Y")]
+        )
         edit.addActions([undo, redo])
+        self.addActions([undo, redo])  # listed under Help ▸ Keyboard shortcuts with the others
+        tools_toolbar = QToolBar("Tools")
+        tools_toolbar.setObjectName("tools-toolbar")
+        self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, tools_toolbar)
+        self.edit_actions.populate(edit, bar.addMenu("&Tools"), tools_toolbar)
 
         view = bar.addMenu("&View")
-        self._action(view, "Zoom &in", self.canvas.zoom_in, QKeySequence.StandardKey.ZoomIn)
-        self._action(view, "Zoom &out", self.canvas.zoom_out, QKeySequence.StandardKey.ZoomOut)
+        self._action(view, "Zoom &in", self.canvas.zoom_in, QKeySequence.StandardKey.ZoomIn).setShortcuts(
+            [QKeySequence(QKeySequence.StandardKey.ZoomIn), QKeySequence("+"), QKeySequence("=")]
+        )
+        self._action(view, "Zoom &out", self.canvas.zoom_out, QKeySequence.StandardKey.ZoomOut).setShortcuts(
+            [QKeySequence(QKeySequence.StandardKey.ZoomOut), QKeySequence("-")]
+        )
         self._action(view, "&Fit image", self.canvas.fit, "Ctrl+0")
         view.addSeparator()
-        self._action(view, "More overlay opacity", lambda: self._nudge_opacity(0.1), "]")
-        self._action(view, "Less overlay opacity", lambda: self._nudge_opacity(-0.1), "[")
+        self._action(view, "More overlay opacity", lambda: self._nudge_opacity(0.1), "O")
+        self._action(view, "Less overlay opacity", lambda: self._nudge_opacity(-0.1), "Shift+O")
         view.addSeparator()
         for text, attr, setter, key in (
-            ("Show &boxes", "show_boxes", self.canvas.set_show_boxes, "B"),
-            ("Show &labels", "show_labels", self.canvas.set_show_labels, "L"),
-            ("Show &scores", "show_scores", self.canvas.set_show_scores, "S"),
+            ("Show &boxes", "show_boxes", self.canvas.set_show_boxes, "Shift+B"),
+            ("Show &labels", "show_labels", self.canvas.set_show_labels, "Shift+L"),
+            ("Show &scores", "show_scores", self.canvas.set_show_scores, "Shift+S"),
         ):
             action = self._action(view, text, None, key)
             action.setCheckable(True)
@@ -311,9 +427,7 @@ class MainWindow(QMainWindow):
         )
         self._action(model, "&Cancel auto-segment", self._cancel, "Esc")
         model.addSeparator()
-        self.finetune_action = self._action(model, "&Fine-tune…", None)
-        self.finetune_action.setEnabled(False)
-        self.finetune_action.setToolTip("Fine-tuning from the window is not available yet")
+        self.finetune_action = self._action(model, "&Fine-tune…", self.start_finetune)
         self.run_progress.cancelRequested.connect(self._cancel)
 
         help_menu = bar.addMenu("&Help")
@@ -335,6 +449,7 @@ class MainWindow(QMainWindow):
             self.load_weights_action,
             self.segment_image_action,
             self.segment_all_action,
+            self.finetune_action,
         ):
             action.setEnabled(enabled)
 
@@ -343,6 +458,8 @@ class MainWindow(QMainWindow):
         self.view_controls.set_opacity(self.canvas.opacity)
 
     def _cancel(self) -> None:
+        if self.editor is not None:
+            self.editor.cancel_gesture()  # Esc also abandons a polygon being drawn
         if self.segmentation is not None:
             self.segmentation.cancel()
 

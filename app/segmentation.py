@@ -16,7 +16,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from app.document import Document
 from app.model_types import ImageResult
-from app.workers.inference import InferenceWorker, Job, LoadedModel, PredictorFactory
+from app.workers.inference import BoxJob, InferenceWorker, Job, LoadedModel, PredictorFactory
 
 
 def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
@@ -45,9 +45,11 @@ class SegmentationController(QObject):
     progressChanged = Signal(int, int, float)  # done, total, ETA in seconds (-1 when unknown)
     message = Signal(str)  # one line for the status bar
     jobFinished = Signal(int, bool)  # job id, cancelled
+    boxReady = Signal(int, object)  # box job id, ImageResult: the box-prompt tool's answer
 
     _loadRequested = Signal(object)
     _runRequested = Signal(object)
+    _boxRequested = Signal(object)
 
     def __init__(self, document: Document, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -63,6 +65,8 @@ class SegmentationController(QObject):
         self._worker.moveToThread(self._thread)
         self._loadRequested.connect(self._worker.load)
         self._runRequested.connect(self._worker.run)
+        self._boxRequested.connect(self._worker.segment_box)
+        self._worker.boxReady.connect(self.boxReady)
         self._worker.modelLoaded.connect(self._on_model_loaded)
         self._worker.modelFailed.connect(self._on_model_failed)
         self._worker.jobStarted.connect(self._on_job_started)
@@ -97,6 +101,13 @@ class SegmentationController(QObject):
         if len(self._jobs) == 1:
             self.busyChanged.emit(True)
         self.progressChanged.emit(0, len(items), -1.0)
+        return job_id
+
+    def segment_box(self, image_id: int, box: tuple[float, float, float, float], label: int | None) -> int:
+        """Ask the worker for the model's mask in ``box``; the answer comes as ``boxReady(job id, ...)``."""
+        job_id = self._next_job
+        self._next_job += 1
+        self._boxRequested.emit(BoxJob(job_id, image_id, str(self.document.image_path(image_id)), box, label))
         return job_id
 
     def cancel(self) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -350,9 +350,16 @@ class ProjectStore:
         cur = self._db.execute("SELECT id, name, color, supercategory FROM categories ORDER BY id")
         return [CategoryRecord(*row) for row in cur]
 
-    def ensure_categories(self, names: Sequence[str], supercategory: str = "") -> dict[str, int]:
-        """The ids of the named categories, creating those that do not exist yet (one transaction)."""
+    def ensure_categories(
+        self, names: Sequence[str], supercategory: str = "", preferred_ids: Mapping[str, int] | None = None
+    ) -> dict[str, int]:
+        """The ids of the named categories, creating those that do not exist yet (one transaction).
+
+        A new category takes its ``preferred_ids`` id when no category has that id yet, so the ids of an
+        imported COCO file survive into the export.
+        """
         ids: dict[str, int] = {}
+        preferred_ids = preferred_ids or {}
         with self.transaction() as db:
             for name in names:
                 if not isinstance(name, str) or not name.strip():
@@ -361,14 +368,83 @@ class ProjectStore:
                 if row is None:
                     count = db.execute("SELECT COUNT(*) FROM categories").fetchone()[0]
                     color = _CATEGORY_COLORS[count % len(_CATEGORY_COLORS)]
+                    wanted = preferred_ids.get(name)
+                    if wanted is not None and db.execute(
+                        "SELECT 1 FROM categories WHERE id = ?", (wanted,)
+                    ).fetchone():
+                        wanted = None
                     cur = db.execute(
-                        "INSERT INTO categories (name, color, supercategory) VALUES (?, ?, ?)",
-                        (name, color, supercategory),
+                        "INSERT INTO categories (id, name, color, supercategory) VALUES (?, ?, ?, ?)",
+                        (wanted, name, color, supercategory),
                     )
                     ids[name] = int(cur.lastrowid)
                 else:
                     ids[name] = int(row[0])
         return ids
+
+    def update_category(self, category_id: int, *, name: str | None = None, color: str | None = None) -> None:
+        """Rename and / or recolour a category (``color`` ``#rrggbb``); names stay unique."""
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ValueError(f"a category name must be a non-empty string, got {name!r}")
+        if color is not None and not _is_hex_color(color):
+            raise ValueError(f"a category colour must be '#rrggbb', got {color!r}")
+        with self.transaction() as db:
+            if name is not None:
+                clash = db.execute(
+                    "SELECT 1 FROM categories WHERE name = ? AND id != ?", (name, category_id)
+                ).fetchone()
+                if clash:
+                    raise ValueError(f"there is already a category named {name!r}")
+            cur = db.execute(
+                "UPDATE categories SET name = COALESCE(?, name), color = COALESCE(?, color) WHERE id = ?",
+                (name, color, category_id),
+            )
+            if cur.rowcount != 1:
+                raise StaleImageError(f"no category with id {category_id} in this project")
+
+    def delete_category(self, category_id: int, reassign_to: int | None) -> dict[int, list[int]]:
+        """Delete a category, giving its instances to ``reassign_to`` first (one transaction).
+
+        Returns ``{image id: [instance ids]}`` of the instances that moved (for undo); each of those
+        images counts it as an edit (its revision goes up). A category that still has instances cannot
+        be deleted without a category to reassign them to.
+        """
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT image_id, id FROM instances WHERE category_id = ? ORDER BY id", (category_id,)
+            ).fetchall()
+            if rows and (reassign_to is None or reassign_to == category_id):
+                raise ValueError(
+                    f"category {category_id} has {len(rows)} instances: name another category for them"
+                )
+            moved: dict[int, list[int]] = {}
+            for image_id, instance_id in rows:
+                moved.setdefault(int(image_id), []).append(int(instance_id))
+            if rows:
+                db.execute(
+                    "UPDATE instances SET category_id = ?, updated_at = ? WHERE category_id = ?",
+                    (reassign_to, _now(), category_id),
+                )
+                self._bump_revisions(db, moved)
+            cur = db.execute("DELETE FROM categories WHERE id = ?", (category_id,))
+            if cur.rowcount != 1:
+                raise StaleImageError(f"no category with id {category_id} in this project")
+        return moved
+
+    def restore_category(self, category: CategoryRecord, moved: Mapping[int, Sequence[int]]) -> None:
+        """Undo :meth:`delete_category`: recreate ``category`` under its id and give back its instances."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO categories (id, name, color, supercategory) VALUES (?, ?, ?, ?)",
+                (category.id, category.name, category.color, category.supercategory),
+            )
+            now = _now()
+            for ids in moved.values():
+                db.executemany(
+                    "UPDATE instances SET category_id = ?, updated_at = ? WHERE id = ?",
+                    [(category.id, now, i) for i in ids],
+                )
+            self._bump_revisions(db, moved)
 
     # ------------------------------------------------------------------------------------------- instances
     def instances(self, image_id: int | None = None) -> list[InstanceRecord]:
@@ -575,6 +651,17 @@ class ProjectStore:
                 (status, json.dumps(metrics), _now(), run_id),
             )
 
+    def resume_training_run(self, run_id: int) -> None:
+        """Mark a cancelled or failed run as running again (it continues from its last checkpoint)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE training_runs SET status = 'running', finished_at = NULL "
+                "WHERE id = ? AND status IN ('cancelled', 'failed')",
+                (run_id,),
+            )
+            if cur.rowcount != 1:
+                raise ValueError(f"training run {run_id} is not a cancelled or failed run")
+
     def training_runs(self) -> list[TrainingRunRecord]:
         cur = self._db.execute(
             "SELECT r.id, r.status, r.base_model_version_id, "
@@ -596,6 +683,14 @@ class ProjectStore:
         ]
 
     # ------------------------------------------------------------------------------------------- internals
+    @staticmethod
+    def _bump_revisions(db: sqlite3.Connection, image_ids: Iterable[int]) -> None:
+        """Count a change of these images' instances as an edit (no model result made before it applies)."""
+        db.executemany(
+            "UPDATE images SET revision = revision + 1, updated_at = ? WHERE id = ?",
+            [(_now(), int(i)) for i in image_ids],
+        )
+
     def _image_in(self, db: sqlite3.Connection, image_id: int) -> ImageRecord:
         row = db.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
         if row is None:
@@ -688,6 +783,15 @@ def _instance_values(instance: NewInstance | InstanceRecord) -> tuple:
         None if instance.score is None else float(instance.score),
         instance.model_version_id,
         int(bool(instance.iscrowd)),
+    )
+
+
+def _is_hex_color(color: object) -> bool:
+    return (
+        isinstance(color, str)
+        and len(color) == 7
+        and color[0] == "#"
+        and all(c in "0123456789abcdefABCDEF" for c in color[1:])
     )
 
 

@@ -86,10 +86,12 @@ def compare(a: dict, b: dict) -> str:
     box_diff = np.abs(np.array(a["boxes"]) - np.array(b["boxes"])).max()
     same_labels = a["labels"] == b["labels"]
     area_a, area_b = np.array(a["mask_areas"]), np.array(b["mask_areas"])
-    area_diff = (np.abs(area_a - area_b) / np.maximum(area_b, 1)).max()
+    # masks of a random-weight model have large regions at probability ~0.5, where float rounding decides
+    # a pixel; compare the total area rather than each tiny mask's
+    area_diff = np.abs(area_a - area_b).sum() / max(area_b.sum(), 1)
     return (
         f"{len(a['boxes'])} same labels={same_labels} max box diff {box_diff:.3g}px "
-        f"max mask-area diff {area_diff:.2%}"
+        f"mask pixels differing {area_diff:.2%}"
     )
 
 

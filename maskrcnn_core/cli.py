@@ -60,6 +60,12 @@ def _train(args: argparse.Namespace) -> int:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = _device(args.device, local_rank)
     if world > 1:
+        if device.type == "cuda":
+            # NCCL's own collectives (barrier, all_gather_object) run on the current device: without
+            # this every rank would use GPU 0 for them
+            import torch
+
+            torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if world > 1 else 0
     try:
@@ -463,10 +469,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--score-thresh", type=float, default=0.05, help="keep detections scoring at least this (0.05)"
     )
-    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=2, help="images per forward pass (default 2)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="(default: cuda if available)")
     p.add_argument("--num-threads", type=int, help="CPU threads for torch")
-    p.add_argument("--progress", choices=["bar", "none"], default="bar")
+    p.add_argument(
+        "--progress", choices=["bar", "none"], default="bar", help="a progress bar on stderr, or none"
+    )
     p.set_defaults(run=_predict)
 
     e = sub.add_parser(
@@ -492,10 +500,10 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     s.add_argument("out", help="output folder")
-    s.add_argument("--num-images", type=int, default=100)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--height", type=int, default=192)
-    s.add_argument("--width", type=int, default=256)
+    s.add_argument("--num-images", type=int, default=100, help="how many images to draw (100)")
+    s.add_argument("--seed", type=int, default=0, help="the same seed draws the same files (0)")
+    s.add_argument("--height", type=int, default=192, help="image height in pixels (192)")
+    s.add_argument("--width", type=int, default=256, help="image width in pixels (256)")
     s.add_argument("--split", default="train", help="name of the split (used in the JSON file name)")
     s.set_defaults(run=_synthetic)
     return parser

@@ -73,6 +73,9 @@ def rle_to_mask(rle: dict) -> CroppedMask:
     """The :class:`CroppedMask` (cropped to its set pixels) of a COCO RLE with compressed (``str`` or
     ``bytes``) or uncompressed (list of ints) counts.
 
+    Equal to ``CroppedMask.from_full(pycocotools.mask.decode(rle))``, but in time proportional to the number
+    of runs plus the crop's area: the full ``H x W`` image is never built.
+
     Raises :class:`InvalidSegmentationError` for a malformed RLE (see :func:`segmentation_to_mask`).
     """
     counts, image_size = _rle_counts(rle)
@@ -285,25 +288,41 @@ def _decode_counts(text: bytes) -> np.ndarray:
 
 
 def _mask_from_counts(counts: np.ndarray, image_size: tuple[int, int]) -> CroppedMask:
-    """Validated run lengths -> :class:`CroppedMask` cropped to the set pixels, filling only the columns
-    that hold runs of 1s."""
-    height, width = image_size
+    """Validated run lengths -> :class:`CroppedMask` cropped to the set pixels.
+
+    Works on the runs and on the crop alone, in time proportional to the number of runs plus the crop's
+    area (never the image's): the crop box comes from the runs' first and last pixels, then each run of
+    1s is mapped to the crop's own column-major order, where ``np.repeat`` writes the crop out run by run.
+    """
+    height, _ = image_size
     ends = np.cumsum(counts)
     run_starts, run_ends = (ends - counts)[1::2], ends[1::2]
     nonempty = run_ends > run_starts
     run_starts, run_ends = run_starts[nonempty], run_ends[nonempty]
     if run_starts.size == 0:
         return CroppedMask(0, 0, np.zeros((0, 0), dtype=bool), image_size)
-    col0, col1 = int(run_starts[0]) // height, (int(run_ends[-1]) - 1) // height + 1
-    offset = col0 * height
-    # +1 at each run start, -1 at each run end; the running sum is 1 inside runs (column-major).
-    delta = np.zeros((col1 - col0) * height + 1, dtype=np.int8)
-    np.add.at(delta, run_starts - offset, 1)
-    np.add.at(delta, run_ends - offset, -1)
-    strip = np.cumsum(delta[:-1], dtype=np.int8).astype(bool).reshape(col1 - col0, height).T
-    rows = np.flatnonzero(strip.any(axis=1))
-    row0, row1 = int(rows[0]), int(rows[-1]) + 1
-    return CroppedMask(col0, row0, np.ascontiguousarray(strip[row0:row1]), image_size)
+    start_col, start_row = np.divmod(run_starts, height)
+    last_col, last_row = np.divmod(run_ends - 1, height)
+    col0, col1 = int(start_col[0]), int(last_col[-1]) + 1
+    if (last_col != start_col).any():
+        # A run that goes on from the bottom of one column to the top of the next touches the image's
+        # first and last rows: the crop spans the full height.
+        row0, row1 = 0, height
+    else:
+        row0, row1 = int(start_row.min()), int(last_row.max()) + 1
+    h, w = row1 - row0, col1 - col0
+    # Each run [start, end) in the image is [crop_start, crop_start + end - start) in the crop's
+    # column-major order: within one column when the crop is shorter than the image, and when it is not
+    # (row0 == 0, h == height) crop_start = start - col0 * height, so runs across columns stay contiguous.
+    crop_starts = (start_col - col0) * h + (start_row - row0)
+    crop_ends = crop_starts + (run_ends - run_starts)
+    # The crop's own runs: 0s up to the first start, the 1-run, 0s up to the next start, ... 0s to the
+    # end (some of these 0-runs may be empty); np.repeat writes them out.
+    bounds = np.concatenate(([0], np.stack([crop_starts, crop_ends], axis=1).ravel(), [h * w]))
+    values = np.zeros(bounds.size - 1, dtype=bool)
+    values[1::2] = True
+    columns = np.repeat(values, np.diff(bounds)).reshape(w, h)
+    return CroppedMask(col0, row0, np.ascontiguousarray(columns.T), image_size)
 
 
 def _drop_redundant_vertices(points: np.ndarray) -> np.ndarray:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from maskrcnn_core.atomic import atomic_write
 from maskrcnn_core.types import Category, ModelInfo
 
 FORMAT = "maskrcnn-studio-checkpoint"
@@ -189,25 +189,8 @@ def save_checkpoint(
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    """``torch.save`` atomically (see :func:`maskrcnn_core.atomic.atomic_write`)."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def model_info(model: torch.nn.Module, path: str | os.PathLike | None = None) -> ModelInfo:

@@ -21,7 +21,14 @@ def shortcuts_text(actions: Sequence[QAction]) -> str:
         for a in actions
         if not a.shortcut().isEmpty()
     ]
-    return "<table>" + "".join(rows) + "</table><p>Mouse wheel: zoom. Drag: pan.</p>"
+    return (
+        "<table>"
+        + "".join(rows)
+        + "</table><p>Mouse wheel: zoom. Ctrl+wheel: brush size. Middle button or Space+drag: pan.<br>"
+        "Select: Ctrl/Shift+click adds to the selection. Polygon: click the first vertex, double-click or "
+        "Enter to close; Shift adds to the selected instance, Ctrl cuts from it; Backspace removes a "
+        "vertex, Esc abandons it.</p>"
+    )
 
 
 def show_shortcuts(parent: QWidget, actions: Sequence[QAction]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,11 @@ from maskrcnn_core.masks import rle_to_mask
 from maskrcnn_core.types import CroppedMask
 
 _GOLDEN = 0.618033988749895
+# Decoded masks by (size, RLE counts): redrawing after an edit decodes only the edited instance, and the
+# canvas recognises unchanged instances by mask identity. Bounded, so a long session does not grow it.
+_DECODED: OrderedDict[tuple, CroppedMask] = OrderedDict()
+_DECODED_MAX_BYTES = 256 * 2**20
+_decoded_bytes = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,6 +42,22 @@ def instance_color(instance_id: int) -> QColor:
     return QColor(int(r * 255), int(g * 255), int(b * 255))
 
 
+def decoded(rle: dict) -> CroppedMask:
+    """``rle_to_mask(rle)``, cached (the result is shared: never modify it in place)."""
+    counts = rle["counts"]
+    key = (tuple(rle["size"]), counts if isinstance(counts, str | bytes) else tuple(counts))
+    global _decoded_bytes
+    mask = _DECODED.get(key)
+    if mask is None:
+        mask = _DECODED[key] = rle_to_mask(rle)
+        _decoded_bytes += mask.mask.nbytes
+        while _decoded_bytes > _DECODED_MAX_BYTES and len(_DECODED) > 1:
+            _decoded_bytes -= _DECODED.popitem(last=False)[1].mask.nbytes
+    else:
+        _DECODED.move_to_end(key)
+    return mask
+
+
 def build_overlays(
     instances: Sequence[InstanceRecord], categories: dict[int, CategoryRecord]
 ) -> list[Overlay]:
@@ -46,7 +68,7 @@ def build_overlays(
         overlays.append(
             Overlay(
                 instance_id=record.id,
-                mask=rle_to_mask(record.rle),
+                mask=decoded(record.rle),
                 box=record.box,
                 color=instance_color(record.id),
                 label=category.name if category else f"category {record.category_id}",

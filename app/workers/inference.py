@@ -85,6 +85,20 @@ class LoadedModel:
 
 
 @dataclass(frozen=True)
+class BoxJob:
+    """Segment the object in ``box`` (xyxy, image pixels) of one image: the box-prompt tool.
+
+    ``label`` is the model label (``1..K``) whose mask head to use, or ``None`` for the model's best class.
+    """
+
+    id: int
+    image_id: int
+    path: str
+    box: tuple[float, float, float, float]
+    label: int | None = None
+
+
+@dataclass(frozen=True)
 class Job:
     """Segment ``items`` (``(image id, path)`` pairs) in order, ``batch_size`` images per model call."""
 
@@ -103,6 +117,7 @@ class InferenceWorker(QObject):
     imageFailed = Signal(int, int, str)  # job id, image id, message: the model failed, not the file
     progress = Signal(int, int, int)  # job id, images done, total
     jobFinished = Signal(int, bool, str)  # job id, cancelled, error message ("" when none)
+    boxReady = Signal(int, object)  # box job id, ImageResult (one detection, or none, or an error)
 
     def __init__(self) -> None:
         super().__init__()
@@ -159,6 +174,21 @@ class InferenceWorker(QObject):
             with self._lock:
                 self._flags.pop(job.id, None)
                 self._cancelled_jobs.discard(job.id)
+
+    @Slot(object)
+    def segment_box(self, job: BoxJob) -> None:
+        """The model's mask for one drawn box (``Predictor.segment_boxes``: the mask head on that RoI)."""
+        predictor = self._predictor
+        try:
+            if predictor is None or not hasattr(predictor, "segment_boxes"):
+                raise RuntimeError("the loaded model cannot segment a drawn box" if predictor else "no model")
+            labels = None if job.label is None else np.array([job.label], dtype=np.int64)
+            prediction = predictor.segment_boxes(job.path, np.array([job.box], dtype=np.float32), labels)
+            names = {c.id: c.name for c in predictor.model_info.categories}
+            result = to_image_result(job.image_id, prediction, names)
+        except Exception as exc:  # noqa: BLE001 - reported to the user; the worker lives on
+            result = ImageResult(job.image_id, (0, 0), (), f"{type(exc).__name__}: {exc}")
+        self.boxReady.emit(job.id, result)
 
     def _run_chunk(self, job_id: int, chunk: Sequence[tuple[int, str]], flag: CancelFlag) -> None:
         assert self._predictor is not None

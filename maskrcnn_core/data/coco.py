@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -32,6 +30,7 @@ from typing import Any, Literal
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from maskrcnn_core.atomic import atomic_write
 from maskrcnn_core.image_io import ImageReadError, image_size
 from maskrcnn_core.masks import (
     InvalidSegmentationError,
@@ -539,19 +538,10 @@ def write_coco(
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    """Write ``obj`` as compact JSON via a temporary file in the same folder, fsync and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(obj, separators=(",", ":")))  # dumps: the C encoder; dump streams in Python
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``obj`` as compact JSON atomically (see :func:`maskrcnn_core.atomic.atomic_write`)."""
+    # dumps: the C encoder; json.dump streams through Python
+    data = json.dumps(obj, separators=(",", ":")).encode("utf-8")
+    atomic_write(path, lambda f: f.write(data))
 
 
 def predictions_to_coco_results(predictions: Sequence[Prediction], image_ids: Sequence[int]) -> list[dict]:

@@ -275,3 +275,138 @@ def test_rle_to_mask_rejects_counts_pycocotools_would_decode_as_garbage():
     with pytest.raises(InvalidSegmentationError, match="cover 2 pixels, but its size \\[4, 4\\] has 16"):
         rle_to_mask({"size": [4, 4], "counts": b"2"})
     assert issubclass(InvalidSegmentationError, ValueError)
+
+
+def _assert_decodes_like_pycocotools(full: np.ndarray) -> None:
+    """``rle_to_mask`` of ``full``'s RLE (compressed str and bytes, uncompressed) is the tight crop of
+    pycocotools' decode, pixel for pixel."""
+    compressed = _coco_encode(full)
+    expected = CroppedMask.from_full(coco_mask.decode(compressed).astype(bool))
+    forms = (
+        compressed,
+        {"size": compressed["size"], "counts": compressed["counts"].decode("ascii")},
+        {"size": list(full.shape), "counts": _uncompressed_counts(full)},
+    )
+    for rle in forms:
+        mask = rle_to_mask(rle)
+        assert mask.image_size == full.shape
+        assert (mask.x0, mask.y0, mask.mask.shape) == (expected.x0, expected.y0, expected.mask.shape)
+        assert mask.mask.dtype == np.bool_ and mask.mask.flags.c_contiguous
+        np.testing.assert_array_equal(mask.mask, expected.mask)
+
+
+def _decode_cases(seed: int, count: int) -> list[np.ndarray]:
+    """Full-image masks for the decoder: holes, several parts, parts on the image's borders and corners,
+    runs that go on from one column to the next, single pixels, noise, empty; thin images too."""
+    rng = np.random.default_rng(seed)
+    cases = []
+    for i in range(count):
+        height, width = int(rng.integers(1, 120)), int(rng.integers(1, 120))
+        if i % 10 == 9:  # one row or one column
+            height, width = (1, width) if rng.random() < 0.5 else (height, 1)
+        full = np.zeros((height, width), dtype=bool)
+        kind = i % 7
+        if kind == 0:  # rings (a hole each) and a separate rectangle, anywhere, clipped at the borders
+            canvas = np.zeros((height, width), np.uint8)
+            for _ in range(int(rng.integers(1, 4))):
+                centre = (int(rng.integers(-5, width + 5)), int(rng.integers(-5, height + 5)))
+                radius = int(rng.integers(3, 30))
+                cv2.circle(canvas, centre, radius, 1, -1)
+                cv2.circle(canvas, centre, radius // 2, 0, -1)
+            y0, x0 = int(rng.integers(0, height)), int(rng.integers(0, width))
+            canvas[y0 : y0 + int(rng.integers(1, 20)), x0 : x0 + int(rng.integers(1, 20))] = 1
+            full = canvas.astype(bool)
+        elif kind == 1:  # boxes flush with the image's borders and corners
+            for _ in range(int(rng.integers(1, 4))):
+                bh, bw = int(rng.integers(1, height + 1)), int(rng.integers(1, width + 1))
+                y0 = int(rng.choice([0, height - bh, rng.integers(0, height - bh + 1)]))
+                x0 = int(rng.choice([0, width - bw, rng.integers(0, width - bw + 1)]))
+                full[y0 : y0 + bh, x0 : x0 + bw] = True
+        elif kind == 2:  # runs across columns: contiguous in column-major order
+            flat = full.reshape(-1, order="F")
+            for _ in range(int(rng.integers(1, 4))):
+                a, b = sorted(int(v) for v in rng.integers(0, flat.size + 1, 2))
+                flat[a:b] = True
+            full = flat.reshape((height, width), order="F")
+        elif kind == 3:  # one pixel, often in a corner
+            corners = [(0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1)]
+            y, x = corners[i % 4] if rng.random() < 0.5 else (rng.integers(0, height), rng.integers(0, width))
+            full[y, x] = True
+        elif kind == 4:
+            full = rng.random((height, width)) < rng.uniform(0.05, 0.95)
+        elif kind == 5:  # a small part near each of two opposite corners: a crop with empty middle rows
+            full[0, int(rng.integers(0, width))] = True
+            full[height - 1, int(rng.integers(0, width))] = True
+        cases.append(full)
+    return cases
+
+
+def test_rle_to_mask_equals_pycocotools_decode_on_random_masks():
+    for full in _decode_cases(6, 350):
+        _assert_decodes_like_pycocotools(full)
+
+
+def test_rle_to_mask_of_runs_across_columns():
+    full = np.zeros((8, 6), dtype=bool)
+    full[6:, 1] = True  # one run: the bottom of column 1 and the top of column 2 (not its middle rows)
+    full[:2, 2] = True
+    _assert_decodes_like_pycocotools(full)
+    assert rle_to_mask(_coco_encode(full)).crop_box == (1, 0, 3, 8)
+    full[3:, 3] = True  # a run over all of column 4, from column 3 into column 5
+    full[:, 4] = True
+    full[:1, 5] = True
+    _assert_decodes_like_pycocotools(full)
+    full = np.ones((8, 6), dtype=bool)  # the whole image: one run, first and last pixels set
+    _assert_decodes_like_pycocotools(full)
+
+
+def test_rle_to_mask_of_uncompressed_counts_with_empty_runs():
+    # Counts may start with an empty run of 0s (pixel 0 set) and hold empty runs between runs of 1s.
+    for counts in ([0, 5, 95], [5, 3, 0, 2, 90], [0, 3, 0, 7, 88, 2], [40, 0, 60], [100], [0, 100]):
+        mask = rle_to_mask({"size": [10, 10], "counts": counts})
+        expected = coco_mask.decode(coco_mask.frPyObjects({"size": [10, 10], "counts": counts}, 10, 10))
+        np.testing.assert_array_equal(mask.to_full(), expected.astype(bool))
+        assert mask.crop_box == CroppedMask.from_full(expected).crop_box
+
+
+def test_rle_to_mask_of_small_masks_on_a_large_image():
+    height, width = 3000, 4000
+    fulls = []
+    canvas = np.zeros((height, width), np.uint8)
+    cv2.circle(canvas, (2000, 1500), 120, 1, -1)  # a ring and a separate square
+    cv2.circle(canvas, (2000, 1500), 40, 0, -1)
+    canvas[200:260, 3500:3580] = 1
+    fulls.append(canvas.astype(bool))
+    for y, x in ((0, 0), (0, width - 1), (height - 1, 0), (height - 1, width - 1), (1234, 2345)):
+        full = np.zeros((height, width), dtype=bool)
+        full[y, x] = True
+        fulls.append(full)
+    full = np.zeros((height, width), dtype=bool)
+    full[height - 30 :, 0:40] = True  # the bottom-left corner, and a run from column 40 into 41
+    full[height - 5 :, 40] = full[:7, 41] = True
+    fulls.append(full)
+    full = np.zeros((height, width), dtype=bool)
+    full[:, width - 1] = True  # the last column, full height
+    full[10:20, width - 3] = True
+    fulls.append(full)
+    for full in fulls:
+        _assert_decodes_like_pycocotools(full)
+
+
+def test_rle_to_mask_works_on_the_crop_alone():
+    # A 50x50 mask on a 20000x20000 image: the decoder's memory follows the crop, not the image (nor the
+    # crop's columns at full image height, 1 MB here).
+    import tracemalloc
+
+    crop = np.ones((50, 50), dtype=bool)
+    crop[20:30, 20:30] = False
+    rle = mask_to_rle(CroppedMask(7000, 9000, crop, (20000, 20000)))
+    tracemalloc.start()
+    try:
+        mask = rle_to_mask(rle)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (mask.x0, mask.y0) == (7000, 9000)
+    np.testing.assert_array_equal(mask.mask, crop)
+    assert peak < 100_000

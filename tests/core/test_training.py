@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,14 @@ def test_bad_training_input(shapes, tmp_path: Path) -> None:
         train(tiny_model(shapes), shapes, tmp_path / "empty", TrainConfig(iterations=1), resume=True)
     with pytest.raises(TrainingError, match="became nan|became inf"):
         train(tiny_model(shapes), shapes, tmp_path / "diverge", TrainConfig(iterations=5, lr=1e12))
+
+
+def test_checkpoints_get_ordinary_file_permissions(shapes, tmp_path: Path) -> None:
+    """Atomic writes go through a private temp file; the result must still be readable by others."""
+    previous = os.umask(0o022)
+    try:
+        result = train(tiny_model(shapes), shapes, tmp_path, TrainConfig(iterations=1, checkpoint_every=10))
+    finally:
+        os.umask(previous)
+    for path in (result.model_path, result.checkpoint_path):
+        assert path.stat().st_mode & 0o777 == 0o644, oct(path.stat().st_mode)

@@ -1,0 +1,154 @@
+"""A small line chart drawn with QPainter: one curve per named series, a legend, optional log scale.
+
+QtCharts is not part of PySide6-Essentials, and training curves need little: a few hundred points per
+series, redrawn when a point arrives (``update()`` coalesces bursts into one paint).
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+# Tableau 10, as the category colours: distinct and readable on a light background.
+SERIES_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f")
+_MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 52, 10, 8, 22
+_LEGEND_ROW = 16
+
+
+class CurveChart(QWidget):
+    """``add_point(series, x, y)`` appends to a curve; ``log_y`` plots ``log10(y)`` (losses span decades)."""
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        log_y: bool = False,
+        y_range: tuple[float, float] | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.title = title
+        self.log_y = log_y
+        self.y_range = y_range
+        self._series: dict[str, list[tuple[float, float]]] = {}
+        self._x_max = 1.0
+        self.setMinimumHeight(150)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(360, 200)
+
+    def clear(self, x_max: float = 1.0) -> None:
+        self._series.clear()
+        self._x_max = max(1.0, float(x_max))
+        self.update()
+
+    def set_x_max(self, x_max: float) -> None:
+        """The x axis runs from 0 to ``x_max`` (the run's iterations), so the curve grows to the right."""
+        self._x_max = max(1.0, float(x_max))
+        self.update()
+
+    def add_point(self, series: str, x: float, y: float | None) -> None:
+        """Append ``(x, y)``; a missing, non-finite or (on a log scale) non-positive ``y`` is skipped."""
+        if y is None or not math.isfinite(y) or (self.log_y and y <= 0):
+            return
+        self._series.setdefault(series, []).append((float(x), float(y)))
+        self._x_max = max(self._x_max, float(x))
+        self.update()
+
+    def series(self) -> dict[str, list[tuple[float, float]]]:
+        return {k: list(v) for k, v in self._series.items()}
+
+    # ------------------------------------------------------------------------------------------ drawing
+    def _y(self, value: float) -> float:
+        return math.log10(value) if self.log_y else value
+
+    def _y_limits(self) -> tuple[float, float]:
+        if self.y_range is not None:
+            return self._y(self.y_range[0]), self._y(self.y_range[1])
+        values = [self._y(y) for points in self._series.values() for _, y in points]
+        if not values:
+            return 0.0, 1.0
+        low, high = min(values), max(values)
+        if self.log_y:  # whole decades, at least one
+            return math.floor(low), max(math.ceil(high), math.floor(low) + 1)
+        pad = (high - low) * 0.05 or 0.5
+        return low - pad, high + pad
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.fillRect(self.rect(), self.palette().base())
+        legend_rows = math.ceil(len(self._series) / 3) if self._series else 0
+        plot = QRectF(
+            _MARGIN_LEFT,
+            _MARGIN_TOP + _LEGEND_ROW * (1 + legend_rows),
+            max(10, self.width() - _MARGIN_LEFT - _MARGIN_RIGHT),
+            max(10, self.height() - _MARGIN_TOP - _MARGIN_BOTTOM - _LEGEND_ROW * (1 + legend_rows)),
+        )
+        text = self.palette().text().color()
+        painter.setPen(text)
+        painter.drawText(QPointF(_MARGIN_LEFT, _MARGIN_TOP + 11), self.title)
+        low, high = self._y_limits()
+        self._draw_axes(painter, plot, low, high, text)
+        for index, (name, points) in enumerate(self._series.items()):
+            color = QColor(SERIES_COLORS[index % len(SERIES_COLORS)])
+            self._draw_legend_entry(painter, index, name, color)
+            self._draw_curve(painter, plot, points, low, high, color)
+        painter.end()
+
+    def _to_point(self, plot: QRectF, x: float, y: float, low: float, high: float) -> QPointF:
+        fx = x / self._x_max
+        fy = min(max((self._y(y) - low) / (high - low), 0.0), 1.0) if high > low else 0.5
+        return QPointF(plot.left() + fx * plot.width(), plot.bottom() - fy * plot.height())
+
+    def _draw_axes(self, painter: QPainter, plot: QRectF, low: float, high: float, color: QColor) -> None:
+        grid = QColor(color)
+        grid.setAlpha(40)
+        steps = int(high - low) if self.log_y else 4
+        for i in range(steps + 1):
+            value = low + (high - low) * i / max(steps, 1)
+            y = plot.bottom() - plot.height() * i / max(steps, 1)
+            painter.setPen(QPen(grid))
+            painter.drawLine(QPointF(plot.left(), y), QPointF(plot.right(), y))
+            painter.setPen(color)
+            label = f"{10**value:g}" if self.log_y else f"{value:.2f}"
+            painter.drawText(QRectF(0, y - 8, _MARGIN_LEFT - 4, 16), Qt.AlignmentFlag.AlignRight, label)
+        painter.setPen(color)
+        painter.drawRect(plot)
+        painter.drawText(
+            QRectF(plot.left(), plot.bottom() + 2, plot.width(), 18),
+            Qt.AlignmentFlag.AlignRight,
+            f"iteration (max {int(self._x_max)})",
+        )
+
+    def _draw_legend_entry(self, painter: QPainter, index: int, name: str, color: QColor) -> None:
+        column, row = index % 3, index // 3
+        x = _MARGIN_LEFT + column * 120
+        y = _MARGIN_TOP + _LEGEND_ROW * (row + 1) + 4
+        painter.fillRect(QRectF(x, y + 3, 12, 4), color)
+        painter.setPen(self.palette().text().color())
+        painter.drawText(QPointF(x + 16, y + 9), name)
+
+    def _draw_curve(
+        self,
+        painter: QPainter,
+        plot: QRectF,
+        points: list[tuple[float, float]],
+        low: float,
+        high: float,
+        color: QColor,
+    ) -> None:
+        painter.setPen(QPen(color, 1.6))
+        if len(points) == 1:
+            painter.setBrush(color)
+            painter.drawEllipse(self._to_point(plot, *points[0], low, high), 3, 3)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            return
+        path = QPainterPath(self._to_point(plot, *points[0], low, high))
+        for x, y in points[1:]:
+            path.lineTo(self._to_point(plot, x, y, low, high))
+        painter.drawPath(path)
