@@ -25,7 +25,7 @@ _LAZY = {
     "load_model": "maskrcnn_core.weights",
     "save_checkpoint": "maskrcnn_core.weights",
     "Predictor": "maskrcnn_core.predictor",
-    "CancelToken": "maskrcnn_core.predictor",
+    "CancelToken": "maskrcnn_core.cancel",
     "Category": "maskrcnn_core.types",
     "CroppedMask": "maskrcnn_core.types",
     "ModelInfo": "maskrcnn_core.types",
@@ -49,6 +49,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from maskrcnn_core.cancel import CancelToken
     from maskrcnn_core.config import MaskRCNNConfig
     from maskrcnn_core.model.factories import (
         build_model,
@@ -60,6 +61,6 @@ if TYPE_CHECKING:  # pragma: no cover
         mask_rcnn_resnet_101_fpn,
     )
     from maskrcnn_core.model.mask_rcnn import MaskRCNN
-    from maskrcnn_core.predictor import CancelToken, Predictor
+    from maskrcnn_core.predictor import Predictor
     from maskrcnn_core.types import Category, CroppedMask, ModelInfo, Prediction
     from maskrcnn_core.weights import load_model, save_checkpoint

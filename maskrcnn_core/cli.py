@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 def _train(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
+    from maskrcnn_core.cancel import CancelToken
     from maskrcnn_core.model.factories import build_model
-    from maskrcnn_core.predictor import CancelToken
     from maskrcnn_core.training import LAST_CHECKPOINT, TrainConfig, TrainingError, train
     from maskrcnn_core.weights import load_weights_into, read_checkpoint
 

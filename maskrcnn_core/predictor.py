@@ -9,7 +9,6 @@ error result for that image; the rest of the batch goes on.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.image_io import read_image, to_rgb_uint8
 from maskrcnn_core.postprocess import paste_masks_cropped
 from maskrcnn_core.types import ModelInfo, Prediction
@@ -24,20 +24,6 @@ from maskrcnn_core.weights import load_model, model_info
 
 ImageSource = str | os.PathLike | np.ndarray
 ProgressCallback = Callable[[int, int], None]
-
-
-class CancelToken:
-    """Set from any thread to stop a running ``predict`` before its next batch."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.data.coco import CocoData
 from maskrcnn_core.data.dataset import InstanceDataset, collate_detection
 from maskrcnn_core.data.transforms import Compose, RandomHorizontalFlip, RandomScale
 from maskrcnn_core.model.backbones import set_trainable_stages
 from maskrcnn_core.model.mask_rcnn import LOSS_KEYS
-from maskrcnn_core.predictor import CancelToken
 from maskrcnn_core.weights import read_checkpoint, save_checkpoint
 
 Event = dict[str, Any]
@@ -183,6 +183,22 @@ def train(
     }
     emit({"event": "start", "start_iteration": start, **run_info})
 
+    def write_checkpoint(iteration: int) -> Path:
+        return _checkpoint(
+            out_dir,
+            model,
+            optimizer,
+            scheduler,
+            scaler,
+            iteration,
+            config,
+            run_info,
+            metadata,
+            rank,
+            world,
+            emit,
+        )
+
     model.train()
     last_losses: dict[str, float] = {}
     last_metrics: dict | None = None
@@ -248,44 +264,16 @@ def train(
         ):
             last_metrics = _validate(model, val_data, iteration, rank, emit)
         if iteration % config.checkpoint_every == 0 and iteration < total:
-            checkpoint_path = _checkpoint(
-                out_dir,
-                model,
-                optimizer,
-                scheduler,
-                scaler,
-                iteration,
-                config,
-                run_info,
-                metadata,
-                rank,
-                world,
-                emit,
-            )
+            checkpoint_path = write_checkpoint(iteration)
 
     if status == "cancelled":
-        checkpoint_path = _checkpoint(
-            out_dir,
-            model,
-            optimizer,
-            scheduler,
-            scaler,
-            iteration,
-            config,
-            run_info,
-            metadata,
-            rank,
-            world,
-            emit,
-        )
+        checkpoint_path = write_checkpoint(iteration)
         emit({"event": "cancelled", "iteration": iteration, "checkpoint": str(checkpoint_path)})
         return TrainResult("cancelled", iteration, None, checkpoint_path, last_losses, last_metrics)
 
     if val_data is not None:
         last_metrics = _validate(model, val_data, iteration, rank, emit)
-    checkpoint_path = _checkpoint(
-        out_dir, model, optimizer, scheduler, scaler, iteration, config, run_info, metadata, rank, world, emit
-    )
+    checkpoint_path = write_checkpoint(iteration)
     model_path = None
     if rank == 0:
         final_metadata = {

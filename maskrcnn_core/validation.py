@@ -10,9 +10,10 @@ from collections.abc import Callable
 
 import torch
 
+from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.data.coco import CocoData, coco_dict, predictions_to_coco_results
 from maskrcnn_core.evaluation import EvaluationResult, evaluate_coco
-from maskrcnn_core.predictor import CancelToken, Predictor
+from maskrcnn_core.predictor import Predictor
 
 
 def evaluate_model(

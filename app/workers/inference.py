@@ -24,25 +24,11 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
 from app.model_types import Detection, ImageResult
+from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.types import ModelInfo, Prediction
 
 # The lowest score kept from the model: the score slider then re-filters without running it again.
 STORED_SCORE_THRESHOLD = 0.05
-
-
-class CancelFlag:
-    """A thread-safe cancel request with the interface of ``maskrcnn_core.CancelToken`` (``cancel()``,
-    ``cancelled``), usable without importing torch on the GUI thread."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
 
 
 class PredictorProtocol(Protocol):
@@ -56,7 +42,7 @@ class PredictorProtocol(Protocol):
         images: Sequence[str | os.PathLike[str] | np.ndarray],
         *,
         score_thresh: float = 0.05,
-        cancel: CancelFlag | None = None,
+        cancel: CancelToken | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> list[Prediction]: ...
 
@@ -124,7 +110,7 @@ class InferenceWorker(QObject):
         self._predictor: PredictorProtocol | None = None
         self._lock = threading.Lock()
         self._cancelled_jobs: set[int] = set()
-        self._flags: dict[int, CancelFlag] = {}
+        self._flags: dict[int, CancelToken] = {}
 
     @Slot(object)
     def load(self, factory: PredictorFactory) -> None:
@@ -150,7 +136,7 @@ class InferenceWorker(QObject):
     @Slot(object)
     def run(self, job: Job) -> None:
         """Segment the job's images, emitting one ``resultReady`` per image as soon as it is done."""
-        flag = CancelFlag()
+        flag = CancelToken()
         with self._lock:
             self._flags[job.id] = flag
             if job.id in self._cancelled_jobs:
@@ -190,7 +176,7 @@ class InferenceWorker(QObject):
             result = ImageResult(job.image_id, (0, 0), (), f"{type(exc).__name__}: {exc}")
         self.boxReady.emit(job.id, result)
 
-    def _run_chunk(self, job_id: int, chunk: Sequence[tuple[int, str]], flag: CancelFlag) -> None:
+    def _run_chunk(self, job_id: int, chunk: Sequence[tuple[int, str]], flag: CancelToken) -> None:
         assert self._predictor is not None
         try:
             predictions = self._predictor.predict(

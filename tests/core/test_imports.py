@@ -40,6 +40,7 @@ print(json.dumps({"imported": imported, "pulled_in_qt": pulled_in_qt}))
 _TORCH_FREE = [
     "maskrcnn_core",
     "maskrcnn_core.types",
+    "maskrcnn_core.cancel",
     "maskrcnn_core.masks",
     "maskrcnn_core.image_io",
     "maskrcnn_core.data",
