@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    import torch
     import torch.distributed as dist
 
     from maskrcnn_core.cancel import CancelToken
@@ -63,8 +64,6 @@ def _train(args: argparse.Namespace) -> int:
         if device.type == "cuda":
             # NCCL's own collectives (barrier, all_gather_object) run on the current device: without
             # this every rank would use GPU 0 for them
-            import torch
-
             torch.cuda.set_device(device)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if world > 1 else 0
@@ -101,6 +100,9 @@ def _train(args: argparse.Namespace) -> int:
         sizes = {k: v for k, v in (("min_size", args.min_size), ("max_size", args.max_size)) if v is not None}
         out = Path(args.out)
         parent = None
+        # the layers a new model (or a new class set) starts from are drawn here, before train() seeds its
+        # data order and augmentation: seed them too, so the same command gives the same model
+        torch.manual_seed(args.seed)
         if args.resume:
             checkpoint = read_checkpoint(out / LAST_CHECKPOINT) if (out / LAST_CHECKPOINT).is_file() else None
             if checkpoint is None:

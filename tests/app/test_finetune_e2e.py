@@ -1,8 +1,9 @@
 """Fine-tune from the menu, end to end on CPU: the correct → fine-tune → re-segment loop.
 
-A synthetic folder whose truth is imported and verified for most images, including a class the demo model
-has never seen ("star"); Model ▸ Fine-tune… with real clicks in the dialog; a real training process from
-the bundled demo model; the base model scored by a real evaluation process on the same validation images.
+A synthetic folder whose truth is imported and verified for most images, including classes the demo
+model has never seen (hexagon, ellipse); Model ▸ Fine-tune… with real clicks in the dialog; a real
+training process from the bundled demo model; the base model scored by a real evaluation process on the
+same validation images.
 Checked: a new model version exists and its mask AP beats the base's, the GUI thread never stalled more
 than 100 ms meanwhile (timer probe), the new version becomes active, and re-segmenting uses it while the
 verified images are left exactly as they were.
@@ -30,9 +31,13 @@ pytestmark = [
 ]
 
 BASE_MODEL = DEMO_MODEL
-CLASSES = ("circle", "square", "triangle", "ring", "star")  # star is new to the demo model
-NUM_IMAGES, NUM_VERIFIED = 30, 24
-ITERATIONS, LR = 60, 0.01
+# The user's classes: two the demo model knows (circle, ring) and two it has never seen (hexagon, ellipse),
+# as when someone starts correcting a folder with their own labels. A run where the new version only
+# re-learns classes the base already knows was too close to call on a handful of validation images
+# (0.419 -> 0.426 once, a loss another time); with new classes the gain is the point of fine-tuning.
+CLASSES = ("circle", "ring", "hexagon", "ellipse")
+NUM_IMAGES, NUM_VERIFIED = 40, 34
+ITERATIONS, LR = 80, 0.02
 STALL_BUDGET_S = 0.100
 
 
@@ -116,18 +121,14 @@ def test_finetune_from_the_menu_beats_the_base_and_resegments(qtbot, folder_with
     finetune = window.finetune
     assert finetune.running
     probe = StallProbe()  # from here on the user keeps working while the model trains
-    qtbot.waitUntil(
-        lambda: finetune.new_version_id is not None
-        and window.segmentation.model_version_id == finetune.new_version_id,
-        timeout=300_000,
-    )
+    qtbot.waitUntil(lambda: finetune.comparison is not None, timeout=300_000)
+    comparison = finetune.comparison
+    print("\n" + "\n".join(f"{r.label:12} {r.base_ap} -> {r.new_ap}" for r in comparison.rows))
+    assert comparison.overall.new_ap > comparison.overall.base_ap  # before waiting for the switch it causes
+    qtbot.waitUntil(lambda: window.segmentation.model_version_id == finetune.new_version_id, timeout=60_000)
     elapsed = time.monotonic() - started
     worst_stall = probe.stop()
-    print(f"\nFine-tune -> active new model: {elapsed:.1f} s; worst GUI stall {worst_stall * 1000:.0f} ms")
-
-    comparison = finetune.comparison
-    print("\n".join(f"{r.label:12} {r.base_ap} -> {r.new_ap}" for r in comparison.rows))
-    assert comparison.overall.new_ap > comparison.overall.base_ap
+    print(f"Fine-tune -> active new model: {elapsed:.1f} s; worst GUI stall {worst_stall * 1000:.0f} ms")
     with open(finetune.run.val_json, encoding="utf-8") as f:
         assert comparison.num_images == len(json.load(f)["images"])
     assert worst_stall < STALL_BUDGET_S
@@ -135,7 +136,7 @@ def test_finetune_from_the_menu_beats_the_base_and_resegments(qtbot, folder_with
     run = store.training_runs()[-1]
     assert new.training_run_id == run.id and run.base_model_version_id == base_version
     assert run.config["num_train_images"] + run.config["num_val_images"] == NUM_VERIFIED
-    assert "star" in {n for _, n in new.categories}
+    assert {"hexagon", "ellipse"} <= {n for _, n in new.categories}
     assert run.metrics["validation"]["segm"]["ap"] == comparison.overall.new_ap
     assert store.get_setting("active_model") == new.path
     assert window.versions_panel.active_name() == new.name
