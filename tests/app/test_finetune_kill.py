@@ -12,6 +12,7 @@ import signal
 
 import pytest
 from PySide6.QtCore import Qt
+from tiny_model import TINY
 
 from app.coco_io import import_coco
 from app.finetune import LAST_CHECKPOINT, FinetuneSettings
@@ -34,13 +35,7 @@ def tiny_checkpoint(tmp_path_factory):
     model = mask_rcnn_mobilenet_v2_fpn(
         class_names=CLASSES,
         category_ids=(1, 2, 3, 4),
-        fpn_channels=16,
-        hidden_dim=32,
-        mask_hidden_channels=16,
-        min_size=64,
-        max_size=96,
-        backbone_weights=None,
-        trainable_backbone_layers=2,
+        **TINY,
     )
     return save_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt", model, metadata={"name": "tiny"})
 

@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from tiny_model import TINY as TINY_BASE
 
 from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
 from maskrcnn_core.data import generate_synthetic_dataset, load_coco
@@ -26,18 +27,9 @@ from maskrcnn_core.training import FINAL_MODEL, LAST_CHECKPOINT, TrainConfig, tr
 
 pytestmark = pytest.mark.slow
 
-# TINY of test_training.py with a frozen BatchNorm: trainable BatchNorm normalises over each process's
+# The tiny model with a frozen BatchNorm: trainable BatchNorm normalises over each process's
 # own images, which would make 2 x 2 images differ from 1 x 4 for a reason that is not DDP's doing.
-TINY = dict(
-    fpn_channels=16,
-    hidden_dim=32,
-    mask_hidden_channels=16,
-    min_size=64,
-    max_size=96,
-    backbone_weights=None,
-    trainable_backbone_layers=2,
-    norm="frozen",
-)
+TINY = {**TINY_BASE, "norm": "frozen"}
 ITERATIONS = 8
 RANKS_TIMEOUT_S = 180
 PER_RANK_BATCH = 2

@@ -8,21 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_model import TINY
 
 from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.data import generate_synthetic_dataset, load_coco
 from maskrcnn_core.training import FINAL_MODEL, LAST_CHECKPOINT, TrainConfig, TrainingError, _lr_factor, train
-
-TINY = dict(
-    fpn_channels=16,
-    hidden_dim=32,
-    mask_hidden_channels=16,
-    min_size=64,
-    max_size=96,
-    backbone_weights=None,
-    trainable_backbone_layers=2,
-)
 
 
 @pytest.fixture(scope="module")
