@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from app.coco_io import export_coco, import_annotations
 from app.document import Document
 from app.finetune import FinetuneController
+from app.interpreter import configure_for_gui, freeze_long_lived_heap
 from app.model_sources import bundled_demo_model
 from app.model_types import ImageStatus
 from app.presenter import CanvasPresenter
@@ -60,6 +61,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, predictor_factory: Callable[[str], PredictorFactory] = checkpoint_factory) -> None:
         super().__init__()
+        configure_for_gui()
         self._predictor_factory = predictor_factory
         self.setWindowTitle(APP_NAME)
         self.resize(1280, 800)
@@ -339,6 +341,7 @@ class MainWindow(QMainWindow):
         self.versions_panel.show_versions(version_rows(store.model_versions(), store.training_runs(), active))
 
     def _show_model(self, model: LoadedModel) -> None:
+        freeze_long_lived_heap()  # torch and the model are in memory now, for good
         gpu = model.device.startswith("cuda")
         self.device_label.setText(f"Device: {'GPU' if gpu else 'CPU'} ({model.device})")
         self.model_label.setText(f"Model: {model.info.name}")

@@ -22,7 +22,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.coco_io import import_coco  # noqa: E402
@@ -30,6 +29,7 @@ from app.finetune import FinetuneSettings  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.model_sources import DEMO_MODEL  # noqa: E402
 from app.model_types import ImageStatus  # noqa: E402
+from app.stall_probe import StallProbe  # noqa: E402
 
 
 def main() -> int:
@@ -84,12 +84,6 @@ def main() -> int:
 
     marks: dict[str, float] = {}
     finetune = window.finetune
-    stalls = {"worst": 0.0, "last": time.monotonic()}
-
-    def tick() -> None:
-        now = time.monotonic()
-        stalls["worst"] = max(stalls["worst"], now - stalls["last"] - 0.010)
-        stalls["last"] = now
 
     def on_event(event: dict) -> None:
         if event["event"] == "progress" and "first progress" not in marks:
@@ -102,8 +96,10 @@ def main() -> int:
     finetune.trainingEvent.connect(on_event)
     finetune.comparisonReady.connect(lambda _c: marks.setdefault("compared", time.monotonic()))
     window.segmentation.modelChanged.connect(
-        lambda _m: finetune.is_new_version(window.segmentation.model_version_id)
-        and marks.setdefault("new model active", time.monotonic())
+        lambda _m: (
+            finetune.is_new_version(window.segmentation.model_version_id)
+            and marks.setdefault("new model active", time.monotonic())
+        )
     )
     settings = FinetuneSettings(
         base_version_id=window.segmentation.model_version_id,
@@ -115,10 +111,7 @@ def main() -> int:
     start = time.monotonic()
     finetune.start(settings)
     marks["training set written, process started"] = time.monotonic()
-    stalls["last"] = time.monotonic()
-    probe = QTimer()
-    probe.timeout.connect(tick)
-    probe.start(10)
+    probe = StallProbe()
 
     def finished() -> bool:
         if "new model active" in marks:
@@ -145,8 +138,9 @@ def main() -> int:
             f"  mask AP on {comparison.num_images} validation images: {overall.base_ap:.3f} (base) -> "
             f"{overall.new_ap:.3f} (new)"
         )
-    worst = stalls["worst"]
-    print(f"  worst GUI stall {worst * 1000:.0f} ms = {worst / 0.1:.2f} x the 100 ms budget")
+    worst = probe.worst
+    print(f"  worst GUI stall {worst * 1000:.0f} ms = {worst / 0.1:.2f} x the 100 ms budget; the worst:")
+    print("\n".join("    " + line for line in probe.report().splitlines() if " ms at t=" in line))
     if args.screenshot:
         window.grab().save(args.screenshot)
         print(f"  screenshot: {args.screenshot}")

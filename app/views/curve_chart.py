@@ -1,15 +1,17 @@
 """A small line chart drawn with QPainter: one curve per named series, a legend, optional log scale.
 
 QtCharts is not part of PySide6-Essentials, and training curves need little: a few hundred points per
-series, redrawn when a point arrives (``update()`` coalesces bursts into one paint).
+series. The chart is drawn into a pixmap when a point arrives (``update()`` coalesces bursts into one
+paint) and a plain repaint only copies that pixmap: each Qt call made from Python can wait for the GIL
+while a worker thread runs Python, so a repaint that re-draws every point stalled the GUI thread.
 """
 
 from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 # Tableau 10, as the category colours: distinct and readable on a light background.
@@ -34,7 +36,9 @@ class CurveChart(QWidget):
         self.log_y = log_y
         self.y_range = y_range
         self._series: dict[str, list[tuple[float, float]]] = {}
+        self._polygons: dict[str, QPolygonF] = {}  # (x, plotted y) per series, grown one point at a time
         self._x_max = 1.0
+        self._picture: QPixmap | None = None  # the drawn chart; None when it must be drawn again
         self.setMinimumHeight(150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
@@ -43,20 +47,26 @@ class CurveChart(QWidget):
 
     def clear(self, x_max: float = 1.0) -> None:
         self._series.clear()
+        self._polygons.clear()
         self._x_max = max(1.0, float(x_max))
-        self.update()
+        self._redraw()
 
     def set_x_max(self, x_max: float) -> None:
         """The x axis runs from 0 to ``x_max`` (the run's iterations), so the curve grows to the right."""
         self._x_max = max(1.0, float(x_max))
-        self.update()
+        self._redraw()
 
     def add_point(self, series: str, x: float, y: float | None) -> None:
         """Append ``(x, y)``; a missing, non-finite or (on a log scale) non-positive ``y`` is skipped."""
         if y is None or not math.isfinite(y) or (self.log_y and y <= 0):
             return
         self._series.setdefault(series, []).append((float(x), float(y)))
+        self._polygons.setdefault(series, QPolygonF()).append(QPointF(float(x), self._y(float(y))))
         self._x_max = max(self._x_max, float(x))
+        self._redraw()
+
+    def _redraw(self) -> None:
+        self._picture = None
         self.update()
 
     def series(self) -> dict[str, list[tuple[float, float]]]:
@@ -79,7 +89,23 @@ class CurveChart(QWidget):
         return low - pad, high + pad
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        ratio = self.devicePixelRatioF()
+        size = self.size() * ratio
+        if self._picture is None or self._picture.size() != size:
+            self._picture = QPixmap(size)
+            self._picture.setDevicePixelRatio(ratio)
+            self._draw_chart(self._picture)
         painter = QPainter(self)
+        painter.drawPixmap(0, 0, self._picture)
+        painter.end()
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt override
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._picture = None
+        super().changeEvent(event)
+
+    def _draw_chart(self, device: QPixmap) -> None:
+        painter = QPainter(device)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.fillRect(self.rect(), self.palette().base())
         legend_rows = math.ceil(len(self._series) / 3) if self._series else 0
@@ -94,16 +120,11 @@ class CurveChart(QWidget):
         painter.drawText(QPointF(_MARGIN_LEFT, _MARGIN_TOP + 11), self.title)
         low, high = self._y_limits()
         self._draw_axes(painter, plot, low, high, text)
-        for index, (name, points) in enumerate(self._series.items()):
+        for index, (name, polygon) in enumerate(self._polygons.items()):
             color = QColor(SERIES_COLORS[index % len(SERIES_COLORS)])
             self._draw_legend_entry(painter, index, name, color)
-            self._draw_curve(painter, plot, points, low, high, color)
+            self._draw_curve(painter, plot, polygon, low, high, color)
         painter.end()
-
-    def _to_point(self, plot: QRectF, x: float, y: float, low: float, high: float) -> QPointF:
-        fx = x / self._x_max
-        fy = min(max((self._y(y) - low) / (high - low), 0.0), 1.0) if high > low else 0.5
-        return QPointF(plot.left() + fx * plot.width(), plot.bottom() - fy * plot.height())
 
     def _draw_axes(self, painter: QPainter, plot: QRectF, low: float, high: float, color: QColor) -> None:
         grid = QColor(color)
@@ -134,21 +155,24 @@ class CurveChart(QWidget):
         painter.drawText(QPointF(x + 16, y + 9), name)
 
     def _draw_curve(
-        self,
-        painter: QPainter,
-        plot: QRectF,
-        points: list[tuple[float, float]],
-        low: float,
-        high: float,
-        color: QColor,
+        self, painter: QPainter, plot: QRectF, polygon: QPolygonF, low: float, high: float, color: QColor
     ) -> None:
-        painter.setPen(QPen(color, 1.6))
-        if len(points) == 1:
+        """The series in data coordinates under a data → widget transform: a handful of Qt calls per
+        series however many points it has (each Qt call made from Python can wait for the GIL)."""
+        span = high - low if high > low else 1.0
+        painter.save()
+        painter.setClipRect(plot.adjusted(-2, -2, 2, 2))
+        painter.translate(plot.left(), plot.bottom())
+        painter.scale(plot.width() / self._x_max, -plot.height() / span)
+        painter.translate(0, -low)
+        pen = QPen(color, 1.6)
+        pen.setCosmetic(True)  # 1.6 device pixels wide whatever the scale
+        painter.setPen(pen)
+        if polygon.size() == 1:
+            point = painter.transform().map(polygon.at(0))
+            painter.resetTransform()
             painter.setBrush(color)
-            painter.drawEllipse(self._to_point(plot, *points[0], low, high), 3, 3)
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            return
-        path = QPainterPath(self._to_point(plot, *points[0], low, high))
-        for x, y in points[1:]:
-            path.lineTo(self._to_point(plot, x, y, low, high))
-        painter.drawPath(path)
+            painter.drawEllipse(point, 3, 3)
+        else:
+            painter.drawPolyline(polygon)
+        painter.restore()

@@ -57,7 +57,9 @@ class TrainingPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setMinimumHeight(150)
-        self.table.setVisible(False)
+        # Always shown (empty until a run ends): the comparison arriving does not re-lay out the panel,
+        # which would redraw both charts while the new model is being loaded in a worker thread.
+        self.table.setToolTip("Base and new model, scored on the same validation images when a run ends")
         self.verdict = QLabel("")
         self.verdict.setWordWrap(True)
         self.log = QPlainTextEdit()
@@ -107,7 +109,8 @@ class TrainingPanel(QWidget):
         self.validation.setText("")
         self.loss_chart.clear(info["iterations"])
         self.ap_chart.clear(info["iterations"])
-        self.table.setVisible(False)
+        self.table.setRowCount(0)
+        self.table.setHorizontalHeaderLabels(["Mask AP", "Before", "After", "Change"])
         self.verdict.setText("")
         self.log.setVisible(False)
         self.cancel_button.setEnabled(True)
@@ -179,7 +182,6 @@ class TrainingPanel(QWidget):
                     font.setBold(True)
                     item.setFont(font)
                 self.table.setItem(r, c, item)
-        self.table.setVisible(True)
         if comparison.new_is_better:
             self.verdict.setText(f"{comparison.new_name} is better: it becomes the active model.")
         else:
@@ -205,7 +207,7 @@ class TrainingPanel(QWidget):
             label.setText("")
         self.loss_chart.clear()
         self.ap_chart.clear()
-        self.table.setVisible(False)
+        self.table.setRowCount(0)
         self.log.setVisible(False)
         for button in (self.cancel_button, self.resume_button, self.use_new_button, self.resegment_button):
             button.setEnabled(False)

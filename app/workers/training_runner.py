@@ -65,15 +65,23 @@ def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _new_process(parent: QObject, workdir: Path, log_path: Path) -> QProcess:
-    process = QProcess(parent)
+def _new_process(
+    owner: TrainingRunner | EvaluationRunner, arguments: Sequence[str], workdir: Path, log_path: Path
+) -> QProcess:
+    """``python ARGUMENTS`` in ``workdir``, not started: stdout goes to ``owner._read``, stderr is appended
+    to ``log_path``, and ``owner._on_finished`` / ``owner._on_error`` are connected."""
+    process = QProcess(owner)
     process.setProgram(sys.executable)
+    process.setArguments(list(arguments))
     process.setWorkingDirectory(str(workdir))
     env = QProcessEnvironment.systemEnvironment()
     env.insert("PYTHONUNBUFFERED", "1")
     process.setProcessEnvironment(env)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     process.setStandardErrorFile(str(log_path), QIODevice.OpenModeFlag.Append)
+    process.readyReadStandardOutput.connect(owner._read)
+    process.finished.connect(owner._on_finished)
+    process.errorOccurred.connect(owner._on_error)
     return process
 
 
@@ -110,13 +118,8 @@ class TrainingRunner(QObject):
             raise RuntimeError("a training process is already running")
         self._buffer, self._stray, self._last, self._cancelling = b"", [], {}, False
         self._log_path = log_path
-        process = _new_process(self, workdir, log_path)
-        process.setArguments(list(arguments))
-        process.readyReadStandardOutput.connect(self._read)
-        process.finished.connect(self._on_finished)
-        process.errorOccurred.connect(self._on_error)
-        self._process = process
-        process.start()
+        self._process = _new_process(self, arguments, workdir, log_path)
+        self._process.start()  # after the assignment: a failed start reports at once, to _on_error
 
     def cancel(self, grace_ms: int = CANCEL_GRACE_MS) -> None:
         """Ask the run to stop (SIGTERM): it writes its last checkpoint and exits, or is killed after
@@ -243,13 +246,8 @@ class EvaluationRunner(QObject):
             raise RuntimeError("an evaluation process is already running")
         self._stdout = b""
         self._log_path = log_path
-        process = _new_process(self, workdir, log_path)
-        process.setArguments(list(arguments))
-        process.readyReadStandardOutput.connect(self._read)
-        process.finished.connect(self._on_finished)
-        process.errorOccurred.connect(self._on_error)
-        self._process = process
-        process.start()
+        self._process = _new_process(self, arguments, workdir, log_path)
+        self._process.start()  # after the assignment: a failed start reports at once, to _on_error
 
     def shutdown(self, timeout_ms: int = 5000) -> None:
         process = self._process
