@@ -12,7 +12,6 @@ the same arguments plus ``--resume``. The project and the active model are never
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from app.document import Document
+from app.file_hash import file_sha256
 from app.model_comparison import Comparison, compare
 from app.model_types import ImageStatus, ModelVersionRecord
 from app.training_set import DEFAULT_VAL_FRACTION, TrainingSet, build_training_set, ground_truth_for_model
@@ -281,7 +281,7 @@ class FinetuneController(QObject):
             self.store.finish_training_run(run.id, status="finished", metrics=run.metrics)
             self.message.emit(f"Fine-tuning {run.name} done; registering the new model version…")
             path = str(outcome.model_path)
-            QThreadPool.globalInstance().start(lambda: self._hashed.emit(path, _sha256(Path(path))))
+            QThreadPool.globalInstance().start(lambda: self._hashed.emit(path, file_sha256(path)))
         else:
             status = "cancelled" if outcome.status == "cancelled" else "failed"
             metrics = {"error": outcome.message, "checkpoint": outcome.checkpoint}
@@ -428,11 +428,3 @@ def _plain_settings(settings: FinetuneSettings) -> dict:
 
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:60] or "run"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -10,3 +10,20 @@ TINY = dict(
     backbone_weights=None,
     trainable_backbone_layers=2,
 )
+
+# The same model as `maskrcnn_core train` flags, for the tests that run the command line.
+TINY_CLI_FLAGS = [
+    "--backbone",
+    "mobilenet_v2",
+    "--no-pretrained-backbone",
+    "--fpn-channels",
+    str(TINY["fpn_channels"]),
+    "--hidden-dim",
+    str(TINY["hidden_dim"]),
+    "--mask-hidden-channels",
+    str(TINY["mask_hidden_channels"]),
+    "--min-size",
+    str(TINY["min_size"]),
+    "--max-size",
+    str(TINY["max_size"]),
+]

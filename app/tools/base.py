@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import shiboken6
-from PySide6.QtCore import QPointF
+from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QGraphicsItem
 
@@ -18,6 +18,7 @@ class Tool:
 
     name = ""
     label = ""
+    cursor: Qt.CursorShape | None = None  # the canvas cursor while the tool is active (None: the default)
 
     def __init__(self, editor: Editor) -> None:
         self.editor = editor
@@ -25,10 +26,14 @@ class Tool:
 
     def activate(self) -> None:
         """Called when the tool becomes the active one."""
+        if self.cursor is not None:
+            self.editor.canvas.viewport().setCursor(self.cursor)
 
     def deactivate(self) -> None:
         """Called when another tool takes over (or the image changes): drop previews, forget gestures."""
         self.cancel()
+        if self.cursor is not None:
+            self.editor.canvas.viewport().unsetCursor()
 
     def cancel(self) -> None:
         """Abandon the gesture in progress."""

@@ -85,19 +85,13 @@ class BoxPrompter(QObject):
 class BoxPromptTool(Tool):
     name = "box"
     label = "Box prompt"
+    cursor = Qt.CursorShape.CrossCursor
 
     def __init__(self, editor) -> None:  # noqa: ANN001 - Editor (import cycle)
         super().__init__(editor)
         self.prompter: BoxPrompter | None = None
         self._start: QPointF | None = None
         self._item: QGraphicsRectItem | None = None
-
-    def activate(self) -> None:
-        self.editor.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
-
-    def deactivate(self) -> None:
-        super().deactivate()
-        self.editor.canvas.viewport().unsetCursor()
 
     def cancel(self) -> None:
         self._start = self._item = None

@@ -22,6 +22,7 @@ from maskrcnn_core.masks import rle_to_mask
 class BrushTool(Tool):
     name = "brush"
     label = "Brush"
+    cursor = Qt.CursorShape.CrossCursor
     erase = False
 
     def __init__(self, editor) -> None:  # noqa: ANN001 - Editor (import cycle)
@@ -36,13 +37,6 @@ class BrushTool(Tool):
     @property
     def stroking(self) -> bool:
         return bool(self._points)
-
-    def activate(self) -> None:
-        self.editor.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
-
-    def deactivate(self) -> None:
-        super().deactivate()
-        self.editor.canvas.viewport().unsetCursor()
 
     def cancel(self) -> None:
         self._points = []

@@ -22,19 +22,13 @@ CLOSE_DISTANCE_PX = 8  # screen pixels from the first vertex that count as click
 class PolygonTool(Tool):
     name = "polygon"
     label = "Polygon"
+    cursor = Qt.CursorShape.CrossCursor
 
     def __init__(self, editor) -> None:  # noqa: ANN001 - Editor (import cycle)
         super().__init__(editor)
         self.points: list[tuple[float, float]] = []
         self._hover: QPointF | None = None
         self._item: QGraphicsPathItem | None = None
-
-    def activate(self) -> None:
-        self.editor.canvas.viewport().setCursor(Qt.CursorShape.CrossCursor)
-
-    def deactivate(self) -> None:
-        super().deactivate()
-        self.editor.canvas.viewport().unsetCursor()
 
     def cancel(self) -> None:
         self.points = []

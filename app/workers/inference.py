@@ -12,7 +12,6 @@ Threading model (see ``docs/adr/threading-model.md``):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from typing import Protocol
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.file_hash import file_sha256
 from app.model_types import Detection, ImageResult
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.types import ModelInfo, Prediction
@@ -118,7 +118,7 @@ class InferenceWorker(QObject):
         try:
             predictor = factory()
             path = predictor.model_info.path
-            digest = _sha256(Path(path)) if path and Path(path).is_file() else None
+            digest = file_sha256(path) if path and Path(path).is_file() else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes a message; the window must live on
             self.modelFailed.emit(f"{type(exc).__name__}: {exc}")
             return
@@ -227,11 +227,3 @@ def to_image_result(image_id: int, prediction: Prediction, names: dict[int, str]
             )
         )
     return ImageResult(image_id, tuple(int(v) for v in prediction.image_size), tuple(detections))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from tiny_model import TINY_CLI_FLAGS
 
 from app.__main__ import main
 from app.model_types import ImageStatus
@@ -307,8 +308,7 @@ def test_our_training_command_trains_on_the_export(folder, truth, tmp_path):
     run = tmp_path / "run"
     command = [
         sys.executable, "-m", "maskrcnn_core", "train", "--train-json", str(out), "--images", str(folder),
-        "--out", str(run), "--backbone", "mobilenet_v2", "--no-pretrained-backbone", "--fpn-channels", "16",
-        "--hidden-dim", "32", "--mask-hidden-channels", "16", "--min-size", "64", "--max-size", "96",
+        "--out", str(run), *TINY_CLI_FLAGS,
         "--iterations", "2", "--batch-size", "1", "--num-threads", "1", "--progress", "none",
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)

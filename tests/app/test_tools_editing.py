@@ -307,3 +307,13 @@ def test_help_lists_every_tool_and_edit_shortcut(window):
         ("Ctrl+Z", "Undo"),
     ):
         assert f"<b>{key}</b></td><td>&nbsp;&nbsp;{name}" in text, (key, name)
+
+
+def test_drawing_tools_show_a_crosshair_and_select_gives_the_cursor_back(window):
+    viewport = window.canvas.viewport()
+    default = viewport.cursor().shape()
+    for name in ("brush", "eraser", "polygon", "box"):
+        window.editor.set_tool(name)
+        assert viewport.cursor().shape() == Qt.CursorShape.CrossCursor, name
+        window.editor.set_tool("select")
+        assert viewport.cursor().shape() == default, name

@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from tiny_model import TINY as TINY_BASE
+from tiny_model import TINY_CLI_FLAGS
 
 from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
 from maskrcnn_core.data import generate_synthetic_dataset, load_coco
@@ -173,19 +174,7 @@ def test_torchrun_command_trains_with_two_processes(shapes_root: Path, tmp_path:
         str(shapes_root / "images"),
         "--out",
         str(out),
-        "--backbone",
-        "mobilenet_v2",
-        "--no-pretrained-backbone",
-        "--fpn-channels",
-        "16",
-        "--hidden-dim",
-        "32",
-        "--mask-hidden-channels",
-        "16",
-        "--min-size",
-        "64",
-        "--max-size",
-        "96",
+        *TINY_CLI_FLAGS,
         "--iterations",
         "3",
         "--batch-size",

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_model import TINY_CLI_FLAGS
 
 from maskrcnn_core import load_model
 from maskrcnn_core.cli import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, _parser, main
@@ -28,22 +29,6 @@ from maskrcnn_core.training import FINAL_MODEL, LAST_CHECKPOINT
 pytestmark = pytest.mark.slow
 
 CATEGORY_IDS = (11, 22)  # not 1..K: the results must carry the dataset's own ids
-# the TINY model of test_training.py, as command-line flags
-TINY_FLAGS = [
-    "--backbone",
-    "mobilenet_v2",
-    "--no-pretrained-backbone",
-    "--fpn-channels",
-    "16",
-    "--hidden-dim",
-    "32",
-    "--mask-hidden-channels",
-    "16",
-    "--min-size",
-    "64",
-    "--max-size",
-    "96",
-]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -59,7 +44,7 @@ def _train_command(root: Path, out: Path, *extra: str) -> list[str]:
         str(root / "images"),
         "--out",
         str(out),
-        *TINY_FLAGS,
+        *TINY_CLI_FLAGS,
         "--device",
         "cpu",
         "--num-threads",
