@@ -47,9 +47,15 @@ class RunOutcome:
     losses: dict | None = None
 
 
+# How much lower than the app's the CPU priority of its training and scoring processes is: on a machine
+# whose every core trains, the window's thread still gets a core the moment it wakes up.
+BACKGROUND_NICENESS = 10
+
+
 def core_arguments(*arguments: str) -> list[str]:
-    """``python -m maskrcnn_core ARGUMENTS`` as a ``QProcess`` argument list (program: ``sys.executable``)."""
-    return ["-m", "maskrcnn_core", *arguments]
+    """``python -m maskrcnn_core ARGUMENTS`` as a ``QProcess`` argument list (program: ``sys.executable``),
+    at background priority."""
+    return ["-m", "maskrcnn_core", "--nice", str(BACKGROUND_NICENESS), *arguments]
 
 
 def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

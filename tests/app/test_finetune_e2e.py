@@ -4,15 +4,18 @@ A synthetic folder whose truth is imported and verified for most images, includi
 model has never seen (hexagon, ellipse); Model ▸ Fine-tune… with real clicks in the dialog; a real
 training process from the bundled demo model; the base model scored by a real evaluation process on the
 same validation images.
-Checked: a new model version exists and its mask AP beats the base's, the GUI thread never stalled more
-than 100 ms meanwhile (timer probe), the new version becomes active, and re-segmenting uses it while the
-verified images are left exactly as they were.
+Checked: the training process runs at background priority, a new model version exists and its mask AP
+beats the base's, the GUI thread never stalled more than 100 ms meanwhile (timer probe; not counting time
+the hypervisor ran other machines on our CPUs, which stalled an idle window 30-80 ms at a time here), the
+new version becomes active, and re-segmenting uses it while the verified images are left exactly as they
+were.
 """
 
 from __future__ import annotations
 
 import gc
 import json
+import os
 import time
 
 import pytest
@@ -25,6 +28,7 @@ from app.model_sources import DEMO_MODEL
 from app.model_types import ImageStatus, Provenance
 from app.stall_probe import StallProbe
 from app.views.finetune_dialog import FinetuneDialog
+from app.workers.training_runner import BACKGROUND_NICENESS
 
 pytestmark = [
     pytest.mark.gui,
@@ -100,6 +104,12 @@ def test_finetune_from_the_menu_beats_the_base_and_resegments(qtbot, folder_with
     window.finetune_action.trigger()  # Model ▸ Fine-tune… (returns once the dialog is accepted)
     finetune = window.finetune
     assert finetune.running
+    # The training process runs at background priority: with every core training, the window still gets one.
+    training_pid, own_niceness = finetune.runner.pid, os.getpriority(os.PRIO_PROCESS, 0)
+    qtbot.waitUntil(
+        lambda: os.getpriority(os.PRIO_PROCESS, training_pid) == own_niceness + BACKGROUND_NICENESS,
+        timeout=30_000,
+    )
     # This process holds everything the test session has loaded so far; a full garbage collection of that
     # heap stalled this thread for 300 ms in a whole-suite run (64-70 ms when the test runs alone, as the
     # app's own process would). Freezing it measures the app, not the test runner's leftovers.
@@ -112,13 +122,16 @@ def test_finetune_from_the_menu_beats_the_base_and_resegments(qtbot, folder_with
     assert comparison.overall.new_ap > comparison.overall.base_ap  # before waiting for the switch it causes
     qtbot.waitUntil(lambda: window.segmentation.model_version_id == finetune.new_version_id, timeout=60_000)
     elapsed = time.monotonic() - started
-    worst_stall = probe.stop()
+    probe.stop()
     gc.unfreeze()
-    print(f"Fine-tune -> active new model: {elapsed:.1f} s; worst GUI stall {worst_stall * 1000:.0f} ms")
+    print(
+        f"Fine-tune -> active new model: {elapsed:.1f} s; worst GUI stall {probe.worst * 1000:.0f} ms, "
+        f"{probe.worst_unstolen * 1000:.0f} ms less the time the hypervisor took"
+    )
     print(probe.report())
     with open(finetune.run.val_json, encoding="utf-8") as f:
         assert comparison.num_images == len(json.load(f)["images"])
-    assert worst_stall < STALL_BUDGET_S, probe.report()
+    assert probe.worst_unstolen < STALL_BUDGET_S, probe.report()
     new = next(v for v in store.model_versions() if v.id == finetune.new_version_id)
     run = store.training_runs()[-1]
     assert new.training_run_id == run.id and run.base_model_version_id == base_version

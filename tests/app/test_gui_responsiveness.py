@@ -21,6 +21,7 @@ from PIL import Image
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
 
+from app import interpreter
 from app.interpreter import GUI_SWITCH_INTERVAL_S
 from app.main_window import MainWindow
 from app.model_types import ImageStatus
@@ -94,10 +95,18 @@ def test_browser_rows_show_status_badges_and_load_only_visible_thumbnails(qtbot,
     qtbot.waitUntil(lambda: last_id in requested, timeout=10_000)
 
 
-def test_window_hands_over_the_gil_often_and_freezes_the_heap_once_a_model_is_loaded(qtbot, tmp_path):
+def test_window_hands_over_the_gil_often_and_freezes_the_heap_once_a_model_is_loaded(
+    qtbot, tmp_path, monkeypatch
+):
+    gc.unfreeze()  # as in a fresh process: nothing frozen yet (an earlier test may have frozen the heap)
+    monkeypatch.setattr(interpreter, "_heap_frozen", False)
     window = _open(qtbot, _folder(tmp_path, 2), tmp_path)
     assert sys.getswitchinterval() == pytest.approx(GUI_SWITCH_INTERVAL_S)
-    assert gc.get_freeze_count() > 10_000  # torch and the app's modules are out of the collector's walks
+    frozen = gc.get_freeze_count()
+    assert frozen > 10_000  # torch and the app's modules are out of the collector's walks
+    kept = [object() for _ in range(100)]
+    window.segmentation.modelChanged.emit(window.segmentation.model)  # another model: frozen only once
+    assert gc.get_freeze_count() == frozen and kept
     window.close()
 
 
@@ -133,11 +142,21 @@ def test_stall_probe_reports_how_long_and_where(qtbot):
     def block_the_gui_thread() -> None:
         time.sleep(0.15)
 
+    def keep_the_gui_thread_busy() -> None:
+        end = time.thread_time() + 0.15
+        while time.thread_time() < end:
+            pass
+
     probe = StallProbe()
     QTimer.singleShot(50, block_the_gui_thread)
-    qtbot.wait(400)
+    QTimer.singleShot(400, keep_the_gui_thread_busy)
+    qtbot.wait(800)
     worst = probe.stop()
     assert 0.12 < worst < 0.5
+    assert probe.worst_unstolen <= worst
     report = probe.report()
-    assert "block_the_gui_thread" in report
-    assert f"{worst * 1000:.0f} ms" in report.splitlines()[0]
+    assert "block_the_gui_thread" in report and "keep_the_gui_thread_busy" in report
+    assert f"{worst * 1000:.0f} ms at" in report
+    busy = next(s for s in probe.stalls if "keep_the_gui_thread_busy" in "".join(s.stacks))
+    asleep = next(s for s in probe.stalls if "block_the_gui_thread" in "".join(s.stacks))
+    assert busy.gui_cpu_seconds >= 0.14 and asleep.gui_cpu_seconds < 0.05
