@@ -2,6 +2,7 @@
 
 It returns real ``Prediction`` objects (two detections per image, at scores 0.9 and 0.3, masks that follow
 the image size) and can be slowed down or held at a gate to test cancelling and edit-during-run.
+``open_with_fake_model`` opens a real window on a folder with it as the model.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from maskrcnn_core.types import Category, CroppedMask, ModelInfo, Prediction
+
+if TYPE_CHECKING:
+    from app.main_window import MainWindow
 
 FAKE_CATEGORIES = (Category(1, "circle"), Category(2, "square"))
 
@@ -69,3 +74,20 @@ def _two_detections(size: tuple[int, int], source: str) -> Prediction:
         masks=tuple(masks),
         source=source,
     )
+
+
+def open_with_fake_model(
+    qtbot, folder: Path, tmp_path: Path, predictor: FakePredictor | None = None
+) -> MainWindow:
+    """A shown ``MainWindow`` on ``folder`` whose model, ``predictor`` (a new one by default), has loaded."""
+    from app.main_window import MainWindow  # here: the predictor alone must not import the GUI
+
+    predictor = predictor or FakePredictor()
+    window = MainWindow(predictor_factory=lambda _source: lambda: predictor)
+    qtbot.addWidget(window)
+    window.show()
+    weights = tmp_path / "fake.pt"
+    weights.write_bytes(b"not really a checkpoint: the fake predictor ignores it")
+    assert window.open_folder(folder, weights=str(weights))
+    qtbot.waitUntil(lambda: window.segmentation.model is not None, timeout=5000)
+    return window

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fake_predictor import FakePredictor
+from fake_predictor import open_with_fake_model
 from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
 import app.tools.categories as categories_module
 from app.commands import new_instance
-from app.main_window import MainWindow
 from maskrcnn_core.types import CroppedMask
 
 pytestmark = pytest.mark.gui
@@ -24,13 +23,7 @@ def window(qtbot, tmp_path):
     folder.mkdir()
     for name in ("a.png", "b.png"):
         Image.new("RGB", (64, 48)).save(folder / name)
-    win = MainWindow(predictor_factory=lambda _s: lambda: FakePredictor())
-    qtbot.addWidget(win)
-    win.show()
-    weights = tmp_path / "fake.pt"
-    weights.write_bytes(b"fake")
-    assert win.open_folder(folder, weights=str(weights))
-    qtbot.waitUntil(lambda: win.segmentation.model is not None, timeout=5000)
+    win = open_with_fake_model(qtbot, folder, tmp_path)
     doc = win.document
     cats = doc.ensure_categories(["cat", "dog"])
     full = np.zeros((48, 64), dtype=bool)

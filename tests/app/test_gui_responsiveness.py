@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_predictor import FakePredictor
+from fake_predictor import open_with_fake_model
 from PIL import Image
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
@@ -48,18 +48,6 @@ def _folder(tmp_path: Path, count: int) -> Path:
     return folder
 
 
-def _open(qtbot, folder: Path, tmp_path: Path) -> MainWindow:
-    predictor = FakePredictor()
-    window = MainWindow(predictor_factory=lambda _source: lambda: predictor)
-    qtbot.addWidget(window)
-    window.show()
-    weights = tmp_path / "fake.pt"
-    weights.write_bytes(b"the fake predictor ignores it")
-    assert window.open_folder(folder, weights=str(weights))
-    qtbot.waitUntil(lambda: window.segmentation.model is not None, timeout=5000)
-    return window
-
-
 def _badge_color(window: MainWindow, row: int) -> QColor:
     icon = window.browser.model().index(row, 0).data(Qt.ItemDataRole.DecorationRole)
     centre = ICON_SIZE - 2 - BADGE_SIZE // 2
@@ -75,7 +63,7 @@ def test_browser_rows_show_status_badges_and_load_only_visible_thumbnails(qtbot,
         load_thumbnail(loader, image_id, path)
 
     monkeypatch.setattr(ImageLoader, "load_thumbnail", recording_load_thumbnail)
-    window = _open(qtbot, _folder(tmp_path, 300), tmp_path)
+    window = open_with_fake_model(qtbot, _folder(tmp_path, 300), tmp_path)
     model = window.browser.model()
     assert model.rowCount() == 300
     qtbot.waitUntil(lambda: len(requested) >= 5, timeout=10_000)
@@ -100,7 +88,7 @@ def test_window_hands_over_the_gil_often_and_freezes_the_heap_once_a_model_is_lo
 ):
     gc.unfreeze()  # as in a fresh process: nothing frozen yet (an earlier test may have frozen the heap)
     monkeypatch.setattr(interpreter, "_heap_frozen", False)
-    window = _open(qtbot, _folder(tmp_path, 2), tmp_path)
+    window = open_with_fake_model(qtbot, _folder(tmp_path, 2), tmp_path)
     assert sys.getswitchinterval() == pytest.approx(GUI_SWITCH_INTERVAL_S)
     frozen = gc.get_freeze_count()
     assert frozen > 10_000  # torch and the app's modules are out of the collector's walks
