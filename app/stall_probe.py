@@ -70,7 +70,7 @@ class StallProbe(QObject):
         self.sample_after_s = sample_after_s
         self.keep = keep
         self.stalls: list[Stall] = []
-        self.worst = 0.0  # the longest stall, in seconds (0 when every tick came on time)
+        self.longest: Stall | None = None  # kept too when the hypervisor took most of it
         self._gui_thread_id = threading.get_ident()
         self._gui_task = f"/proc/self/task/{threading.get_native_id()}"
         self._last_queued = _read_runqueue_seconds(self._gui_task)
@@ -91,6 +91,11 @@ class StallProbe(QObject):
         self._watchdog.start()
 
     @property
+    def worst(self) -> float:
+        """The longest stall, in seconds (0 when every tick came on time)."""
+        return self.longest.seconds if self.longest is not None else 0.0
+
+    @property
     def worst_unstolen(self) -> float:
         """The longest stall less the time the hypervisor took meanwhile, in seconds."""
         return max((s.unstolen_seconds for s in self.stalls), default=0.0)
@@ -105,8 +110,12 @@ class StallProbe(QObject):
         return self.worst
 
     def report(self) -> str:
-        """The kept stalls, worst (less stolen time) first, each with the stacks seen while it lasted."""
-        return "\n".join(s.describe() for s in self.stalls)  # kept sorted by _tick
+        """The kept stalls, worst (less stolen time) first, then the longest if it is not among them; each
+        with the stacks seen while it lasted."""
+        shown = list(self.stalls)  # kept sorted by _tick
+        if self.longest is not None and all(kept is not self.longest for kept in shown):
+            shown.append(self.longest)
+        return "\n".join(s.describe() for s in shown)
 
     # --- GUI thread -------------------------------------------------------------------------------------
     def _tick(self) -> None:
@@ -117,7 +126,6 @@ class StallProbe(QObject):
             stacks, self._current_stacks = self._current_stacks, Counter()
             gc_seconds, self._gc_time = self._gc_time, 0.0
         if late > 0.001:
-            self.worst = max(self.worst, late)
             busy, stolen, before = None, 0.0, self._last_machine
             if machine is not None and before is not None:
                 stolen = (machine.steal - before.steal) / _CLOCK_TICKS
@@ -126,6 +134,8 @@ class StallProbe(QObject):
             waited = None if queued is None or self._last_queued is None else queued - self._last_queued
             at = self._last - self._started
             stall = Stall(late, at, stacks, gc_seconds, cpu - self._last_cpu, busy, waited, stolen)
+            if self.longest is None or late > self.longest.seconds:
+                self.longest = stall
             if len(self.stalls) < self.keep or stall.unstolen_seconds > self.stalls[-1].unstolen_seconds:
                 self.stalls.append(stall)
                 self.stalls.sort(key=lambda s: -s.unstolen_seconds)
