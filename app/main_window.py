@@ -55,7 +55,7 @@ from app.workers.inference import LoadedModel, PredictorFactory, checkpoint_fact
 APP_NAME = "Mask R-CNN Studio"
 # A better fine-tuned version is loaded this long after its comparison arrives. Building a model in the
 # worker holds the GIL in 5-30 ms pieces, and the comparison's relayout and paint make hundreds of calls
-# into Python that each wait for it: the switch stalled the window 25-67 ms when both ran at once, 15-19 ms
+# into Python that each wait for it: the switch stalled the window 25-67 ms when both ran at once, 11-22 ms
 # with the load started once the comparison was on screen.
 ACTIVATE_AFTER_COMPARISON_MS = 300
 

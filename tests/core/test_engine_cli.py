@@ -307,3 +307,13 @@ def test_help_runs_from_the_command_line() -> None:
         [sys.executable, "-m", "maskrcnn_core", "train", "--help"], capture_output=True, text=True, env=ENV
     )
     assert done.returncode == 0 and "--train-json" in done.stdout and "example" in done.stdout
+
+
+@pytest.mark.parametrize("niceness", ["20", "-5", "ten"])
+def test_a_bad_nice_value_is_refused_before_anything_runs(tmp_path, capsys, niceness: str) -> None:
+    out = tmp_path / "synthetic"
+    with pytest.raises(SystemExit) as exited:
+        main(["--nice", niceness, "synthetic", str(out), "--num-images", "1"])
+    assert exited.value.code == EXIT_BAD_INPUT
+    assert "--nice" in capsys.readouterr().err
+    assert not out.exists()
