@@ -10,8 +10,11 @@ from torch import Tensor
 ImagesLike = Tensor | Sequence[Tensor]
 
 
-def check_images(images: ImagesLike) -> list[Tensor]:
-    """Validate a ``(B, 3, H, W)`` tensor or a list of ``(3, H, W)`` tensors; return the list of images."""
+def check_images(images: ImagesLike, *, allow_uint8: bool = False) -> list[Tensor]:
+    """Validate a ``(B, 3, H, W)`` tensor or a list of ``(3, H, W)`` tensors; return the list of images.
+
+    Float images must be finite; with ``allow_uint8`` an image may also be uint8 in 0..255.
+    """
     if isinstance(images, Tensor):
         if images.ndim != 4:
             raise ValueError(
@@ -34,6 +37,8 @@ def check_images(images: ImagesLike) -> list[Tensor]:
             )
         if img.shape[1] == 0 or img.shape[2] == 0:
             raise ValueError(f"image {i} has zero size {tuple(img.shape)}")
+        if allow_uint8 and img.dtype == torch.uint8:
+            continue
         if not img.is_floating_point():
             raise ValueError(
                 f"image {i} must be a float tensor with values in [0, 1], got dtype {img.dtype} "

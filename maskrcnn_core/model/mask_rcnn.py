@@ -23,12 +23,12 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss, maskrcnn_loss
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, concat_box_prediction_layers
 from torchvision.models.detection.transform import resize_boxes
-from torchvision.ops import MultiScaleRoIAlign
 from torchvision.ops import boxes as box_ops
 
 from maskrcnn_core.config import MaskRCNNConfig
 from maskrcnn_core.model.heads import ImageTransform, MLPBoxHead
 from maskrcnn_core.model.inputs import ImagesLike, check_images, check_targets
+from maskrcnn_core.model.pooling import ParallelMultiScaleRoIAlign
 
 #: the loss keys, in the order they are logged
 LOSS_KEYS = ("rpn_cls_loss", "rpn_reg_loss", "roi_cls_loss", "roi_reg_loss", "mask_loss", "total_loss")
@@ -89,7 +89,7 @@ class MaskRCNN(nn.Module):
             box_head = MLPBoxHead(c.feat_channels * c.pool_size[0] * c.pool_size[1], c.hidden_dim, c.dropout)
         num_mask_channels = 1 if c.class_agnostic_masks else c.num_classes + 1
         self.roi_heads = RoIHeads(
-            box_roi_pool=MultiScaleRoIAlign(featmap_names, list(c.pool_size), sampling_ratio=2),
+            box_roi_pool=ParallelMultiScaleRoIAlign(featmap_names, list(c.pool_size), sampling_ratio=2),
             box_head=box_head,
             box_predictor=FastRCNNPredictor(c.hidden_dim, c.num_classes + 1),
             fg_iou_thresh=c.box_fg_iou_thresh,
@@ -100,7 +100,7 @@ class MaskRCNN(nn.Module):
             score_thresh=0.05,
             nms_thresh=0.5,
             detections_per_img=100,
-            mask_roi_pool=MultiScaleRoIAlign(featmap_names, list(c.mask_pool_size), sampling_ratio=2),
+            mask_roi_pool=ParallelMultiScaleRoIAlign(featmap_names, list(c.mask_pool_size), sampling_ratio=2),
             mask_head=MaskRCNNHeads(
                 c.feat_channels, [c.mask_hidden_channels] * c.mask_head_layers, 1, norm_layer=norm
             ),
@@ -166,7 +166,7 @@ class MaskRCNN(nn.Module):
         from maskrcnn_core.postprocess import paste_masks_full
 
         results = []
-        for det in self.detect(images, score_thresh=score_thresh, nms_thresh=nms_thresh, top_k=top_k):
+        for det in self._detect(images, score_thresh, nms_thresh, top_k, allow_uint8=False):
             masks = paste_masks_full(
                 det["mask_probs"], det["boxes"], det["image_size"], threshold=mask_thresh
             )
@@ -230,13 +230,21 @@ class MaskRCNN(nn.Module):
     ) -> list[dict]:
         """Detections with unpasted mask probabilities: what ``predict`` and the Predictor build on.
 
+        ``images`` as for ``predict``, or uint8 ``(3, H, W)`` tensors in 0..255 (the Predictor's: normalised
+        straight from uint8, with the same values as ``img.float() / 255`` would give).
+
         Returns per image: ``boxes`` ``(N, 4)`` float32 xyxy in input pixels, ``scores`` ``(N,)``,
         ``labels`` ``(N,)`` int64, ``mask_probs`` ``(N, M, M)`` float32 (the sigmoid of each detection's class
         channel, relative to its box), ``image_size`` ``(H, W)`` of the input.
         """
+        return self._detect(images, score_thresh, nms_thresh, top_k, allow_uint8=True)
+
+    def _detect(
+        self, images: ImagesLike, score_thresh: float, nms_thresh: float, top_k: int, *, allow_uint8: bool
+    ) -> list[dict]:
         _check_thresholds(score_thresh, nms_thresh, top_k)
         with _eval_mode(self):
-            image_list, originals = self._prepare(images)
+            image_list, originals = self._prepare(images, allow_uint8=allow_uint8)
             features = self._features(image_list.tensors)
             proposals = self._propose(image_list, features, training=False)[0]
             cls_logits, bbox_deltas = self._box_branch(features, proposals, image_list.image_sizes)
@@ -288,8 +296,10 @@ class MaskRCNN(nn.Module):
 
     # ------------------------------------------------------------------ internals
 
-    def _prepare(self, images: ImagesLike) -> tuple[ImageList, list[tuple[int, int]]]:
-        image_list = check_images(images)
+    def _prepare(
+        self, images: ImagesLike, *, allow_uint8: bool = False
+    ) -> tuple[ImageList, list[tuple[int, int]]]:
+        image_list = check_images(images, allow_uint8=allow_uint8)
         originals = [(int(img.shape[-2]), int(img.shape[-1])) for img in image_list]
         batched, _ = self.transform(image_list)
         return batched, originals

@@ -268,3 +268,19 @@ def test_bad_rois_and_thresholds() -> None:
         model.predict(image, score_thresh=2.0)
     with pytest.raises(ValueError, match="top_k"):
         model.predict(image, top_k=0)
+
+
+def test_uint8_images_are_normalised_exactly_as_float_ones() -> None:
+    """``detect`` takes the Predictor's uint8 images: the table gives the float path's values bit for bit."""
+    model = seed_model()
+    generator = torch.Generator().manual_seed(0)
+    hwc = torch.randint(0, 256, (97, 131, 3), dtype=torch.uint8, generator=generator)
+    hwc.view(-1, 3)[:256] = torch.arange(256, dtype=torch.uint8).view(-1, 1)  # every level in every channel
+    chw = hwc.permute(2, 0, 1)  # a strided view, as the Predictor passes it
+    as_float = chw.float().div_(255.0)
+    normalised = model.transform.normalize(chw)
+    assert normalised.dtype == torch.float32
+    assert torch.equal(normalised, model.transform.normalize(as_float))
+    got, expected = model.detect([chw])[0], model.detect([as_float])[0]
+    for key in ("boxes", "scores", "labels", "mask_probs"):
+        assert torch.equal(got[key], expected[key]), key

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from reference_model import PHOTOS, build_reference, load_photo
 
-from maskrcnn_core import mask_rcnn_resnet_50_fpn
+from maskrcnn_core import Predictor, mask_rcnn_resnet_50_fpn
 from maskrcnn_core.model.mask_rcnn import LOSS_KEYS
 
 
@@ -108,3 +110,29 @@ def test_box_prompt_reproduces_the_detected_masks(models) -> None:
     det = ours.detect([image])[0]
     prompted = ours.segment_boxes(image, det["boxes"], det["labels"])
     torch.testing.assert_close(prompted["mask_probs"], det["mask_probs"], rtol=1e-3, atol=1e-4)
+
+
+def test_the_predictor_on_two_threads_matches_torchvision(tmp_path: Path) -> None:
+    """The app's path at torchvision's default 800 px: ``Predictor`` on a uint8 photo (normalised through a
+    table), RoI pooling on two threads, the CPU mask head in NHWC, the allocator setting."""
+    reference = build_reference()
+    path = tmp_path / "reference_maskrcnn_r50_fpn.pth"
+    torch.save(reference.state_dict(), path)
+    predictor = Predictor(path, device="cpu", batch_size=1)
+    photo = np.asarray(Image.open(PHOTOS[1]).convert("RGB"))
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = predictor.predict([photo])[0]
+        with torch.no_grad():
+            expected = reference([load_photo(PHOTOS[1])])[0]
+    finally:
+        torch.set_num_threads(previous)
+
+    assert len(expected["boxes"]) > 5
+    np.testing.assert_allclose(got.boxes, expected["boxes"].numpy(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(got.scores, expected["scores"].numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(got.labels, expected["labels"].numpy())
+    expected_masks = (expected["masks"][:, 0] > 0.5).numpy()
+    got_masks = np.stack([mask.to_full() for mask in got.masks])
+    assert (got_masks == expected_masks).mean() >= 0.99
