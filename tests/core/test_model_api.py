@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from maskrcnn_core import MaskRCNN, MaskRCNNConfig, mask_rcnn_mobilenet_v2_fpn
+from maskrcnn_core.model.heads import lookup, lookup_cpu
 from maskrcnn_core.model.mask_rcnn import LOSS_KEYS
 
 
@@ -281,6 +282,9 @@ def test_uint8_images_are_normalised_exactly_as_float_ones() -> None:
     normalised = model.transform.normalize(chw)
     assert normalised.dtype == torch.float32
     assert torch.equal(normalised, model.transform.normalize(as_float))
+    # the lookup that CUDA images take gives the same as the CPU's OpenCV lookup
+    table = torch.randn(3, 256, generator=generator)
+    assert torch.equal(lookup(chw, table), lookup_cpu(chw, table))
     got, expected = model.detect([chw])[0], model.detect([as_float])[0]
     for key in ("boxes", "scores", "labels", "mask_probs"):
         assert torch.equal(got[key], expected[key]), key

@@ -165,3 +165,28 @@ def test_bad_arrays_and_arguments(predictor: Predictor, checkpoint: Path) -> Non
     with pytest.raises(ValueError, match="batch_size"):
         Predictor(checkpoint, batch_size=0)
     assert predictor.predict([]) == []
+
+
+def test_out_of_gpu_memory_retries_image_by_image_then_reports_the_image(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CUDA out-of-memory path, on the CPU: a batch that does not fit is retried one image at a time,
+    and an image that does not fit alone gets an error result while the others are segmented."""
+    predictor = Predictor(checkpoint, device="cpu", batch_size=2)
+    detect = predictor.model.detect
+    attempts: list[int] = []
+
+    def detect_within_memory(images, **kwargs):
+        attempts.append(len(images))
+        if len(images) > 1 or images[0].shape[-1] > 200:  # a pair, or the wide image, "does not fit"
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return detect(images, **kwargs)
+
+    monkeypatch.setattr(predictor.model, "detect", detect_within_memory)
+    wide = photo(2, size=(96, 256))
+    predictions = predictor.predict([photo(1), wide, photo(3)], score_thresh=0.0)
+
+    assert attempts == [2, 1, 1, 1]
+    assert [p.ok for p in predictions] == [True, False, True]
+    assert "out of GPU memory on a 256x96 image" in predictions[1].error
+    assert len(predictions[0]) > 0 and len(predictions[2]) > 0
