@@ -54,6 +54,16 @@ class ImageTransform(GeneralizedRCNNTransform):
             return lookup_cpu(image, table)
         return lookup(image, table)
 
+    def resize(
+        self, image: Tensor, target: dict[str, Tensor] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor] | None]:
+        was_training = self.training
+        self.training = target is not None and len(self.min_size) > 1
+        try:
+            return super().resize(image, target)
+        finally:
+            self.training = was_training
+
 
 def lookup(image: Tensor, table: Tensor) -> Tensor:
     """``table[c][image[c]]`` for a ``(3, H, W)`` uint8 image and a ``(3, 256)`` table, on any device."""
@@ -67,13 +77,3 @@ def lookup_cpu(image: Tensor, table: Tensor) -> Tensor:
     for c in range(3):
         cv2.LUT(np.ascontiguousarray(image[c].numpy()), table_np[c], dst=planes[c])
     return out
-
-    def resize(
-        self, image: Tensor, target: dict[str, Tensor] | None = None
-    ) -> tuple[Tensor, dict[str, Tensor] | None]:
-        was_training = self.training
-        self.training = target is not None and len(self.min_size) > 1
-        try:
-            return super().resize(image, target)
-        finally:
-            self.training = was_training
