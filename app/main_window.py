@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.coco_io import export_coco, import_annotations
+from app.coco_io import ImportSummary, export_coco, import_annotations
 from app.document import Document
 from app.finetune import FinetuneController
 from app.interpreter import configure_for_gui, freeze_long_lived_heap
@@ -214,18 +214,25 @@ class MainWindow(QMainWindow):
         if not path:
             return
         try:
-            summary = import_annotations(self.document.store, Path(path))
+            summary = self.import_annotation_file(Path(path))
         except ValueError as exc:
             QMessageBox.critical(self, "Import COCO", str(exc))
             return
-        self.document.scan()
-        self.document.reload_instances()
-        self.document.restore_current_image()
         QMessageBox.information(
             self,
             "Import COCO",
             f"Added {summary.added} annotations on {summary.images} images.\n\n{summary.report}",
         )
+
+    def import_annotation_file(self, path: Path) -> ImportSummary:
+        """Import a COCO or labelme file into the open project and show what it added (no dialogs).
+
+        Raises ``ValueError`` (nothing imported) for a file that cannot be read."""
+        summary = import_annotations(self.document.store, path)
+        self.document.scan()
+        self.document.reload_instances()
+        self.document.restore_current_image()
+        return summary
 
     def export_coco_file(self) -> None:
         if self.document is None:

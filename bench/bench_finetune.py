@@ -24,7 +24,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from app.coco_io import import_coco  # noqa: E402
 from app.finetune import FinetuneSettings  # noqa: E402
 from app.main_window import MainWindow  # noqa: E402
 from app.model_sources import DEMO_MODEL  # noqa: E402
@@ -76,8 +75,7 @@ def main() -> int:
     window.open_folder(work / "data" / "images", weights=args.base)
     _wait(app, lambda: window.segmentation.model is not None, 300)
     doc = window.document
-    import_coco(doc.store, work / "verified.json")
-    doc.scan()
+    window.import_annotation_file(work / "verified.json")
     for image in doc.images():
         if image.status is ImageStatus.CORRECTED:
             doc.set_verified(image.id, True)

@@ -9,7 +9,7 @@ full-size float masks, once as is and once with the allocator setting the Predic
 checkpoint: torchvision's ResNet-50-FPN COCO layout with seeded, calibrated weights (tests/reference_model.py)
 that detect ~100 objects on a real photo. Detections are compared box by box.
 
-    .venv/bin/python bench/bench_predict_cpu.py [--threads 2] [--sizes 4000x3000,1333x800,640x480]
+    .venv/bin/python bench/bench_predict_cpu.py [--threads 2] [--sizes 4000x3000,1333x800] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -103,12 +103,20 @@ def compare(a: dict, b: dict) -> str:
     )
 
 
+def _run_worker(mode: str, threads: int, weights: Path, image_path: Path) -> dict:
+    command = [sys.executable, __file__, "--threads", str(threads), "--worker", mode, str(weights)]
+    command.append(str(image_path))
+    out = subprocess.run(command, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="4000x3000,1333x800,640x480")
+    parser.add_argument("--repeats", type=int, default=1, help="fresh processes per measurement; the median")
     parser.add_argument("--worker", nargs=3, metavar=("MODE", "WEIGHTS", "IMAGE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -143,22 +151,8 @@ def main() -> None:
         mosaic.resize((w, h), Image.BICUBIC).save(image_path, quality=92)
         runs = {}
         for mode in ("torchvision", "torchvision-reuse", "ours"):
-            out = subprocess.run(
-                [
-                    sys.executable,
-                    __file__,
-                    "--threads",
-                    str(args.threads),
-                    "--worker",
-                    mode,
-                    str(weights),
-                    str(image_path),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            runs[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+            repeats = [_run_worker(mode, args.threads, weights, image_path) for _ in range(args.repeats)]
+            runs[mode] = sorted(repeats, key=lambda r: r["seconds"])[len(repeats) // 2]  # the median run
         tv, ours = runs["torchvision"], runs["ours"]
         print(
             f"{size:>10} | {tv['seconds']:13.2f} {ours['seconds']:8.2f} "

@@ -60,18 +60,13 @@ class Predictor:
     ) -> None:
         device = torch.device(device) if device is not None else _default_device()
         model = load_model(weights, device=device)
-        # NHWC convolutions (only for a model of our own: from_model must not change the layout of a model
-        # that is being trained). On CUDA for tensor cores. On CPU only in the mask branch (20 % faster
-        # there, oneDNN): elsewhere its other rounding reordered near-tied detections against
-        # torchvision's pipeline, but the mask branch runs after the detections are chosen, so its
-        # rounding moves nothing but mask pixels at probability 0.5.
         if device.type == "cuda":
+            # NHWC convolutions for tensor cores. Not on CPU: there it was 15-20 % faster (oneDNN), but its
+            # other rounding reordered near-tied detections against torchvision's pipeline. Only for a model
+            # of our own: from_model must not change the layout of a model that is being trained.
             model = model.to(memory_format=torch.channels_last)
-        else:
-            model.roi_heads.mask_head.to(memory_format=torch.channels_last)
-            model.roi_heads.mask_predictor.to(memory_format=torch.channels_last)
-            if reuse_memory:
-                reuse_freed_memory()
+        elif reuse_memory:
+            reuse_freed_memory()
         self._setup(model, device, batch_size, mixed_precision, max_pixels, weights)
 
     @classmethod

@@ -6,15 +6,17 @@ training process, the outcome, the comparison) and turns button clicks into sign
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -26,6 +28,8 @@ from app.views.curve_chart import CurveChart
 from app.views.run_progress import format_eta
 from app.workers.training_runner import RunOutcome
 
+#: the height the panel asks of its dock, which the charts and the comparison table fill
+PREFERRED_HEIGHT = 560
 LOSS_TERMS = ("total_loss", "rpn_cls_loss", "rpn_reg_loss", "roi_cls_loss", "roi_reg_loss", "mask_loss")
 
 
@@ -47,7 +51,9 @@ class TrainingPanel(QWidget):
         self.title.setWordWrap(True)
         self.progress = QProgressBar()
         self.figures = QLabel("")
+        self.figures.setWordWrap(True)
         self.validation = QLabel("")
+        self.validation.setWordWrap(True)
         self.loss_chart = CurveChart("Training losses (log scale)", log_y=True)
         self.ap_chart = CurveChart("Validation mask AP", y_range=(0.0, 1.0))
         self.ap_chart.setMinimumHeight(110)
@@ -78,16 +84,27 @@ class TrainingPanel(QWidget):
         for button in (self.cancel_button, self.resume_button, self.use_new_button, self.resegment_button):
             button.setEnabled(False)
 
+        # The figures scroll when the dock is shorter than they need (a squeezed layout would draw the
+        # table over the verdict); the verdict and the buttons stay in view below them.
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.title)
+        column.addWidget(self.progress)
+        column.addWidget(self.figures)
+        column.addWidget(self.validation)
+        column.addWidget(self.loss_chart, 3)
+        column.addWidget(self.ap_chart, 1)
+        column.addWidget(self.table, 2)
+        column.addWidget(self.log, 2)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(content)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.title)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.figures)
-        layout.addWidget(self.validation)
-        layout.addWidget(self.loss_chart, 3)
-        layout.addWidget(self.ap_chart, 1)
-        layout.addWidget(self.table, 2)
+        layout.addWidget(self.scroll)
         layout.addWidget(self.verdict)
-        layout.addWidget(self.log, 2)
         row = QHBoxLayout()
         for button in (self.cancel_button, self.resume_button):
             row.addWidget(button)
@@ -96,6 +113,11 @@ class TrainingPanel(QWidget):
         for button in (self.use_new_button, self.resegment_button):
             row.addWidget(button)
         layout.addLayout(row)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        # what the dock asks for first: room for the figures without scrolling (the lists above scroll)
+        hint = super().sizeHint()
+        return QSize(hint.width(), max(hint.height(), PREFERRED_HEIGHT))
 
     # ------------------------------------------------------------------------------------------- slots
     def show_run_started(self, info: dict) -> None:
@@ -110,7 +132,6 @@ class TrainingPanel(QWidget):
         self.loss_chart.clear(info["iterations"])
         self.ap_chart.clear(info["iterations"])
         self.table.setRowCount(0)
-        self.table.setHorizontalHeaderLabels(["Mask AP", "Before", "After", "Change"])
         self.verdict.setText("")
         self.log.setVisible(False)
         self.cancel_button.setEnabled(True)
@@ -167,8 +188,13 @@ class TrainingPanel(QWidget):
         self.resume_button.setEnabled(resumable)
 
     def show_comparison(self, comparison: Comparison) -> None:
-        self.figures.setText(f"Done. Mask AP on the same {comparison.num_images} validation images:")
-        self.table.setHorizontalHeaderLabels(["Mask AP", comparison.base_name, comparison.new_name, "Change"])
+        # the model names go in the line above, not in the headers, where a narrow dock would cut them
+        self.figures.setText(
+            f"Done. Mask AP on the same {comparison.num_images} validation images, before "
+            f"(<b>{comparison.base_name}</b>) and after (<b>{comparison.new_name}</b>):"
+        )
+        self.table.horizontalHeaderItem(1).setToolTip(comparison.base_name)
+        self.table.horizontalHeaderItem(2).setToolTip(comparison.new_name)
         self.table.setRowCount(len(comparison.rows))
         for r, row in enumerate(comparison.rows):
             delta = row.delta
@@ -191,6 +217,8 @@ class TrainingPanel(QWidget):
                 f"{comparison.base_name} stays active. Use new version to switch anyway."
             )
         self.use_new_button.setEnabled(not comparison.new_is_better)
+        # bring the table into view once the layout has made room for its rows
+        QTimer.singleShot(0, lambda: self.scroll.ensureWidgetVisible(self.table))
 
     def set_active_model(self, name: str, is_new_version: bool) -> None:
         """The worker loaded ``name``; re-segmenting makes sense once the run's new version is active."""

@@ -22,7 +22,6 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
-from app.coco_io import import_coco
 from app.main_window import MainWindow
 from app.model_sources import DEMO_MODEL
 from app.model_types import ImageStatus, Provenance
@@ -86,8 +85,7 @@ def test_finetune_from_the_menu_beats_the_base_and_resegments(qtbot, folder_with
     assert window.open_folder(folder, weights=str(BASE_MODEL))
     qtbot.waitUntil(lambda: window.segmentation.model is not None, timeout=120_000)
     doc, store = window.document, window.document.store
-    import_coco(store, verified_json)
-    doc.scan()
+    window.import_annotation_file(verified_json)
     for image in doc.images():
         if image.status is ImageStatus.CORRECTED:
             doc.set_verified(image.id, True)

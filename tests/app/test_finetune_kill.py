@@ -14,7 +14,6 @@ import pytest
 from PySide6.QtCore import Qt
 from tiny_model import TINY
 
-from app.coco_io import import_coco
 from app.finetune import LAST_CHECKPOINT, FinetuneSettings
 from app.main_window import MainWindow
 
@@ -45,8 +44,7 @@ def _open_with_truth(qtbot, folder, truth_json, checkpoint) -> MainWindow:
     qtbot.addWidget(window)
     assert window.open_folder(folder, weights=str(checkpoint))
     qtbot.waitUntil(lambda: window.segmentation.model is not None, timeout=60_000)
-    import_coco(window.document.store, truth_json)
-    window.document.scan()
+    window.import_annotation_file(truth_json)
     return window
 
 

@@ -114,7 +114,7 @@ def test_box_prompt_reproduces_the_detected_masks(models) -> None:
 
 def test_the_predictor_on_two_threads_matches_torchvision(tmp_path: Path) -> None:
     """The app's path at torchvision's default 800 px: ``Predictor`` on a uint8 photo (normalised through a
-    table), RoI pooling on two threads, the CPU mask head in NHWC, the allocator setting."""
+    table), RoI pooling on two threads, the allocator setting."""
     reference = build_reference()
     path = tmp_path / "reference_maskrcnn_r50_fpn.pth"
     torch.save(reference.state_dict(), path)
