@@ -225,9 +225,8 @@ class MainWindow(QMainWindow):
         )
 
     def import_annotation_file(self, path: Path) -> ImportSummary:
-        """Import a COCO or labelme file into the open project and show what it added (no dialogs).
-
-        Raises ``ValueError`` (nothing imported) for a file that cannot be read."""
+        """Import a COCO or labelme file into the open project and refresh the views; what the menu
+        item does, without its dialogs. Raises ``ValueError`` (nothing imported) for a bad file."""
         summary = import_annotations(self.document.store, path)
         self.document.scan()
         self.document.reload_instances()
