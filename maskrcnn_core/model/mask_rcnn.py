@@ -64,7 +64,10 @@ class MaskRCNN(nn.Module):
         else:
             anchor_sizes = (tuple(c.anchor_sizes),)
             featmap_names = ["0"]
-        anchor_generator = AnchorGenerator(anchor_sizes, (tuple(c.aspect_ratios),) * len(anchor_sizes))
+        # its cell anchors are plain tensor attributes, not buffers: real ones even when the model is built
+        # on the meta device to be loaded from a checkpoint (load_model)
+        with torch.device("cpu"):
+            anchor_generator = AnchorGenerator(anchor_sizes, (tuple(c.aspect_ratios),) * len(anchor_sizes))
         self.rpn = _PhasedRPN(
             anchor_generator,
             RPNHead(c.feat_channels, c.num_anchors_per_location, conv_depth=c.rpn_conv_depth),

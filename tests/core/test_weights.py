@@ -40,6 +40,10 @@ def test_our_checkpoint_round_trips_exactly(tmp_path: Path) -> None:
     assert loaded.checkpoint_metadata["mask_ap"] == 0.5
     for key, value in model.state_dict().items():
         assert torch.equal(value, loaded.state_dict()[key]), key
+    # built on the meta device and filled from the file: nothing left on meta, same trainable parameters
+    tensors = [*loaded.parameters(), *loaded.buffers(), *loaded.rpn.anchor_generator.cell_anchors]
+    assert not any(t.is_meta for t in tensors)
+    assert [p.requires_grad for p in loaded.parameters()] == [p.requires_grad for p in model.parameters()]
     image = torch.rand(1, 3, 96, 120)
     expected = model.eval().predict(image, score_thresh=0.0)[0]
     got = loaded.predict(image, score_thresh=0.0)[0]
