@@ -369,9 +369,10 @@ class ProjectStore:
                     count = db.execute("SELECT COUNT(*) FROM categories").fetchone()[0]
                     color = _CATEGORY_COLORS[count % len(_CATEGORY_COLORS)]
                     wanted = preferred_ids.get(name)
-                    if wanted is not None and db.execute(
-                        "SELECT 1 FROM categories WHERE id = ?", (wanted,)
-                    ).fetchone():
+                    if (
+                        wanted is not None
+                        and db.execute("SELECT 1 FROM categories WHERE id = ?", (wanted,)).fetchone()
+                    ):
                         wanted = None
                     cur = db.execute(
                         "INSERT INTO categories (id, name, color, supercategory) VALUES (?, ?, ?, ?)",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up everything (scripts/setup.sh), then runs the linter and the whole test suite offscreen.
+# Sets up everything (scripts/setup.sh), then runs the linter, the format check and the whole test suite
+# offscreen.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"` or `bash scripts/test.sh tests/core`.
 # Exits non-zero when ruff or pytest fails, when pytest collects no test, or when the suite takes longer
 # than its budget of 20 minutes on the 2-core CI machine.
@@ -8,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 
-printf '\n== ruff check .\n'
+printf '\n== ruff check . && ruff format --check .\n'
 ruff_status=0
 .venv/bin/ruff check . || ruff_status=$?
+.venv/bin/ruff format --check . || ruff_status=$?
 
 printf '\n== pytest\n'
 budget_s=1200
@@ -27,7 +29,7 @@ if [ "$elapsed" -gt "$budget_s" ] && [ "$#" -eq 0 ]; then
     echo "test.sh: the suite took ${elapsed} s, over its budget of ${budget_s} s (see the slowest tests above)" >&2
     pytest_status=1
 fi
-[ "$ruff_status" -eq 0 ] || echo "test.sh: ruff check failed" >&2
+[ "$ruff_status" -eq 0 ] || echo "test.sh: ruff check or ruff format --check failed" >&2
 
 if [ "$ruff_status" -ne 0 ]; then exit "$ruff_status"; fi
 exit "$pytest_status"

@@ -306,11 +306,13 @@ def test_our_training_command_trains_on_the_export(folder, truth, tmp_path):
     out = tmp_path / "export.json"
     assert main(["export", str(folder), "--out", str(out)]) == 0
     run = tmp_path / "run"
+    # fmt: off
     command = [
         sys.executable, "-m", "maskrcnn_core", "train", "--train-json", str(out), "--images", str(folder),
         "--out", str(run), *TINY_CLI_FLAGS,
         "--iterations", "2", "--batch-size", "1", "--num-threads", "1", "--progress", "none",
     ]
+    # fmt: on
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     import torch
