@@ -19,8 +19,21 @@ from torchvision.ops.poolers import _filter_input, _setup_scales
 #: fewer RoIs than this per chunk are not worth a thread hand-off
 MIN_ROIS_PER_CHUNK = 64
 
-# helper threads for all models in the process; a call uses get_num_threads() - 1 of them at most
-_helpers = ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="roi_align")
+
+def _new_helpers() -> ThreadPoolExecutor:
+    """Helper threads for all models in the process; a call uses get_num_threads() - 1 of them at most."""
+    return ThreadPoolExecutor(max_workers=max(1, (os.cpu_count() or 1) - 1), thread_name_prefix="roi_align")
+
+
+def _replace_helpers_in_child() -> None:
+    # a forked child has none of the parent's threads, but the executor would believe it still had them and
+    # queue work that nothing runs
+    global _helpers
+    _helpers = _new_helpers()
+
+
+_helpers = _new_helpers()
+os.register_at_fork(after_in_child=_replace_helpers_in_child)
 
 
 class ParallelMultiScaleRoIAlign(MultiScaleRoIAlign):

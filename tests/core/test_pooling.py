@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections import OrderedDict
 
 import pytest
@@ -73,3 +74,25 @@ def test_one_thread_or_a_gradient_keeps_torchvision_s_path(two_threads, monkeypa
     with torch.no_grad():
         pool(features, boxes, sizes)
     assert not hand_offs
+
+
+def _helpers_run_work_in_child(queue) -> None:
+    try:
+        queue.put(pooling._helpers.submit(lambda: "ran").result(timeout=10))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent
+        queue.put(repr(exc))
+
+
+def test_a_forked_child_gets_its_own_helper_threads(two_threads) -> None:
+    """A forked child (multiprocessing's default on Linux) has none of the parent's helper threads; its
+    executor must start new ones rather than queue work for threads that do not exist there."""
+    features, boxes, sizes = _features_and_boxes([300])
+    with torch.no_grad():  # the parent's helper threads have run and sit idle now
+        ParallelMultiScaleRoIAlign(["0", "1", "2", "3"], [7, 7], sampling_ratio=2)(features, boxes, sizes)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_helpers_run_work_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == "ran"
