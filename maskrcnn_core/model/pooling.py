@@ -61,15 +61,10 @@ class ParallelMultiScaleRoIAlign(MultiScaleRoIAlign):
                 features, image_shapes, self.canonical_scale, self.canonical_level
             )
         # chunk j takes the j-th slice of every image's boxes, so that each chunk keeps the batch indices
-        bounds = [torch.linspace(0, len(b), chunks + 1).long().tolist() for b in boxes]
-        parts = [[b[s[j] : s[j + 1]] for b, s in zip(boxes, bounds, strict=True)] for j in range(chunks)]
+        parts = [[b[len(b) * j // chunks : len(b) * (j + 1) // chunks] for b in boxes] for j in range(chunks)]
         pool = super().forward
         pending = [_helpers.submit(pool, x, part, image_shapes) for part in parts[1:]]
         pooled = [pool(x, parts[0], image_shapes)] + [f.result() for f in pending]
         # back to the order of `boxes`: image by image, and within an image chunk by chunk
-        rows = []
-        for image in range(len(boxes)):
-            for j in range(chunks):
-                start = sum(len(p) for p in parts[j][:image])
-                rows.append(pooled[j][start : start + len(parts[j][image])])
-        return torch.cat(rows)
+        per_image = [rows.split([len(b) for b in part]) for rows, part in zip(pooled, parts, strict=True)]
+        return torch.cat([per_image[j][image] for image in range(len(boxes)) for j in range(chunks)])
