@@ -218,7 +218,7 @@ class TrainingPanel(QWidget):
             )
         self.use_new_button.setEnabled(not comparison.new_is_better)
         # bring the table into view once the layout has made room for its rows
-        QTimer.singleShot(0, lambda: self.scroll.ensureWidgetVisible(self.table))
+        QTimer.singleShot(0, self, lambda: self.scroll.ensureWidgetVisible(self.table))  # dropped with self
 
     def set_active_model(self, name: str, is_new_version: bool) -> None:
         """The worker loaded ``name``; re-segmenting makes sense once the run's new version is active."""
