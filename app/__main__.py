@@ -40,15 +40,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run_gui(folder: Path | None, *, weights: Path | None = None, demo: bool = False) -> int:
     from PySide6.QtWidgets import QApplication
 
-    from app.main_window import MainWindow
-    from app.model_sources import bundled_demo_model
+    from app.project.model_sources import bundled_demo_model
+    from app.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Mask R-CNN Studio")
     window = MainWindow()
     window.show()
     if demo:
-        from app.demo import demo_folder
+        from app.project.demo import demo_folder
 
         model = bundled_demo_model()
         if window.open_folder(demo_folder(), weights=str(model) if model else None):

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from app.coco_io import export_coco, import_annotations
-from app.store import ProjectStore
+from app.project.coco_io import export_coco, import_annotations
+from app.project.store import ProjectStore
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,9 +35,9 @@ from PySide6.QtCore import QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QImage, QMouseEvent, QPixmap  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from app.commands import new_instance  # noqa: E402
-from app.mask_ops import polygon_mask  # noqa: E402
-from app.model_types import Provenance  # noqa: E402
+from app.project.mask_ops import polygon_mask  # noqa: E402
+from app.project.records import Provenance  # noqa: E402
+from app.session.commands import new_instance  # noqa: E402
 
 H, W = 3000, 4000
 BUDGETS = {"brush move": 0.016, "overlay redraw": 0.050, "export": 10.0}
@@ -59,7 +59,7 @@ def _instances(rng: np.random.Generator, count: int, size=(H, W)) -> list:
 
 def _nudge(mask, k: int):  # noqa: ANN001, ANN202 - CroppedMask
     """``mask`` with one more (or one fewer) row: a small edit."""
-    from app.mask_ops import paste
+    from app.project.mask_ops import paste
 
     h, w = mask.mask.shape
     row = np.ones((1, w), dtype=bool) if k % 2 == 0 else np.zeros((1, w), dtype=bool)
@@ -103,7 +103,7 @@ def _button(canvas, kind, x: float, y: float) -> None:  # noqa: ANN001
 def bench_gui(app: QApplication, repeats: int) -> dict[str, float]:
     from fake_predictor import FakePredictor  # tests/app: the stand-in that follows the predictor protocol
 
-    from app.main_window import MainWindow
+    from app.ui.main_window import MainWindow
     from maskrcnn_core.masks import rle_to_mask
 
     results = {}
@@ -131,7 +131,7 @@ def bench_gui(app: QApplication, repeats: int) -> dict[str, float]:
 
         # Overlay redraw with 100 instances. Cold: nothing cached (another image was shown before);
         # after an edit: one instance changed, the other 99 are reused.
-        from app.views import overlay as overlay_module
+        from app.ui.canvas import overlay as overlay_module
 
         cold = []
         for _ in range(max(3, repeats // 5)):
@@ -147,7 +147,7 @@ def bench_gui(app: QApplication, repeats: int) -> dict[str, float]:
             record = records[1 + k % 50]
             mask = rle_to_mask(record.rle)
             editor_push = window.editor.push
-            from app import commands
+            from app.session import commands
 
             shifted = commands.edit_mask(window.editor.context, record, _nudge(mask, k), "bench")
             editor_push(shifted)  # a real edit command: committed to the store, then redrawn
@@ -229,8 +229,8 @@ def bench_gui(app: QApplication, repeats: int) -> dict[str, float]:
 def bench_export(images: int, per_image: int) -> float:
     from pycocotools import mask as mask_utils
 
-    from app.coco_io import export_coco
-    from app.store import ProjectStore
+    from app.project.coco_io import export_coco
+    from app.project.store import ProjectStore
 
     size = (480, 640)
     with tempfile.TemporaryDirectory() as tmp:

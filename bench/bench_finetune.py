@@ -21,14 +21,16 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The stall probe is test instrumentation: it lives with the tests, not in the shipped package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from PySide6.QtWidgets import QApplication  # noqa: E402
+from stall_probe import StallProbe  # noqa: E402
 
-from app.finetune import FinetuneSettings  # noqa: E402
-from app.main_window import MainWindow  # noqa: E402
-from app.model_sources import DEMO_MODEL  # noqa: E402
-from app.model_types import ImageStatus  # noqa: E402
-from app.stall_probe import StallProbe  # noqa: E402
+from app.project.model_sources import DEMO_MODEL  # noqa: E402
+from app.project.records import ImageStatus  # noqa: E402
+from app.session.finetune import FinetuneSettings  # noqa: E402
+from app.ui.main_window import MainWindow  # noqa: E402
 
 
 def main() -> int:

@@ -62,7 +62,7 @@ def make_folder(root: Path, n: int) -> Path:
 
 
 def time_app(app: QApplication, folder: Path) -> float:
-    from app.main_window import MainWindow
+    from app.ui.main_window import MainWindow
 
     window = MainWindow()
     window.resize(1200, 800)

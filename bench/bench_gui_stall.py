@@ -111,7 +111,7 @@ def main() -> int:
     parser.add_argument("--weights", type=Path, default=None)
     args = parser.parse_args()
 
-    from app.main_window import MainWindow
+    from app.ui.main_window import MainWindow
     from app.workers.inference import checkpoint_factory
     from maskrcnn_core.data.synthetic import generate_synthetic_dataset
 

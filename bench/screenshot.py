@@ -88,7 +88,7 @@ def main() -> int:
     from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
 
-    from app.main_window import MainWindow
+    from app.ui.main_window import MainWindow
     from app.workers.inference import checkpoint_factory
 
     app = QApplication(sys.argv[:1])

@@ -1,8 +1,9 @@
 """kill -9 soak test of the project store: no committed edit is ever lost, the file is never damaged.
 
 Each run starts a child process that opens a fresh project and performs a scripted, random editing session
-(add / update / delete instances, apply model results, change settings) through ``app.store``. Before each
-edit the child prints what it is about to do (``BEGIN``), after the commit returns it prints ``DONE``.
+(add / update / delete instances, apply model results, change settings) through ``app.project.store``.
+Before each edit the child prints what it is about to do (``BEGIN``), after the commit returns it prints
+``DONE``.
 The parent SIGKILLs the child at a random moment, reopens the project and checks:
 
 - ``PRAGMA integrity_check`` is ``ok``;
@@ -35,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.model_types import NewInstance, Provenance  # noqa: E402
-from app.store import ProjectStore  # noqa: E402
+from app.project.records import NewInstance, Provenance  # noqa: E402
+from app.project.store import ProjectStore  # noqa: E402
 
 IMAGES = ("a.png", "b.png", "c.png")
 SIZE = (48, 64)  # (H, W) of the pretend images

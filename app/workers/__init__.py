@@ -1,1 +1,2 @@
-"""Background workers: inference (QThread) and image loading (thread pool)."""
+"""Background workers: inference (QThread, the only place the app touches torch), image loading (thread
+pool) and the engine's training and scoring processes (QProcess)."""

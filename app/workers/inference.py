@@ -22,8 +22,8 @@ from typing import Protocol
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
-from app.file_hash import file_sha256
-from app.model_types import Detection, ImageResult
+from app.project.file_hash import file_sha256
+from app.project.records import Detection, ImageResult
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.types import ModelInfo, Prediction
 

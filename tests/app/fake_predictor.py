@@ -18,7 +18,7 @@ from PIL import Image
 from maskrcnn_core.types import Category, CroppedMask, ModelInfo, Prediction
 
 if TYPE_CHECKING:
-    from app.main_window import MainWindow
+    from app.ui.main_window import MainWindow
 
 FAKE_CATEGORIES = (Category(1, "circle"), Category(2, "square"))
 
@@ -80,7 +80,7 @@ def open_with_fake_model(
     qtbot, folder: Path, tmp_path: Path, predictor: FakePredictor | None = None
 ) -> MainWindow:
     """A shown ``MainWindow`` on ``folder`` whose model, ``predictor`` (a new one by default), has loaded."""
-    from app.main_window import MainWindow  # here: the predictor alone must not import the GUI
+    from app.ui.main_window import MainWindow  # here: the predictor alone must not import the GUI
 
     predictor = predictor or FakePredictor()
     window = MainWindow(predictor_factory=lambda _source: lambda: predictor)

@@ -23,10 +23,10 @@ from PySide6.QtWidgets import (
     QGraphicsView,
 )
 
-from app.mask_ops import polygon_mask
-from app.model_types import Provenance
-from app.views.canvas import Canvas, _contours, _fill_image, _outline_path, _outline_paths, _subsampling
-from app.views.overlay import Overlay, instance_color
+from app.project.mask_ops import polygon_mask
+from app.project.records import Provenance
+from app.ui.canvas.overlay import Overlay, instance_color
+from app.ui.canvas.view import Canvas, _contours, _fill_image, _outline_path, _outline_paths, _subsampling
 from maskrcnn_core.types import CroppedMask
 
 pytestmark = pytest.mark.gui

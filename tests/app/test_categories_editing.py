@@ -10,8 +10,8 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor
 
-import app.tools.categories as categories_module
-from app.commands import new_instance
+import app.ui.category_editing as categories_module
+from app.session.commands import new_instance
 from maskrcnn_core.types import CroppedMask
 
 pytestmark = pytest.mark.gui

@@ -13,8 +13,8 @@ import pytest
 from pycocotools.coco import COCO
 
 from app.__main__ import main
-from app.model_types import ImageStatus, Provenance
-from app.store import ProjectStore
+from app.project.records import ImageStatus, Provenance
+from app.project.store import ProjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,7 +89,7 @@ def test_export_leaves_out_new_images_and_low_scores(images_folder, tmp_path):
         image_id = store.image_by_name("train_000000.png").id
         from pycocotools import mask as mask_utils
 
-        from app.model_types import NewInstance
+        from app.project.records import NewInstance
 
         full = np.zeros((192, 256), dtype=np.uint8)
         full[10:20, 10:30] = 1
@@ -149,7 +149,7 @@ def test_commands_run_as_a_module_without_a_display(images_folder, synthetic_dat
         [
             sys.executable,
             "-c",
-            "import sys, app.cli, app.coco_io, app.store; "
+            "import sys, app.cli, app.project.coco_io, app.project.store; "
             "print(sorted(m for m in sys.modules if m.startswith(('PySide6', 'torch'))))",
         ],
         cwd=ROOT,

@@ -22,8 +22,8 @@ from pycocotools.cocoeval import COCOeval
 from tiny_model import TINY_CLI_FLAGS
 
 from app.__main__ import main
-from app.model_types import ImageStatus
-from app.store import ProjectStore
+from app.project.records import ImageStatus
+from app.project.store import ProjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 H, W = 64, 80
@@ -211,7 +211,7 @@ def test_a_killed_import_leaves_the_project_as_it_was(folder, truth):
     # The import process is SIGKILLed while its transaction has written half of the file.
     script = (
         "import os, signal, sys\n"
-        "from app.store import ProjectStore\n"
+        "from app.project.store import ProjectStore\n"
         "from app.__main__ import main\n"
         "calls = []\n"
         "original = ProjectStore.import_instances\n"

@@ -10,9 +10,9 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from app.main_window import MainWindow
-from app.model_sources import DEMO_MODEL
-from app.model_types import ImageStatus, Provenance
+from app.project.model_sources import DEMO_MODEL
+from app.project.records import ImageStatus, Provenance
+from app.ui.main_window import MainWindow
 
 pytestmark = [
     pytest.mark.gui,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from app.__main__ import build_parser, main
-from app.demo import DEMO_IMAGES, demo_folder
-from app.locations import user_cache_dir
+from app.project.demo import DEMO_IMAGES, demo_folder
+from app.project.locations import user_cache_dir
 
 
 def test_demo_folder_is_generated_once_in_the_user_cache():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from app.file_hash import file_sha256
+from app.project.file_hash import file_sha256
 
 
 def test_digest_matches_hashlib_and_follows_a_rewrite(tmp_path):

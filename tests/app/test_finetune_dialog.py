@@ -6,9 +6,9 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
-from app.model_types import ImageStatus, ModelVersionRecord
-from app.training_set import split_images
-from app.views.finetune_dialog import FinetuneDialog
+from app.project.records import ImageStatus, ModelVersionRecord
+from app.project.training_set import split_images
+from app.ui.finetune_dialog import FinetuneDialog
 
 pytestmark = pytest.mark.gui
 

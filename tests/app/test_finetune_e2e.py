@@ -21,12 +21,12 @@ import time
 import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
+from stall_probe import StallProbe
 
-from app.main_window import MainWindow
-from app.model_sources import DEMO_MODEL
-from app.model_types import ImageStatus, Provenance
-from app.stall_probe import StallProbe
-from app.views.finetune_dialog import FinetuneDialog
+from app.project.model_sources import DEMO_MODEL
+from app.project.records import ImageStatus, Provenance
+from app.ui.finetune_dialog import FinetuneDialog
+from app.ui.main_window import MainWindow
 from app.workers.training_runner import BACKGROUND_NICENESS
 
 pytestmark = [

@@ -14,8 +14,8 @@ import pytest
 from PySide6.QtCore import Qt
 from tiny_model import TINY
 
-from app.finetune import LAST_CHECKPOINT, FinetuneSettings
-from app.main_window import MainWindow
+from app.session.finetune import LAST_CHECKPOINT, FinetuneSettings
+from app.ui.main_window import MainWindow
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 

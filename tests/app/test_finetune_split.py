@@ -9,11 +9,11 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from app.coco_io import import_coco
-from app.model_comparison import compare
-from app.model_types import ImageStatus, NewInstance, Provenance
-from app.store import ProjectStore
-from app.training_set import (
+from app.project.coco_io import import_coco
+from app.project.comparison import compare
+from app.project.records import ImageStatus, NewInstance, Provenance
+from app.project.store import ProjectStore
+from app.project.training_set import (
     TrainingSetError,
     build_training_set,
     ground_truth_for_model,

@@ -20,14 +20,14 @@ from fake_predictor import open_with_fake_model
 from PIL import Image
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QColor
+from stall_probe import StallProbe
 
-from app import interpreter
-from app.interpreter import GUI_SWITCH_INTERVAL_S
-from app.main_window import MainWindow
-from app.model_types import ImageStatus
-from app.stall_probe import StallProbe
-from app.views.curve_chart import SERIES_COLORS, CurveChart
-from app.views.image_browser import (
+from app.project.records import ImageStatus
+from app.ui import interpreter
+from app.ui.interpreter import GUI_SWITCH_INTERVAL_S
+from app.ui.main_window import MainWindow
+from app.ui.panels.curve_chart import SERIES_COLORS, CurveChart
+from app.ui.panels.image_browser import (
     BADGE_SIZE,
     ICON_SIZE,
     STATUS_COLORS,

@@ -17,8 +17,8 @@ import pytest
 from fake_predictor import FakePredictor
 from PySide6.QtWidgets import QMessageBox
 
-from app.main_window import MainWindow
-from app.model_types import ImageStatus, NewInstance, Provenance
+from app.project.records import ImageStatus, NewInstance, Provenance
+from app.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
 
@@ -255,7 +255,7 @@ sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).resolve().pa
 from PySide6.QtWidgets import QApplication
 from PySide6.QtCore import QEventLoop, QTimer
 from fake_predictor import FakePredictor
-from app.main_window import MainWindow
+from app.ui.main_window import MainWindow
 app = QApplication([])
 w = MainWindow(predictor_factory=lambda s: (lambda: FakePredictor()))
 open({str(tmp_path / "w.pt")!r}, "wb").write(b"x")

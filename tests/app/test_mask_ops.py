@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.mask_ops import MaskDelta, combine, fill_holes, merge, paste, polygon_mask, split, stroke_mask
+from app.project.mask_ops import (
+    MaskDelta,
+    combine,
+    fill_holes,
+    merge,
+    paste,
+    polygon_mask,
+    split,
+    stroke_mask,
+)
 from maskrcnn_core.types import CroppedMask
 
 SIZE = (40, 50)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from app.locations import ProjectLocationError, remember_project_dir
-from app.model_types import ImageStatus, NewInstance, Provenance
-from app.project_lock import ProjectLockedError
-from app.store import DB_NAME, SCHEMA_VERSION, ProjectStore, StaleImageError, StoreError
+from app.project.locations import ProjectLocationError, remember_project_dir
+from app.project.lock import ProjectLockedError
+from app.project.records import ImageStatus, NewInstance, Provenance
+from app.project.store import DB_NAME, SCHEMA_VERSION, ProjectStore, StaleImageError, StoreError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -228,8 +228,8 @@ def test_second_open_is_refused_in_process_and_from_another_process(tmp_path):
     code = textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {str(ROOT)!r})
-        from app.store import ProjectStore
-        from app.project_lock import ProjectLockedError
+        from app.project.store import ProjectStore
+        from app.project.lock import ProjectLockedError
         try:
             ProjectStore.open({str(folder)!r})
         except ProjectLockedError as exc:
@@ -248,7 +248,7 @@ def test_lock_of_a_killed_process_is_released(tmp_path):
     folder = tmp_path / "f"
     folder.mkdir()
     code = (
-        f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from app.store import ProjectStore; "
+        f"import sys, time; sys.path.insert(0, {str(ROOT)!r}); from app.project.store import ProjectStore; "
         f"s = ProjectStore.open({str(folder)!r}); print('open', flush=True); time.sleep(60)"
     )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -310,6 +310,6 @@ def test_newer_schema_and_garbage_files_are_refused(tmp_path):
     with pytest.raises(StoreError, match="not a readable project database"):
         ProjectStore.open(folder)
     # The refused open released its lock.
-    from app.project_lock import ProjectLock
+    from app.project.lock import ProjectLock
 
     ProjectLock(folder / ".maskrcnn-studio" / "project.lock").release()

@@ -50,7 +50,7 @@ def _replay_lines(folder: Path) -> list[str]:
     """Lines that describe exactly what the file holds now, as DONE records."""
     import json
 
-    from app.store import ProjectStore
+    from app.project.store import ProjectStore
 
     lines = []
     with ProjectStore.open(folder) as store:

@@ -14,8 +14,8 @@ from fake_predictor import FakePredictor
 from PIL import Image
 from PySide6.QtCore import QPointF, Qt
 
-from app.main_window import MainWindow
-from app.model_types import Provenance
+from app.project.records import Provenance
+from app.ui.main_window import MainWindow
 from app.workers.inference import checkpoint_factory
 from maskrcnn_core.masks import rle_to_mask
 from maskrcnn_core.types import CroppedMask, Prediction

@@ -11,10 +11,10 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
 from PySide6.QtWidgets import QApplication
 
-from app.commands import new_instance
-from app.main_window import MainWindow
-from app.mask_ops import combine, polygon_mask, stroke_mask
-from app.model_types import ImageStatus, Provenance
+from app.project.mask_ops import combine, polygon_mask, stroke_mask
+from app.project.records import ImageStatus, Provenance
+from app.session.commands import new_instance
+from app.ui.main_window import MainWindow
 from maskrcnn_core.masks import rle_to_mask
 from maskrcnn_core.types import CroppedMask
 
@@ -286,7 +286,7 @@ def test_pan_with_middle_button_and_zoom_keys(qtbot, window):
 
 
 def test_help_lists_every_tool_and_edit_shortcut(window):
-    from app.views.dialogs import shortcuts_text
+    from app.ui.dialogs import shortcuts_text
 
     text = shortcuts_text(window.actions())
     for key, name in (

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from PySide6.QtGui import QUndoStack
 
-from app import commands
-from app.commands import EditContext
-from app.document import Document
-from app.mask_ops import combine, polygon_mask, stroke_mask
-from app.model_types import ImageResult, ImageStatus, NewInstance, Provenance
-from app.store import ProjectStore
+from app.project.mask_ops import combine, polygon_mask, stroke_mask
+from app.project.records import ImageResult, ImageStatus, NewInstance, Provenance
+from app.project.store import ProjectStore
+from app.session import commands
+from app.session.commands import EditContext
+from app.session.document import Document
 from maskrcnn_core.masks import mask_to_rle, rle_to_mask
 from maskrcnn_core.types import CroppedMask
 
@@ -69,7 +69,7 @@ def _on_disk(folder, image_id) -> list[tuple]:
     """What a second connection reads from the file: the committed state, not a cache."""
     import sqlite3
 
-    from app.locations import resolve_project_dir
+    from app.project.locations import resolve_project_dir
 
     db = sqlite3.connect(resolve_project_dir(folder, None) / "project.sqlite")
     try:

@@ -1,0 +1,177 @@
+"""COCO import into the project store and export out of it (Qt-free: the command line uses it).
+
+Validation and the file format itself are ``maskrcnn_core.data.coco``'s (``load_coco`` / ``write_coco``);
+this module maps between COCO and the store: categories by name (a new category keeps the file's id when
+it is free, so ids are stable from import to export), images by file name, masks as RLE. labelme files
+(:mod:`app.project.labelme_io`) are imported the same way. An import is one transaction: all of it or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from app.project.labelme_io import LabelmeReport, is_labelme, labelme_files, read_labelme
+from app.project.records import ImageStatus, NewInstance, Provenance
+from app.project.store import ProjectStore
+from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, load_coco, write_coco
+from maskrcnn_core.image_io import ImageReadError, image_size
+from maskrcnn_core.masks import mask_to_rle
+from maskrcnn_core.types import Category
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    images: int  # images of the file found in the folder
+    added: int  # annotations added (those already in the project are not added again)
+    report: str  # the validator's summary: what was skipped or clipped, and why
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    images: int
+    annotations: int
+    skipped_images: list[str]  # unusable files left out, with the reason
+
+
+def import_coco(store: ProjectStore, json_path: Path) -> ImportSummary:
+    """Add the annotations of a COCO file whose images are in the project's folder.
+
+    Re-importing the same file adds nothing: an annotation identical to one the image already holds
+    (same category, same mask) is skipped. Imported instances have provenance ``imported`` and are never
+    replaced by a model run. Raises ``CocoValidationError`` (a ``ValueError``) for an unusable file.
+    """
+    data, report = load_coco(json_path, store.images_dir)
+    names = {c.id: c.name for c in data.categories}
+    added = 0
+    with store.transaction():  # all of the file or nothing
+        category_ids = store.ensure_categories(
+            [c.name for c in data.categories], preferred_ids={c.name: c.id for c in data.categories}
+        )
+        store.add_images(image.file_name for image in data.images)
+        for image in data.images:
+            record = store.image_by_name(image.file_name)
+            instances = [
+                NewInstance(
+                    category_id=category_ids[names[ann.category_id]],
+                    rle=ann.rle,
+                    box=ann.bbox,
+                    area=ann.area,
+                    provenance=Provenance.IMPORTED,
+                    iscrowd=ann.iscrowd,
+                )
+                for ann in image.annotations
+            ]
+            added += store.import_instances(record.id, instances)
+    return ImportSummary(images=len(data.images), added=added, report=report.summary())
+
+
+def import_labelme(store: ProjectStore, path: Path) -> ImportSummary:
+    """Add the instances of a labelme JSON file (or of every labelme file in a directory).
+
+    Labels become categories by name; each instance is ``imported``; re-importing adds nothing.
+    """
+    report = LabelmeReport(str(path))
+    read = [read_labelme(f, store.images_dir, report) for f in labelme_files(Path(path))]
+    images = [image for image in read if image is not None]
+    added = 0
+    with store.transaction():  # all of it or nothing
+        labels = sorted({label for image in images for label, _ in image.instances})
+        category_ids = store.ensure_categories(labels) if labels else {}
+        store.add_images(image.file_name for image in images)
+        for image in images:
+            record = store.image_by_name(image.file_name)
+            instances = [
+                NewInstance(
+                    category_id=category_ids[label],
+                    rle=mask_to_rle(mask),
+                    box=tuple(float(v) for v in mask.tight_box()),
+                    area=mask.area,
+                    provenance=Provenance.IMPORTED,
+                )
+                for label, mask in image.instances
+            ]
+            if instances:
+                added += store.import_instances(record.id, instances)
+    return ImportSummary(images=len(images), added=added, report=report.summary())
+
+
+def import_annotations(store: ProjectStore, path: Path) -> ImportSummary:
+    """Import a COCO file, a labelme file, or a directory of labelme files (recognised by content)."""
+    path = Path(path)
+    if path.is_dir():
+        return import_labelme(store, path)
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        data = None  # load_coco reports it properly
+    return import_labelme(store, path) if is_labelme(data) else import_coco(store, path)
+
+
+#: Which images an export holds: every looked-at image (``None``), only those a person edited or
+#: accepted (``"annotated"``), or only accepted ones (``"verified"``).
+EXPORT_SELECTIONS = {
+    None: (ImageStatus.PREDICTED, ImageStatus.CORRECTED, ImageStatus.VERIFIED),
+    "annotated": (ImageStatus.CORRECTED, ImageStatus.VERIFIED),
+    "verified": (ImageStatus.VERIFIED,),
+}
+
+
+def export_coco(
+    store: ProjectStore,
+    out: Path,
+    *,
+    segmentation: Literal["rle", "polygon"] = "rle",
+    score_threshold: float | None = None,
+    only: Literal["verified", "annotated"] | None = None,
+) -> ExportSummary:
+    """Write the project's annotations as a COCO file (atomic replace), loadable by pycocotools.
+
+    Images nobody and no model has looked at yet (status ``new``) and unusable files are left out:
+    an unlabelled image is not an image without objects; ``only`` narrows it further (see
+    ``EXPORT_SELECTIONS``). Predictions scoring below ``score_threshold`` (default: the project's slider
+    setting) are left out, as they are hidden in the app. ``segmentation``: compressed RLE (pixel-exact,
+    holes kept) or polygons (RLE for the masks that polygons cannot redraw exactly).
+    """
+    if segmentation not in ("rle", "polygon"):
+        raise ValueError(f'the export format must be "rle" or "polygon", got {segmentation!r}')
+    if only not in EXPORT_SELECTIONS:
+        raise ValueError(f'--only must be "verified" or "annotated", got {only!r}')
+    statuses = EXPORT_SELECTIONS[only]
+    threshold = (
+        float(store.get_setting("score_threshold", 0.5)) if score_threshold is None else score_threshold
+    )
+    categories = store.categories()
+    coco_categories = [Category(c.id, c.name) for c in categories]
+    label_of = {c.id: i + 1 for i, c in enumerate(categories)}
+    images, skipped = [], []
+    for image in store.images():
+        if image.status not in statuses:
+            continue
+        if image.error:
+            skipped.append(f"{image.file_name}: {image.error}")
+            continue
+        path = store.images_dir / image.file_name
+        height, width = image.height, image.width
+        if height is None or width is None:
+            try:
+                height, width = image_size(path)
+            except ImageReadError as exc:
+                skipped.append(f"{image.file_name}: {exc}")
+                continue
+        annotations = tuple(
+            CocoAnnotation(r.id, r.category_id, label_of[r.category_id], r.rle, r.iscrowd)
+            for r in store.instances(image.id)
+            if r.provenance is not Provenance.PREDICTED or (r.score or 0.0) >= threshold
+        )
+        images.append(CocoImage(image.id, image.file_name, path, height, width, annotations))
+    if not coco_categories:
+        raise ValueError("the project has no categories yet, so there is nothing to export")
+    write_coco(
+        out, images, coco_categories, segmentation=segmentation, info={"description": "Mask R-CNN Studio"}
+    )
+    return ExportSummary(
+        images=len(images), annotations=sum(len(i.annotations) for i in images), skipped_images=skipped
+    )

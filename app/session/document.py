@@ -1,0 +1,320 @@
+"""The annotation state of the open project: images, categories, instances, view settings.
+
+A ``QObject`` (QtCore only, no widgets) so that views can follow it through signals. All writes go
+through the :class:`~app.project.store.ProjectStore` first and are durable when a method returns; the
+in-memory copies here are caches of what the store holds. Undo commands call :meth:`Document.apply_edit`,
+so every edit is committed to the store in the same step as it is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Signal
+
+from app.project.folder_scan import scan_folder
+from app.project.records import (
+    CategoryRecord,
+    ImageRecord,
+    ImageResult,
+    ImageStatus,
+    InstanceRecord,
+    NewInstance,
+    Provenance,
+)
+from app.project.store import ProjectStore
+
+DEFAULT_SCORE_THRESHOLD = 0.5
+# A new prediction overlapping a kept (edited / verified / imported) instance this much is the same object.
+DUPLICATE_IOU = 0.5
+
+
+@dataclass(frozen=True)
+class ApplyOutcome:
+    """What happened to a model result: applied (with how many instances), or why not."""
+
+    applied: bool
+    added: int = 0
+    reason: str = ""
+
+
+class Document(QObject):
+    """The open project. Methods are called on the GUI thread only."""
+
+    imagesReset = Signal()  # the image list changed as a whole (folder scanned)
+    imageChanged = Signal(int)  # status / error / size of one image
+    instancesChanged = Signal(int)  # the instances of one image
+    categoriesChanged = Signal()
+    scoreThresholdChanged = Signal(float)
+    currentImageChanged = Signal(int)  # -1 for none
+
+    def __init__(self, store: ProjectStore, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.store = store
+        self.folder = store.images_dir
+        self._images: list[ImageRecord] = []
+        self._row_of: dict[int, int] = {}
+        self._runtime_errors: dict[int, str] = {}  # e.g. "file not found": true now, not stored
+        self._instances: dict[int, list[InstanceRecord]] = {}
+        self._categories: dict[int, CategoryRecord] = {}
+        self._score_threshold = float(store.get_setting("score_threshold", DEFAULT_SCORE_THRESHOLD))
+        self._current = -1
+        self._reload_categories()
+
+    # ---------------------------------------------------------------------------------------------- images
+    def scan(self) -> int:
+        """Add the folder's new image files to the project; returns how many were new.
+
+        Files that disappeared keep their annotations and show "file not found".
+        """
+        found = scan_folder(self.folder)
+        added = self.store.add_images(found.file_names)
+        self._images = self.store.images()
+        self._row_of = {image.id: row for row, image in enumerate(self._images)}
+        present = set(found.file_names)
+        self._runtime_errors = {}
+        for image in self._images:
+            if image.file_name not in present:
+                self._runtime_errors[image.id] = "file not found in the folder"
+            elif image.file_name in found.errors and image.error != found.errors[image.file_name]:
+                self.store.set_image_info(image.id, error=found.errors[image.file_name])
+                self._images[self._row_of[image.id]] = self.store.image(image.id)
+        self.imagesReset.emit()
+        return added
+
+    def reload_instances(self) -> None:
+        """Drop the cached instances and categories after a bulk write to the store (an import)."""
+        self._instances.clear()
+        self._reload_categories()
+        self.categoriesChanged.emit()
+        if self._current >= 0:
+            self.instancesChanged.emit(self._current)
+
+    def images(self) -> list[ImageRecord]:
+        """All images in browser order (by file name)."""
+        return self._images
+
+    def image(self, image_id: int) -> ImageRecord:
+        return self._images[self._row_of[image_id]]
+
+    def row_of(self, image_id: int) -> int:
+        return self._row_of[image_id]
+
+    def image_path(self, image_id: int) -> Path:
+        return self.folder / self.image(image_id).file_name
+
+    def image_error(self, image_id: int) -> str | None:
+        """Why the image cannot be used, or ``None``."""
+        return self._runtime_errors.get(image_id) or self.image(image_id).error
+
+    def set_image_error(self, image_id: int, error: str) -> None:
+        """Mark the file unusable (unreadable, corrupt, too large); stored so that reopening shows it."""
+        if self.image(image_id).error == error:
+            return
+        self.store.set_image_info(image_id, error=error)
+        self._refresh_image(image_id)
+
+    def set_image_size(self, image_id: int, size: tuple[int, int]) -> None:
+        """Record the ``(H, W)`` read from the file (clears an earlier error)."""
+        image = self.image(image_id)
+        if (image.height, image.width) == tuple(size) and image.error is None:
+            return
+        self.store.set_image_info(image_id, size=size)
+        self._refresh_image(image_id)
+
+    def set_verified(self, image_id: int, verified: bool) -> None:
+        self.store.set_verified(image_id, verified)
+        self._refresh_image(image_id)
+
+    # ------------------------------------------------------------------------------------ current image
+    @property
+    def current_image_id(self) -> int:
+        return self._current
+
+    def set_current_image(self, image_id: int) -> None:
+        """Show ``image_id``; remembered in the project so that reopening comes back to it."""
+        if image_id == self._current:
+            return
+        self._current = image_id
+        self.store.set_setting("last_image_id", image_id)
+        self.currentImageChanged.emit(image_id)
+
+    def restore_current_image(self) -> None:
+        """Go to the image viewed last time, or the first image."""
+        last = self.store.get_setting("last_image_id")
+        if last in self._row_of:
+            self.set_current_image(last)
+        elif self._images:
+            self.set_current_image(self._images[0].id)
+
+    # ------------------------------------------------------------------------------------------ categories
+    def categories(self) -> list[CategoryRecord]:
+        return list(self._categories.values())
+
+    def category(self, category_id: int) -> CategoryRecord:
+        return self._categories[category_id]
+
+    def ensure_categories(self, names: Sequence[str]) -> dict[str, int]:
+        ids = self.store.ensure_categories(names)
+        if any(i not in self._categories for i in ids.values()):
+            self._reload_categories()
+            self.categoriesChanged.emit()
+        return ids
+
+    def instance_counts(self) -> dict[int, int]:
+        return self.store.instance_counts()
+
+    def update_category(self, category_id: int, *, name: str | None = None, color: str | None = None) -> None:
+        self.store.update_category(category_id, name=name, color=color)
+        self._categories_edited({})
+
+    def delete_category(self, category_id: int, reassign_to: int | None) -> dict[int, list[int]]:
+        """Delete a category, its instances going to ``reassign_to``; returns what moved (for undo)."""
+        moved = self.store.delete_category(category_id, reassign_to)
+        self._categories_edited(moved)
+        return moved
+
+    def restore_category(self, category: CategoryRecord, moved: dict[int, list[int]]) -> None:
+        self.store.restore_category(category, moved)
+        self._categories_edited(moved)
+
+    def _categories_edited(self, images: dict[int, list[int]]) -> None:
+        self._reload_categories()
+        for image_id in images:
+            self._instances.pop(image_id, None)
+            self._refresh_image(image_id)
+        self.categoriesChanged.emit()
+        for image_id in images:
+            self.instancesChanged.emit(image_id)
+
+    def _reload_categories(self) -> None:
+        self._categories = {c.id: c for c in self.store.categories()}
+
+    # ------------------------------------------------------------------------------------------- instances
+    def instances(self, image_id: int) -> list[InstanceRecord]:
+        """Every instance of the image, hidden low-score predictions included."""
+        if image_id not in self._instances:
+            self._instances[image_id] = self.store.instances(image_id)
+        return self._instances[image_id]
+
+    def visible_instances(self, image_id: int) -> list[InstanceRecord]:
+        """What is shown and exported: a person's instances, and predictions scoring at least the
+        threshold."""
+        threshold = self._score_threshold
+        return [
+            r
+            for r in self.instances(image_id)
+            if r.provenance is not Provenance.PREDICTED or (r.score is not None and r.score >= threshold)
+        ]
+
+    @property
+    def score_threshold(self) -> float:
+        return self._score_threshold
+
+    def set_score_threshold(self, value: float) -> None:
+        """Re-filter the shown predictions; the model does not run again (predictions are stored down to
+        the model's own low threshold)."""
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"the score threshold must be in [0, 1], got {value}")
+        if value == self._score_threshold:
+            return
+        self._score_threshold = value
+        self.store.set_setting("score_threshold", value)
+        self.scoreThresholdChanged.emit(value)
+
+    def apply_edit(
+        self,
+        image_id: int,
+        *,
+        add: Sequence[NewInstance] = (),
+        restore: Sequence[InstanceRecord] = (),
+        update: Sequence[InstanceRecord] = (),
+        delete: Sequence[int] = (),
+        verified: bool | None = None,
+    ) -> list[int]:
+        """A person's edit, committed to the store before it is shown (see ``ProjectStore.apply_edit``).
+
+        ``verified`` (when not ``None``) also marks the whole image accepted or not, in the same transaction.
+        """
+        with self.store.transaction():
+            new_ids = self.store.apply_edit(image_id, add=add, restore=restore, update=update, delete=delete)
+            if verified is not None:
+                self.store.set_verified(image_id, verified)
+        self._instances.pop(image_id, None)
+        self._refresh_image(image_id)
+        self.instancesChanged.emit(image_id)
+        return new_ids
+
+    def apply_result(
+        self, result: ImageResult, *, expected_revision: int, model_version_id: int | None
+    ) -> ApplyOutcome:
+        """Store a model result for one image, unless a person edited the image since the run started.
+
+        Only untouched predictions are replaced. A new detection that overlaps one of the person's
+        instances (mask IoU >= 0.5) is dropped, so a re-run does not duplicate corrected objects.
+        """
+        image_id = result.image_id
+        if result.error is not None:
+            self.set_image_error(image_id, result.error)
+            return ApplyOutcome(False, reason=result.error)
+        if self.image(image_id).revision != expected_revision:
+            return ApplyOutcome(False, reason="edited since the run started; your edit is kept")
+        kept = [r for r in self.instances(image_id) if r.provenance is not Provenance.PREDICTED]
+        detections = _drop_duplicates(result.detections, kept)
+        ids = self.ensure_categories(sorted({d.category_name for d in detections}))
+        new = [
+            NewInstance(
+                category_id=ids[d.category_name],
+                rle=d.rle,
+                box=d.box,
+                area=d.area,
+                provenance=Provenance.PREDICTED,
+                score=d.score,
+                model_version_id=model_version_id,
+            )
+            for d in detections
+        ]
+        applied = self.store.apply_prediction(
+            image_id,
+            expected_revision=expected_revision,
+            instances=new,
+            model_version_id=model_version_id,
+            image_size=result.image_size,
+        )
+        self._instances.pop(image_id, None)
+        self._refresh_image(image_id)
+        if applied:
+            self.instancesChanged.emit(image_id)
+            return ApplyOutcome(True, added=len(new))
+        return ApplyOutcome(False, reason="edited since the run started; your edit is kept")
+
+    def images_to_segment(self) -> tuple[list[ImageRecord], int]:
+        """The images "Auto-segment all" runs on: new or predicted ones without an error.
+
+        Corrected and verified images are a person's work and are skipped (returned as a count), so a
+        run over the folder can never bring back a prediction that someone deleted.
+        """
+        todo, skipped = [], 0
+        for image in self._images:
+            if self.image_error(image.id):
+                continue
+            if image.status in (ImageStatus.NEW, ImageStatus.PREDICTED):
+                todo.append(image)
+            else:
+                skipped += 1
+        return todo, skipped
+
+    def _refresh_image(self, image_id: int) -> None:
+        self._images[self._row_of[image_id]] = self.store.image(image_id)
+        self.imageChanged.emit(image_id)
+
+
+def _drop_duplicates(detections: Sequence, kept: Sequence[InstanceRecord]) -> list:
+    if not kept or not detections:
+        return list(detections)
+    from pycocotools import mask as mask_utils
+
+    ious = mask_utils.iou([d.rle for d in detections], [r.rle for r in kept], [0] * len(kept))
+    return [d for d, row in zip(detections, ious, strict=True) if float(max(row)) < DUPLICATE_IOU]

@@ -1,0 +1,436 @@
+"""Fine-tuning from the window: settings, the run's life cycle, and the new model version (QtCore only).
+
+:class:`FinetuneController` writes the training set of the project's checked images into
+``<project dir>/runs/<run>/``, starts ``python -m maskrcnn_core train ... --progress jsonl`` through a
+:class:`~app.workers.training_runner.TrainingRunner` and, at the same time, scores the base model on the
+same validation images with ``python -m maskrcnn_core evaluate`` (a second child process: torch never
+loads in the window's process). When the run is done the new checkpoint becomes a model version of the
+project, the two mask APs are compared, and the new version is made active when it is better (or when
+the user says so). Cancel keeps the last checkpoint; a cancelled, failed or interrupted run resumes with
+the same arguments plus ``--resume``. The project and the active model are never touched by a failure.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThreadPool, Signal
+
+from app.project.comparison import Comparison, compare
+from app.project.file_hash import file_sha256
+from app.project.records import ImageStatus, ModelVersionRecord
+from app.project.training_set import (
+    DEFAULT_VAL_FRACTION,
+    TrainingSet,
+    build_training_set,
+    ground_truth_for_model,
+)
+from app.session.document import Document
+from app.workers.training_runner import EvaluationRunner, RunOutcome, TrainingRunner, core_arguments
+
+RUNS_DIR = "runs"
+LAST_CHECKPOINT = "checkpoint_last.pt"  # written by maskrcnn_core.training
+TRAIN_LOG = "train.log"
+BASE_EVAL_LOG = "evaluate_base.log"
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """What the Fine-tune dialog asks; the defaults make a one-click run sensible.
+
+    ``iterations`` wins over ``epochs``. ``trainable_backbone_layers`` counts backbone stages that train,
+    from the last (``None``: the model's own policy). ``eval_every`` / ``checkpoint_every`` ``None``: four
+    validations and ten checkpoints per run. ``extra_arguments`` go to the train command as they are
+    (e.g. ``--min-size 128``).
+    """
+
+    base_version_id: int
+    name: str = ""
+    statuses: tuple[ImageStatus, ...] = (ImageStatus.VERIFIED, ImageStatus.CORRECTED)
+    val_fraction: float = DEFAULT_VAL_FRACTION
+    iterations: int | None = None
+    epochs: float | None = 10.0
+    lr: float | None = None
+    batch_size: int = 2
+    trainable_backbone_layers: int | None = None
+    device: str = "auto"
+    num_threads: int | None = None
+    eval_every: int | None = None
+    checkpoint_every: int | None = None
+    extra_arguments: tuple[str, ...] = ()
+
+    def total_iterations(self, num_train_images: int) -> int:
+        """Optimizer steps of the run (the CLI's own rule for ``--epochs``)."""
+        if self.iterations is not None:
+            return self.iterations
+        return max(1, math.ceil((self.epochs or 1.0) * num_train_images / self.batch_size))
+
+
+@dataclass
+class _Run:
+    """The run in progress (or the last one), enough to resume it after the app was closed."""
+
+    id: int
+    name: str
+    run_dir: Path
+    arguments: list[str]
+    base: ModelVersionRecord
+    val_json: str
+    val_images: int
+    train_images: int
+    categories: list[list]
+    eval_arguments: list[str]
+    base_metrics: dict | None = None
+    base_error: str = ""
+    new_metrics: dict | None = None
+    outcome: RunOutcome | None = None
+    metrics: dict = field(default_factory=dict)
+
+    def config(self) -> dict:
+        return {
+            "name": self.name,
+            "run_dir": str(self.run_dir),
+            "arguments": self.arguments,
+            "eval_arguments": self.eval_arguments,
+            "val_json": self.val_json,
+            "num_train_images": self.train_images,
+            "num_val_images": self.val_images,
+            "categories": self.categories,
+        }
+
+
+class FinetuneController(QObject):
+    """One fine-tuning run at a time for the open project (a child of its document)."""
+
+    runStarted = Signal(dict)  # {"run_id", "name", "train_images", "val_images", "iterations", "run_dir"}
+    trainingEvent = Signal(dict)  # every JSON line of the training process
+    runEnded = Signal(object)  # RunOutcome
+    comparisonReady = Signal(object)  # Comparison
+    versionsChanged = Signal()
+    activateRequested = Signal(str)  # a checkpoint path the window should load as the active model
+    resumableChanged = Signal(bool)
+    message = Signal(str)
+
+    _hashed = Signal(str, str)  # path, sha256 (from the thread pool)
+
+    def __init__(self, document: Document, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.store = document.store
+        self.runner = TrainingRunner(self)
+        self.base_evaluation = EvaluationRunner(self)
+        self.runner.event.connect(self.trainingEvent)
+        self.runner.finished.connect(self._on_training_finished)
+        self.base_evaluation.finished.connect(self._on_base_evaluated)
+        self._hashed.connect(self._on_hashed)
+        self.run: _Run | None = None
+        self.new_version_id: int | None = None
+        self.comparison: Comparison | None = None
+        self._recover_interrupted_runs()
+
+    # ------------------------------------------------------------------------------------------ queries
+    @property
+    def running(self) -> bool:
+        return self.runner.running
+
+    @property
+    def runs_dir(self) -> Path:
+        """``<project dir>/runs``: next to the project file, so a read-only images folder works too."""
+        return self.store.db_path.parent / RUNS_DIR
+
+    def base_candidates(self) -> list[ModelVersionRecord]:
+        """Model versions whose checkpoint file is still there, newest first."""
+        return [v for v in reversed(self.store.model_versions()) if v.path and Path(v.path).is_file()]
+
+    def is_new_version(self, version_id: int | None) -> bool:
+        """Whether ``version_id`` is the model version the last run produced."""
+        return version_id is not None and version_id == self.new_version_id
+
+    def can_resume(self) -> bool:
+        run = self.run
+        return (
+            run is not None
+            and not self.running
+            and run.outcome is not None
+            and run.outcome.status != "done"
+            and (run.run_dir / LAST_CHECKPOINT).is_file()
+        )
+
+    # ------------------------------------------------------------------------------------------ actions
+    def start(self, settings: FinetuneSettings) -> int:
+        """Write the training set and start the run; returns its id.
+
+        Raises :class:`~app.project.training_set.TrainingSetError` (a ``ValueError``) when the project
+        cannot be trained on yet, ``ValueError`` for an unknown base version, ``RuntimeError`` while a run
+        is going.
+        """
+        if self.running:
+            raise RuntimeError("a fine-tuning run is already going; cancel it first")
+        base = next((v for v in self.store.model_versions() if v.id == settings.base_version_id), None)
+        if base is None or not base.path or not Path(base.path).is_file():
+            raise ValueError("the base model's checkpoint file is missing; load a model first")
+        name = settings.name.strip() or f"{base.name}-ft{len(self.store.training_runs()) + 1}"
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_dir = self.runs_dir / f"{stamp}-{_slug(name)}"
+        training_set = build_training_set(
+            self.store,
+            run_dir,
+            statuses=settings.statuses,
+            val_fraction=settings.val_fraction,
+            keep_classes=[n for _, n in base.categories],
+            score_threshold=self.document.score_threshold,
+        )
+        total = settings.total_iterations(len(training_set.train_images))
+        arguments = _train_arguments(settings, training_set, base, run_dir, name, total)
+        eval_arguments = self._base_eval_arguments(settings, training_set, base, run_dir)
+        run = _Run(
+            id=0,
+            name=name,
+            run_dir=run_dir,
+            arguments=arguments,
+            base=base,
+            val_json=str(training_set.val_json),
+            val_images=len(training_set.val_images),
+            train_images=len(training_set.train_images),
+            categories=[list(c) for c in training_set.categories],
+            eval_arguments=eval_arguments,
+        )
+        config = {**_plain_settings(settings), **run.config(), "iterations": total}
+        run.id = self.store.start_training_run(base_model_version_id=base.id, config=config)
+        self.base_evaluation.shutdown()  # a previous run's scoring must not be taken for this run's
+        self._begin(run, arguments, total)
+        return run.id
+
+    def resume(self) -> None:
+        """Continue the last cancelled or failed run from its last checkpoint (same arguments)."""
+        run = self.run
+        if not self.can_resume() or run is None:
+            raise RuntimeError("there is no interrupted run with a checkpoint to resume")
+        self.store.resume_training_run(run.id)
+        total = next((r.config.get("iterations", 0) for r in self.store.training_runs() if r.id == run.id), 0)
+        self._begin(run, [*run.arguments, "--resume"], int(total))
+
+    def cancel(self) -> None:
+        """Stop the run cleanly: it writes its last checkpoint, which :meth:`resume` continues from."""
+        if self.running:
+            self.message.emit("Stopping the training run (it saves its last checkpoint first)…")
+            self.runner.cancel()
+
+    def use_new_version(self) -> None:
+        """Make the run's new model version active although it did not score better."""
+        run = self.run
+        if run is not None and run.outcome is not None and run.outcome.model_path:
+            self.activateRequested.emit(run.outcome.model_path)
+
+    def shutdown(self) -> None:
+        """Stop the child processes (the training run saves a checkpoint): the project is closing."""
+        self.base_evaluation.shutdown()
+        self.runner.shutdown()
+
+    # --------------------------------------------------------------------------------------- internals
+    def _begin(self, run: _Run, arguments: list[str], total: int) -> None:
+        self.run = run
+        self.new_version_id = None
+        self.comparison = None
+        run.outcome = None
+        self.runner.start(arguments, workdir=run.run_dir, log_path=run.run_dir / TRAIN_LOG)
+        if run.base_metrics is None and not self.base_evaluation.running:
+            run.base_error = ""
+            self.base_evaluation.start(
+                run.eval_arguments, workdir=run.run_dir, log_path=run.run_dir / BASE_EVAL_LOG
+            )
+        self.resumableChanged.emit(False)
+        self.runStarted.emit(
+            {
+                "run_id": run.id,
+                "name": run.name,
+                "train_images": run.train_images,
+                "val_images": run.val_images,
+                "iterations": total,
+                "run_dir": str(run.run_dir),
+                "base": run.base.name,
+            }
+        )
+        self.message.emit(
+            f"Fine-tuning {run.name} from {run.base.name} on {run.train_images} images "
+            f"({run.val_images} for validation)"
+        )
+
+    def _base_eval_arguments(
+        self, settings: FinetuneSettings, training_set: TrainingSet, base: ModelVersionRecord, run_dir: Path
+    ) -> list[str]:
+        gt = ground_truth_for_model(training_set.val_json, base.categories, run_dir / "val_for_base.json")
+        arguments = ["evaluate", "--gt", str(gt), "--weights", str(base.path)]
+        arguments += ["--images", str(self.store.images_dir), "--json"]
+        if settings.device != "auto":
+            arguments += ["--device", settings.device]
+        if settings.num_threads:
+            arguments += ["--num-threads", str(settings.num_threads)]
+        return core_arguments(*arguments)
+
+    def _on_training_finished(self, outcome: RunOutcome) -> None:
+        run = self.run
+        if run is None:
+            return
+        run.outcome = outcome
+        if outcome.status == "done":
+            run.new_metrics = outcome.validation
+            run.metrics = {
+                "validation": outcome.validation,
+                "final_losses": outcome.losses,
+                "model": outcome.model_path,
+            }
+            self.store.finish_training_run(run.id, status="finished", metrics=run.metrics)
+            self.message.emit(f"Fine-tuning {run.name} done; registering the new model version…")
+            path = str(outcome.model_path)
+            QThreadPool.globalInstance().start(lambda: self._hashed.emit(path, file_sha256(path)))
+        else:
+            status = "cancelled" if outcome.status == "cancelled" else "failed"
+            metrics = {"error": outcome.message, "checkpoint": outcome.checkpoint}
+            self.store.finish_training_run(run.id, status=status, metrics=metrics)
+            if status == "cancelled":
+                self.message.emit(f"Fine-tuning {run.name} cancelled; its last checkpoint is kept")
+            else:
+                self.message.emit(f"Fine-tuning {run.name} failed: {outcome.message}")
+            self.resumableChanged.emit(self.can_resume())
+        self.runEnded.emit(outcome)
+
+    def _on_hashed(self, path: str, sha256: str) -> None:
+        run = self.run
+        if run is None or run.outcome is None or run.outcome.model_path != path:
+            return
+        self.new_version_id = self.store.add_model_version(
+            name=run.name,
+            arch=run.base.arch,
+            path=path,
+            sha256=sha256,
+            categories=[(int(i), str(n)) for i, n in run.categories],
+            training_run_id=run.id,
+        )
+        self.versionsChanged.emit()
+        self._compare_when_ready()
+
+    def _on_base_evaluated(self, metrics: dict, error: str) -> None:
+        run = self.run
+        if run is None:
+            return
+        run.base_metrics, run.base_error = (metrics or None), error
+        if error:
+            self.message.emit(f"The base model could not be scored: {error}")
+        self._compare_when_ready()
+
+    def _compare_when_ready(self) -> None:
+        run = self.run
+        if run is None or self.new_version_id is None or self.base_evaluation.running:
+            return
+        if run.base_metrics is None and not run.base_error:
+            return
+        comparison = compare(
+            run.base.name, run.base_metrics, run.name, run.new_metrics, base_error=run.base_error
+        )
+        self.comparison = comparison
+        run.metrics = {**run.metrics, "base_validation": run.base_metrics, "base_model": run.base.name}
+        self.store.finish_training_run(run.id, status="finished", metrics=run.metrics)
+        self.comparisonReady.emit(comparison)
+        if comparison.new_is_better:
+            self.message.emit(f"{run.name} scores better than {run.base.name}: it is now the active model")
+            self.activateRequested.emit(str(run.outcome.model_path))
+        else:
+            self.message.emit(
+                f"{run.name} does not score better than {run.base.name}; {run.base.name} stays active "
+                "(Use new version to switch anyway)"
+            )
+
+    def _recover_interrupted_runs(self) -> None:
+        """A run still marked running belongs to an app that was closed or killed: mark it failed, and
+        offer to resume the latest unfinished run that left a checkpoint."""
+        versions = {v.id: v for v in self.store.model_versions()}
+        for record in self.store.training_runs():
+            if record.status == "running":
+                self.store.finish_training_run(
+                    record.id, status="failed", metrics={"error": "the app closed during training"}
+                )
+        unfinished = [r for r in self.store.training_runs() if r.status in ("cancelled", "failed")]
+        if not unfinished:
+            return
+        record = unfinished[-1]
+        config = record.config
+        base = versions.get(record.base_model_version_id)
+        if base is None or "arguments" not in config or not config.get("run_dir"):
+            return
+        self.run = _Run(
+            id=record.id,
+            name=config["name"],
+            run_dir=Path(config["run_dir"]),
+            arguments=list(config["arguments"]),
+            base=base,
+            val_json=config["val_json"],
+            val_images=int(config["num_val_images"]),
+            train_images=int(config["num_train_images"]),
+            categories=list(config["categories"]),
+            eval_arguments=list(config["eval_arguments"]),
+            outcome=RunOutcome("failed", None, message=str(record.metrics.get("error", ""))),
+        )
+
+
+def _train_arguments(
+    settings: FinetuneSettings,
+    training_set: TrainingSet,
+    base: ModelVersionRecord,
+    run_dir: Path,
+    name: str,
+    total: int,
+) -> list[str]:
+    """The ``python -m maskrcnn_core train`` argument list of a run."""
+    arguments = [
+        "train",
+        "--train-json",
+        str(training_set.train_json),
+        "--val-json",
+        str(training_set.val_json),
+        "--images",
+        str(training_set.images_dir),
+        "--out",
+        str(run_dir),
+        "--weights",
+        str(base.path),
+        "--name",
+        name,
+        "--progress",
+        "jsonl",
+        "--batch-size",
+        str(settings.batch_size),
+        "--device",
+        settings.device,
+    ]
+    if settings.iterations is not None:
+        arguments += ["--iterations", str(settings.iterations)]
+    else:
+        arguments += ["--epochs", str(settings.epochs)]
+    if settings.lr is not None:
+        arguments += ["--lr", str(settings.lr)]
+    if settings.trainable_backbone_layers is not None:
+        arguments += ["--trainable-backbone-layers", str(settings.trainable_backbone_layers)]
+    if settings.num_threads:
+        arguments += ["--num-threads", str(settings.num_threads)]
+    eval_every = settings.eval_every if settings.eval_every is not None else max(1, total // 4)
+    if eval_every > 0:
+        arguments += ["--eval-every", str(eval_every)]
+    checkpoint_every = settings.checkpoint_every or max(1, total // 10)
+    arguments += ["--checkpoint-every", str(checkpoint_every)]
+    return core_arguments(*arguments, *settings.extra_arguments)
+
+
+def _plain_settings(settings: FinetuneSettings) -> dict:
+    plain = asdict(settings)
+    plain["statuses"] = [str(s) for s in settings.statuses]
+    plain["extra_arguments"] = list(settings.extra_arguments)
+    return plain
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:60] or "run"

@@ -1,0 +1,103 @@
+"""Keeps the canvas, instance list and category panel in step with the document's current image.
+
+The image is decoded in the loader's thread pool; its overlay is rebuilt whenever the image's instances,
+the categories or the score threshold change. A file that cannot be shown leaves a message on the canvas
+and an error mark in the browser, never an exception.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtGui import QImage
+
+from app.session.document import Document
+from app.ui.canvas.overlay import build_overlays
+from app.ui.canvas.view import Canvas
+from app.ui.panels.category_panel import CategoryPanel
+from app.ui.panels.instance_list import InstanceList
+from app.workers.image_loader import ImageLoader
+
+
+class CanvasPresenter(QObject):
+    def __init__(
+        self,
+        document: Document,
+        loader: ImageLoader,
+        canvas: Canvas,
+        instance_list: InstanceList,
+        category_panel: CategoryPanel,
+    ) -> None:
+        super().__init__(document)
+        self._doc = document
+        self._loader = loader
+        self._canvas = canvas
+        self._list = instance_list
+        self._panel = category_panel
+        # Model results arrive one image at a time; redrawing is deferred to the next event-loop turn and
+        # coalesced, so storing a result and drawing it never add up in one GUI-thread stall.
+        self._refresh_timer = QTimer(self)
+        self._refresh_timer.setSingleShot(True)
+        self._refresh_timer.setInterval(0)
+        self._refresh_timer.timeout.connect(self.refresh_overlay)
+        self._categories_timer = QTimer(self)
+        self._categories_timer.setSingleShot(True)
+        self._categories_timer.setInterval(200)
+        self._categories_timer.timeout.connect(self.refresh_categories)
+        document.currentImageChanged.connect(self._show_image)
+        document.instancesChanged.connect(self._instances_changed)
+        document.scoreThresholdChanged.connect(lambda _v: self.refresh_overlay())
+        document.categoriesChanged.connect(self.refresh_overlay)
+        loader.imageLoaded.connect(self._image_loaded)
+        canvas.instanceClicked.connect(self._instance_clicked)
+        self.refresh_categories()
+
+    def refresh_overlay(self) -> None:
+        image_id = self._doc.current_image_id
+        overlays = (
+            []
+            if image_id < 0
+            else build_overlays(
+                self._doc.visible_instances(image_id), {c.id: c for c in self._doc.categories()}
+            )
+        )
+        self._canvas.set_overlays(overlays)
+        self._list.set_overlays(overlays)
+        self.refresh_categories()
+
+    def refresh_categories(self) -> None:
+        self._panel.set_categories(self._doc.categories(), self._doc.instance_counts())
+
+    def _show_image(self, image_id: int) -> None:
+        if image_id < 0:
+            self._canvas.set_message("No image")
+            return
+        error = self._doc.image_error(image_id)
+        name = self._doc.image(image_id).file_name
+        if error:
+            self._canvas.set_message(f"{name}\n\n{error}")
+            self.refresh_overlay()
+            return
+        self._canvas.set_message(f"Loading {name}…")
+        self._list.set_overlays([])
+        self._loader.load_image(image_id, self._doc.image_path(image_id))
+
+    def _image_loaded(self, image_id: int, image: QImage | None, error: str) -> None:
+        if image_id != self._doc.current_image_id:
+            return  # the user moved on while it was decoding
+        if image is None:
+            self._doc.set_image_error(image_id, error)
+            self._canvas.set_message(f"{self._doc.image(image_id).file_name}\n\n{error}")
+            return
+        self._doc.set_image_size(image_id, (image.height(), image.width()))
+        self._canvas.set_image(image)
+        self.refresh_overlay()
+
+    def _instances_changed(self, image_id: int) -> None:
+        if image_id == self._doc.current_image_id and self._canvas.has_image():
+            self._refresh_timer.start()
+        else:
+            self._categories_timer.start()
+
+    def _instance_clicked(self, instance_id: int) -> None:
+        self._list.select(instance_id)
+        self._canvas.select_instance(instance_id)

@@ -1,0 +1,187 @@
+"""The GUI-thread side of auto-segmentation: sends jobs to the inference worker, applies what comes back.
+
+Owns the worker's QThread. Never waits on the worker (except for a bounded wait when the window closes):
+requests leave through queued signals, results come back through queued signals and are written to the
+document one image at a time. Each job remembers every image's revision when it was submitted, so a
+result for an image that a person edited meanwhile is dropped instead of overwriting the edit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+from app.project.records import ImageResult
+from app.session.document import Document
+from app.workers.inference import BoxJob, InferenceWorker, Job, LoadedModel, PredictorFactory
+
+
+def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
+    """Seconds left at the average pace so far; ``None`` before the first image is done."""
+    if done <= 0 or total <= done:
+        return None if done <= 0 else 0.0
+    return elapsed / done * (total - done)
+
+
+@dataclass
+class _JobState:
+    revisions: dict[int, int]
+    model_version_id: int | None
+    started: float = field(default_factory=time.monotonic)
+    done: int = 0
+    applied: int = 0
+    kept_edits: int = 0
+
+
+class SegmentationController(QObject):
+    """Loads models into the worker and runs auto-segment jobs for the document's images."""
+
+    modelChanged = Signal(object)  # LoadedModel
+    modelFailed = Signal(str)
+    busyChanged = Signal(bool)
+    progressChanged = Signal(int, int, float)  # done, total, ETA in seconds (-1 when unknown)
+    message = Signal(str)  # one line for the status bar
+    jobFinished = Signal(int, bool)  # job id, cancelled
+    boxReady = Signal(int, object)  # box job id, ImageResult: the box-prompt tool's answer
+
+    _loadRequested = Signal(object)
+    _runRequested = Signal(object)
+    _boxRequested = Signal(object)
+
+    def __init__(self, document: Document, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.document = document
+        self.model: LoadedModel | None = None
+        self.model_version_id: int | None = None
+        self._model_source: str | None = None
+        self._jobs: dict[int, _JobState] = {}
+        self._next_job = 1
+        self._thread = QThread(self)
+        self._thread.setObjectName("inference")
+        self._worker = InferenceWorker()
+        self._worker.moveToThread(self._thread)
+        self._loadRequested.connect(self._worker.load)
+        self._runRequested.connect(self._worker.run)
+        self._boxRequested.connect(self._worker.segment_box)
+        self._worker.boxReady.connect(self.boxReady)
+        self._worker.modelLoaded.connect(self._on_model_loaded)
+        self._worker.modelFailed.connect(self._on_model_failed)
+        self._worker.jobStarted.connect(self._on_job_started)
+        self._worker.resultReady.connect(self._on_result)
+        self._worker.imageFailed.connect(self._on_image_failed)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.jobFinished.connect(self._on_job_finished)
+        self._thread.finished.connect(self._worker.deleteLater)
+        self._thread.start()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._jobs)
+
+    def load_model(self, factory: PredictorFactory, source: str) -> None:
+        """Build a predictor in the worker; ``source`` (a checkpoint path) is saved as the project's model."""
+        self._model_source = source
+        self.message.emit(f"Loading model {source}…")
+        self._loadRequested.emit(factory)
+
+    def segment(self, image_ids: Sequence[int], *, batch_size: int = 1) -> int | None:
+        """Queue a job over ``image_ids``; returns its id, or ``None`` when there is nothing to do."""
+        if not image_ids:
+            return None
+        job_id = self._next_job
+        self._next_job += 1
+        doc = self.document
+        revisions = {i: doc.image(i).revision for i in image_ids}
+        self._jobs[job_id] = _JobState(revisions, self.model_version_id)
+        items = tuple((i, str(doc.image_path(i))) for i in image_ids)
+        self._runRequested.emit(Job(job_id, items, batch_size))
+        if len(self._jobs) == 1:
+            self.busyChanged.emit(True)
+        self.progressChanged.emit(0, len(items), -1.0)
+        return job_id
+
+    def segment_box(self, image_id: int, box: tuple[float, float, float, float], label: int | None) -> int:
+        """Ask the worker for the model's mask in ``box``; the answer comes as ``boxReady(job id, ...)``."""
+        job_id = self._next_job
+        self._next_job += 1
+        self._boxRequested.emit(BoxJob(job_id, image_id, str(self.document.image_path(image_id)), box, label))
+        return job_id
+
+    def cancel(self) -> None:
+        """Stop every queued or running job; results already made are kept."""
+        for job_id in list(self._jobs):
+            self._worker.cancel(job_id)
+
+    def shutdown(self, timeout_ms: int = 10_000) -> None:
+        """Cancel, stop the thread and wait for it (bounded): called once, when the window closes."""
+        self.cancel()
+        self._thread.quit()
+        self._thread.wait(timeout_ms)
+
+    # ----------------------------------------------------------------------------------- worker signals
+    def _on_model_loaded(self, model: LoadedModel) -> None:
+        info = model.info
+        self.model = model
+        self.model_version_id = self.document.store.add_model_version(
+            name=info.name,
+            arch=info.arch,
+            path=info.path,
+            sha256=model.sha256,
+            categories=[(c.id, c.name) for c in info.categories],
+        )
+        if self._model_source is not None:
+            self.document.store.set_setting("active_model", self._model_source)
+        self.message.emit(f"Model {info.name} ready on {model.device}")
+        self.modelChanged.emit(model)
+
+    def _on_model_failed(self, error: str) -> None:
+        self.message.emit(f"Could not load the model: {error}")
+        self.modelFailed.emit(error)
+
+    def _on_job_started(self, job_id: int, _total: int) -> None:
+        state = self._jobs.get(job_id)
+        if state is not None:  # a queued job's ETA counts from when it really starts
+            state.started = time.monotonic()
+
+    def _on_result(self, job_id: int, result: ImageResult) -> None:
+        state = self._jobs.get(job_id)
+        if state is None:
+            return
+        outcome = self.document.apply_result(
+            result,
+            expected_revision=state.revisions[result.image_id],
+            model_version_id=state.model_version_id,
+        )
+        if outcome.applied:
+            state.applied += 1
+        elif result.error is None:
+            state.kept_edits += 1
+            self.message.emit(f"{self.document.image(result.image_id).file_name}: {outcome.reason}")
+
+    def _on_image_failed(self, job_id: int, image_id: int, error: str) -> None:
+        self.message.emit(f"{self.document.image(image_id).file_name}: the model failed ({error})")
+
+    def _on_progress(self, job_id: int, done: int, total: int) -> None:
+        state = self._jobs.get(job_id)
+        if state is None:
+            return
+        state.done = done
+        eta = eta_seconds(done, total, time.monotonic() - state.started)
+        self.progressChanged.emit(done, total, -1.0 if eta is None else eta)
+
+    def _on_job_finished(self, job_id: int, cancelled: bool, error: str) -> None:
+        state = self._jobs.pop(job_id, None)
+        if state is None:
+            return
+        if error:
+            self.message.emit(f"Auto-segment did not run: {error}")
+        else:
+            verb = "Cancelled" if cancelled else "Done"
+            kept = f"; kept your edits on {state.kept_edits}" if state.kept_edits else ""
+            self.message.emit(f"{verb}: {state.applied} image(s) segmented{kept}")
+        if not self._jobs:
+            self.busyChanged.emit(False)
+        self.jobFinished.emit(job_id, cancelled)

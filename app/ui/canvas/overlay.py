@@ -1,0 +1,79 @@
+"""What the canvas draws for one instance, built from the store's records. No widgets here."""
+
+from __future__ import annotations
+
+import colorsys
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PySide6.QtGui import QColor
+
+from app.project.records import CategoryRecord, InstanceRecord, Provenance
+from maskrcnn_core.masks import rle_to_mask
+from maskrcnn_core.types import CroppedMask
+
+_GOLDEN = 0.618033988749895
+# Decoded masks by (size, RLE counts): redrawing after an edit decodes only the edited instance, and the
+# canvas recognises unchanged instances by mask identity. Bounded, so a long session does not grow it.
+_DECODED: OrderedDict[tuple, CroppedMask] = OrderedDict()
+_DECODED_MAX_BYTES = 256 * 2**20
+_decoded_bytes = 0
+
+
+@dataclass(frozen=True, eq=False)
+class Overlay:
+    """One instance on the canvas: ``mask`` (cropped, original pixels), ``box`` xyxy, its colour and
+    caption parts."""
+
+    instance_id: int
+    mask: CroppedMask
+    box: tuple[float, float, float, float]
+    color: QColor
+    label: str
+    score: float | None
+    provenance: Provenance
+
+
+def instance_color(instance_id: int) -> QColor:
+    """A colour per instance, stable across sessions, neighbours far apart in hue (golden-ratio steps)."""
+    hue = (instance_id * _GOLDEN) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 1.0)
+    return QColor(int(r * 255), int(g * 255), int(b * 255))
+
+
+def decoded(rle: dict) -> CroppedMask:
+    """``rle_to_mask(rle)``, cached (the result is shared: never modify it in place)."""
+    counts = rle["counts"]
+    key = (tuple(rle["size"]), counts if isinstance(counts, str | bytes) else tuple(counts))
+    global _decoded_bytes
+    mask = _DECODED.get(key)
+    if mask is None:
+        mask = _DECODED[key] = rle_to_mask(rle)
+        _decoded_bytes += mask.mask.nbytes
+        while _decoded_bytes > _DECODED_MAX_BYTES and len(_DECODED) > 1:
+            _decoded_bytes -= _DECODED.popitem(last=False)[1].mask.nbytes
+    else:
+        _DECODED.move_to_end(key)
+    return mask
+
+
+def build_overlays(
+    instances: Sequence[InstanceRecord], categories: dict[int, CategoryRecord]
+) -> list[Overlay]:
+    """Decode each instance's RLE into a cropped mask and pick its colour and caption."""
+    overlays = []
+    for record in instances:
+        category = categories.get(record.category_id)
+        overlays.append(
+            Overlay(
+                instance_id=record.id,
+                mask=decoded(record.rle),
+                box=record.box,
+                color=instance_color(record.id),
+                label=category.name if category else f"category {record.category_id}",
+                score=record.score if record.provenance is Provenance.PREDICTED else None,
+                provenance=record.provenance,
+            )
+        )
+    return overlays

@@ -1,0 +1,487 @@
+"""The main window: composition and wiring only.
+
+It builds the views once, and per opened folder the document (over the project store), the image
+browser's model, the canvas presenter and the segmentation controller (which owns the inference thread).
+The behaviour lives in those parts; this file connects their signals and the menus.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import shiboken6
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QDialog,
+    QDockWidget,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QToolBar,
+    QWidget,
+)
+
+from app.project.coco_io import ImportSummary, export_coco, import_annotations
+from app.project.model_sources import bundled_demo_model
+from app.project.recent import add_recent_folder, recent_folders
+from app.project.records import ImageStatus
+from app.project.training_set import eligible_images
+from app.session.document import Document
+from app.session.editor import Editor
+from app.session.finetune import FinetuneController
+from app.session.presenter import CanvasPresenter
+from app.session.segmentation import SegmentationController
+from app.ui.actions import EditActions, install_tools
+from app.ui.canvas.view import Canvas
+from app.ui.category_editing import CategoryEditing
+from app.ui.dialogs import choose_model, show_about, show_shortcuts
+from app.ui.finetune_dialog import FinetuneDialog
+from app.ui.interpreter import configure_for_gui, freeze_long_lived_heap
+from app.ui.panels.category_panel import CategoryDock, CategoryPanel
+from app.ui.panels.image_browser import ImageBrowser, ImageListModel
+from app.ui.panels.instance_list import InstanceList
+from app.ui.panels.model_versions import ModelVersionsPanel, version_rows
+from app.ui.panels.run_progress import RunProgress
+from app.ui.panels.training_panel import TrainingPanel
+from app.ui.panels.view_controls import ViewControls
+from app.ui.project_opener import open_project
+from app.workers.image_loader import ImageLoader
+from app.workers.inference import LoadedModel, PredictorFactory, checkpoint_factory
+
+APP_NAME = "Mask R-CNN Studio"
+# A better fine-tuned version is loaded this long after its comparison arrives. Building a model in the
+# worker holds the GIL in 5-30 ms pieces, and the comparison's relayout and paint make hundreds of calls
+# into Python that each wait for it: the switch stalled the window 25-67 ms when both ran at once, 11-22 ms
+# with the load started once the comparison was on screen.
+ACTIVATE_AFTER_COMPARISON_MS = 300
+
+
+class MainWindow(QMainWindow):
+    """``predictor_factory(source)`` turns a checkpoint path into a factory run in the worker thread;
+    tests inject one that builds a fake predictor."""
+
+    def __init__(self, predictor_factory: Callable[[str], PredictorFactory] = checkpoint_factory) -> None:
+        super().__init__()
+        configure_for_gui()
+        self._predictor_factory = predictor_factory
+        self.setWindowTitle(APP_NAME)
+        self.resize(1280, 800)
+        self.document: Document | None = None
+        self.segmentation: SegmentationController | None = None
+        self.browser: ImageBrowser | None = None
+        self.loader: ImageLoader | None = None
+        self.editor: Editor | None = None
+        self.undo_stack = QUndoStack(self)
+        self.edit_actions = EditActions(self)
+        self.canvas = Canvas()
+        self.canvas.set_message("Open a folder of images: File ▸ Open Folder…")
+        self.setCentralWidget(self.canvas)
+        self.instance_list = InstanceList()
+        self.category_panel = CategoryPanel()
+        self.instance_list.instanceSelected.connect(self.canvas.select_instance)
+        self.browser_dock = self._dock(
+            "Images", QLabel("No folder open"), Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        self._dock("Instances", self.instance_list, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.category_dock = CategoryDock(self.category_panel)
+        self._dock("Categories", self.category_dock, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.finetune: FinetuneController | None = None
+        self.training_panel = TrainingPanel()
+        self.versions_panel = ModelVersionsPanel()
+        right = Qt.DockWidgetArea.RightDockWidgetArea
+        self.training_dock = self._dock("Training", self.training_panel, right)
+        versions_dock = self._dock("Model versions", self.versions_panel, right)
+        self.tabifyDockWidget(self.training_dock, versions_dock)
+        self._wire_finetune_views()
+        self.view_controls = ViewControls()
+        self.view_controls.set_opacity(self.canvas.opacity)
+        self.view_controls.opacityChanged.connect(self.canvas.set_opacity)
+        toolbar = QToolBar("View")
+        toolbar.setObjectName("view-toolbar")
+        toolbar.addWidget(self.view_controls)
+        self.addToolBar(toolbar)
+        self.run_progress = RunProgress()
+        self.device_label = QLabel("Device: –")
+        self.model_label = QLabel("Model: none")
+        for widget in (self.run_progress, self.device_label, self.model_label):
+            self.statusBar().addPermanentWidget(widget)
+        self._build_menus()
+        self._set_project_actions_enabled(False)
+
+    # ------------------------------------------------------------------------------------------ project
+    def open_folder(self, folder: str | Path, *, weights: str | None = None) -> bool:
+        """Open ``folder``'s project (closing the current one) and restore where the user left off."""
+        folder = Path(folder).resolve()
+        store = open_project(self, folder)
+        if store is None:
+            return False
+        self.close_project()
+        # Everything that belongs to this project is a child of its document, so closing deletes it all
+        # at once, together with any queued signal still on its way to it.
+        document = Document(store, self)
+        self.document = document
+        self.loader = ImageLoader(document)
+        self.browser = ImageBrowser(ImageListModel(document, self.loader, document))
+        self.browser_dock.setWidget(self.browser)
+        CanvasPresenter(document, self.loader, self.canvas, self.instance_list, self.category_panel)
+        self.segmentation = SegmentationController(document, document)
+        self.editor = self._build_editor(document, self.segmentation)
+        self._wire_project(document, self.segmentation, self.browser)
+        self.finetune = self._build_finetune(document, self.segmentation)
+        self.view_controls.set_score_threshold(document.score_threshold)
+        document.scan()
+        document.restore_current_image()
+        self.setWindowTitle(f"{folder.name} — {APP_NAME}")
+        add_recent_folder(folder)
+        self._rebuild_recent_menu()
+        self._set_project_actions_enabled(True)
+        source = weights or store.get_setting("active_model") or _default_model()
+        if source:
+            self.load_model(source)
+        return True
+
+    def close_project(self) -> None:
+        """Stop the worker and release the project (everything is already saved)."""
+        if self.document is None:
+            return
+        self.edit_actions.set_editor(None)
+        self.category_dock.set_enabled(False)
+        self.finetune.shutdown()  # the training run saves its last checkpoint; resume is offered on reopen
+        self.segmentation.shutdown()
+        self.loader.wait()
+        self.document.store.close()
+        shiboken6.delete(self.document)  # now, not later: no queued result may reach a closed store
+        self.document = self.segmentation = self.loader = self.editor = self.finetune = None
+        self.training_panel.reset()
+        self.versions_panel.show_versions([])
+        self.browser = None
+        self.browser_dock.setWidget(QLabel("No folder open"))
+        self.undo_stack.clear()
+        self.canvas.set_message("Open a folder of images: File ▸ Open Folder…")
+        self.instance_list.clear()
+        self.category_panel.clear()
+        self._set_project_actions_enabled(False)
+
+    def load_model(self, source: str) -> None:
+        """Load a checkpoint into the worker; the choice is saved in the project once it has loaded."""
+        if self.segmentation is None:
+            return
+        if not Path(source).is_file():
+            self.statusBar().showMessage(f"Model file not found: {source} — Model ▸ Load weights…", 10_000)
+            return
+        self.model_label.setText(f"Model: loading {Path(source).name}…")
+        self.segmentation.load_model(self._predictor_factory(source), source)
+
+    # ------------------------------------------------------------------------------------------ actions
+    def auto_segment_image(self) -> None:
+        doc = self.document
+        if doc is None or doc.current_image_id < 0 or not self._model_ready():
+            return
+        if doc.image_error(doc.current_image_id):
+            self.statusBar().showMessage(doc.image_error(doc.current_image_id), 10_000)
+            return
+        self.segmentation.segment([doc.current_image_id])
+
+    def auto_segment_all(self) -> None:
+        if self.document is None or not self._model_ready():
+            return
+        todo, skipped = self.document.images_to_segment()
+        batch = 4 if self.segmentation.model and self.segmentation.model.device.startswith("cuda") else 1
+        self.segmentation.segment([image.id for image in todo], batch_size=batch)
+        if skipped:
+            self.statusBar().showMessage(f"Skipping {skipped} image(s) you corrected or verified", 10_000)
+
+    def choose_and_load_model(self) -> None:
+        source = choose_model(self)
+        if source:
+            self.load_model(source)
+
+    def choose_and_open_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open a folder of images", str(Path.home()))
+        if folder:
+            self.open_folder(folder)
+
+    def import_coco_file(self) -> None:
+        if self.document is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Import COCO or labelme", str(self.document.folder), "COCO or labelme JSON (*.json)"
+        )
+        if not path:
+            return
+        try:
+            summary = self.import_annotation_file(Path(path))
+        except ValueError as exc:
+            QMessageBox.critical(self, "Import COCO", str(exc))
+            return
+        QMessageBox.information(
+            self,
+            "Import COCO",
+            f"Added {summary.added} annotations on {summary.images} images.\n\n{summary.report}",
+        )
+
+    def import_annotation_file(self, path: Path) -> ImportSummary:
+        """Import a COCO or labelme file into the open project and refresh the views; what the menu
+        item does, without its dialogs. Raises ``ValueError`` (nothing imported) for a bad file."""
+        summary = import_annotations(self.document.store, path)
+        self.document.scan()
+        self.document.reload_instances()
+        self.document.restore_current_image()
+        return summary
+
+    def export_coco_file(self) -> None:
+        if self.document is None:
+            return
+        fmt, ok = QInputDialog.getItem(self, "Export COCO", "Masks as:", ["rle", "polygon"], 0, False)
+        if not ok:
+            return
+        choices = {
+            "Every image a person or the model has looked at": None,
+            "Only images a person edited or accepted": "annotated",
+            "Only accepted (verified) images": "verified",
+        }
+        which, ok = QInputDialog.getItem(self, "Export COCO", "Images:", list(choices), 0, False)
+        if not ok:
+            return
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export COCO", str(self.document.folder / "annotations.json"), "COCO JSON (*.json)"
+        )
+        if not path:
+            return
+        try:
+            summary = export_coco(self.document.store, Path(path), segmentation=fmt, only=choices[which])
+        except (ValueError, OSError) as exc:
+            QMessageBox.critical(self, "Export COCO", str(exc))
+            return
+        self.statusBar().showMessage(
+            f"Exported {summary.annotations} annotations on {summary.images} images to {path}", 10_000
+        )
+
+    def step_image(self, step: int) -> None:
+        doc = self.document
+        if doc is None or not doc.images():
+            return
+        row = doc.row_of(doc.current_image_id) if doc.current_image_id >= 0 else -1
+        row = min(max(row + step, 0), len(doc.images()) - 1)
+        doc.set_current_image(doc.images()[row].id)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.close_project()
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------------------------------- wiring
+    def _wire_project(self, doc: Document, seg: SegmentationController, browser: ImageBrowser) -> None:
+        browser.imageSelected.connect(doc.set_current_image)
+        doc.currentImageChanged.connect(lambda i: i >= 0 and browser.select_image(i, doc.row_of(i)))
+        self.view_controls.scoreThresholdChanged.connect(doc.set_score_threshold)
+        seg.busyChanged.connect(self.run_progress.set_busy)
+        seg.progressChanged.connect(self.run_progress.set_progress)
+        seg.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        seg.modelChanged.connect(self._show_model)
+        seg.modelFailed.connect(lambda _e: self.model_label.setText("Model: none (failed to load)"))
+
+    def _build_editor(self, document: Document, segmentation: SegmentationController) -> Editor:
+        """The editing tools of this project (a child of its document), bound to the menus and views."""
+        editor = Editor(document, self.undo_stack, self.canvas)
+        install_tools(editor, segmentation)
+        editor.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        editor.brushSizeChanged.connect(lambda d: self.statusBar().showMessage(f"Brush: {d} px", 3_000))
+        editor.selectionChanged.connect(lambda ids: ids and self.instance_list.select(ids[0]))
+        self.instance_list.instanceSelected.connect(editor.select_one)  # disconnected when it is deleted
+        self.canvas.brushWheel.connect(editor.grow_brush)
+        self.edit_actions.set_editor(editor)
+        self.category_editing = CategoryEditing(editor, self.category_dock, segmentation, self)
+        return editor
+
+    # --------------------------------------------------------------------------------------- fine-tuning
+    def start_finetune(self) -> None:
+        """Model ▸ Fine-tune…: ask for the settings, then start the run (it trains in its own process)."""
+        if self.finetune is None or self.document is None:
+            return
+        if self.finetune.running:
+            self.statusBar().showMessage("A fine-tuning run is going: see the Training panel", 10_000)
+            return
+        statuses = (ImageStatus.VERIFIED, ImageStatus.CORRECTED)
+        images = {s: [im.file_name for im in eligible_images(self.document.store, (s,))] for s in statuses}
+        active = self.segmentation.model_version_id if self.segmentation else None
+        dialog = FinetuneDialog(self.finetune.base_candidates(), active, images, self)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        try:
+            self.finetune.start(dialog.settings())
+        except (ValueError, RuntimeError, OSError) as exc:
+            QMessageBox.warning(self, "Fine-tune", str(exc))
+
+    def _wire_finetune_views(self) -> None:
+        panel = self.training_panel
+        panel.cancelRequested.connect(lambda: self.finetune and self.finetune.cancel())
+        panel.resumeRequested.connect(lambda: self.finetune and self.finetune.resume())
+        panel.useNewRequested.connect(lambda: self.finetune and self.finetune.use_new_version())
+        panel.resegmentRequested.connect(self.auto_segment_all)
+        self.versions_panel.activateRequested.connect(self.load_model)
+
+    def _build_finetune(self, document: Document, seg: SegmentationController) -> FinetuneController:
+        """The fine-tuning controller of this project (a child of its document), wired to the docks."""
+        finetune = FinetuneController(document, document)
+        panel = self.training_panel
+        finetune.runStarted.connect(panel.show_run_started)
+        finetune.runStarted.connect(lambda _info: self.training_dock.raise_())
+        finetune.trainingEvent.connect(panel.show_event)
+        finetune.runEnded.connect(panel.show_run_ended)
+        finetune.comparisonReady.connect(panel.show_comparison)
+        finetune.resumableChanged.connect(panel.set_resumable)
+        finetune.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+
+        def activate_soon(path: str) -> None:  # finetune as the context: dropped if the project closes
+            QTimer.singleShot(ACTIVATE_AFTER_COMPARISON_MS, finetune, lambda: self.load_model(path))
+
+        finetune.activateRequested.connect(activate_soon)
+        finetune.versionsChanged.connect(self._show_versions)
+        seg.modelChanged.connect(self._show_versions)
+        seg.modelChanged.connect(
+            lambda m: panel.set_active_model(m.info.name, finetune.is_new_version(seg.model_version_id))
+        )
+        panel.set_resumable(finetune.can_resume())
+        return finetune
+
+    def _show_versions(self) -> None:
+        if self.document is None:
+            return
+        store = self.document.store
+        active = self.segmentation.model_version_id if self.segmentation else None
+        self.versions_panel.show_versions(version_rows(store.model_versions(), store.training_runs(), active))
+
+    def _show_model(self, model: LoadedModel) -> None:
+        freeze_long_lived_heap()  # torch and the model are in memory now, for good
+        gpu = model.device.startswith("cuda")
+        self.device_label.setText(f"Device: {'GPU' if gpu else 'CPU'} ({model.device})")
+        self.model_label.setText(f"Model: {model.info.name}")
+
+    def _model_ready(self) -> bool:
+        if self.segmentation is not None and self.segmentation.model is not None:
+            return True
+        self.statusBar().showMessage("No model loaded yet — Model ▸ Load weights…", 10_000)
+        return False
+
+    def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"{title.lower()}-dock")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, menu, text: str, slot, shortcut: QKeySequence | str | None = None) -> QAction:  # noqa: ANN001
+        action = menu.addAction(text)
+        if slot is not None:
+            action.triggered.connect(slot)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        self.addAction(action)  # shortcuts work even when the menu bar is hidden
+        return action
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file = bar.addMenu("&File")
+        self._action(file, "&Open Folder…", self.choose_and_open_folder, QKeySequence.StandardKey.Open)
+        self.recent_menu = file.addMenu("Recent folders")
+        self._rebuild_recent_menu()
+        file.addSeparator()
+        self.import_action = self._action(file, "&Import COCO…", self.import_coco_file, "Ctrl+I")
+        self.export_action = self._action(file, "&Export COCO…", self.export_coco_file, "Ctrl+E")
+        file.addSeparator()
+        self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        edit = bar.addMenu("&Edit")
+        undo = self.undo_stack.createUndoAction(self, "&Undo")
+        undo.setShortcut(QKeySequence.StandardKey.Undo)
+        redo = self.undo_stack.createRedoAction(self, "&Redo")
+        # Both common redo keys on every platform (the platform's own may be only one of them).
+        redo.setShortcuts(
+            [QKeySequence(k) for k in (QKeySequence.StandardKey.Redo, "Ctrl+Shift+Z", "Ctrl+Y")]
+        )
+        edit.addActions([undo, redo])
+        self.addActions([undo, redo])  # listed under Help ▸ Keyboard shortcuts with the others
+        tools_toolbar = QToolBar("Tools")
+        tools_toolbar.setObjectName("tools-toolbar")
+        self.addToolBar(Qt.ToolBarArea.LeftToolBarArea, tools_toolbar)
+        self.edit_actions.populate(edit, bar.addMenu("&Tools"), tools_toolbar)
+
+        view = bar.addMenu("&View")
+        self._action(view, "Zoom &in", self.canvas.zoom_in, QKeySequence.StandardKey.ZoomIn).setShortcuts(
+            [QKeySequence(QKeySequence.StandardKey.ZoomIn), QKeySequence("+"), QKeySequence("=")]
+        )
+        self._action(view, "Zoom &out", self.canvas.zoom_out, QKeySequence.StandardKey.ZoomOut).setShortcuts(
+            [QKeySequence(QKeySequence.StandardKey.ZoomOut), QKeySequence("-")]
+        )
+        self._action(view, "&Fit image", self.canvas.fit, "Ctrl+0")
+        view.addSeparator()
+        self._action(view, "More overlay opacity", lambda: self._nudge_opacity(0.1), "O")
+        self._action(view, "Less overlay opacity", lambda: self._nudge_opacity(-0.1), "Shift+O")
+        view.addSeparator()
+        for text, attr, setter, key in (
+            ("Show &boxes", "show_boxes", self.canvas.set_show_boxes, "Shift+B"),
+            ("Show &labels", "show_labels", self.canvas.set_show_labels, "Shift+L"),
+            ("Show &scores", "show_scores", self.canvas.set_show_scores, "Shift+S"),
+        ):
+            action = self._action(view, text, None, key)
+            action.setCheckable(True)
+            action.setChecked(getattr(self.canvas, attr))
+            action.toggled.connect(setter)
+        view.addSeparator()
+        self._action(view, "&Next image", lambda: self.step_image(1), "PgDown")
+        self._action(view, "&Previous image", lambda: self.step_image(-1), "PgUp")
+
+        model = bar.addMenu("&Model")
+        self.load_weights_action = self._action(model, "&Load weights…", self.choose_and_load_model, "Ctrl+L")
+        self.segment_image_action = self._action(
+            model, "Auto-segment &image", self.auto_segment_image, "Ctrl+R"
+        )
+        self.segment_all_action = self._action(
+            model, "Auto-segment &all", self.auto_segment_all, "Ctrl+Shift+R"
+        )
+        self._action(model, "&Cancel auto-segment", self._cancel, "Esc")
+        model.addSeparator()
+        self.finetune_action = self._action(model, "&Fine-tune…", self.start_finetune)
+        self.run_progress.cancelRequested.connect(self._cancel)
+
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", lambda: show_shortcuts(self, self.actions()), "F1")
+        self._action(help_menu, "&About", lambda: show_about(self))
+
+    def _rebuild_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for folder in recent_folders():
+            self.recent_menu.addAction(str(folder)).triggered.connect(
+                lambda _c=False, f=folder: self.open_folder(f)
+            )
+        self.recent_menu.setEnabled(not self.recent_menu.isEmpty())
+
+    def _set_project_actions_enabled(self, enabled: bool) -> None:
+        for action in (
+            self.import_action,
+            self.export_action,
+            self.load_weights_action,
+            self.segment_image_action,
+            self.segment_all_action,
+            self.finetune_action,
+        ):
+            action.setEnabled(enabled)
+
+    def _nudge_opacity(self, delta: float) -> None:
+        self.canvas.set_opacity(self.canvas.opacity + delta)
+        self.view_controls.set_opacity(self.canvas.opacity)
+
+    def _cancel(self) -> None:
+        if self.editor is not None:
+            self.editor.cancel_gesture()  # Esc also abandons a polygon being drawn
+        if self.segmentation is not None:
+            self.segmentation.cancel()
+
+
+def _default_model() -> str | None:
+    demo = bundled_demo_model()
+    return str(demo) if demo is not None else None

@@ -1,0 +1,203 @@
+"""The image browser: every image of the folder with a lazily loaded thumbnail and its status badge.
+
+The rows live in a ``QStandardItemModel``: the view lays out and paints them without calling into
+Python. A Python model would be asked ``rowCount``/``data`` hundreds of times per repaint, and each of
+those calls waits for the GIL while a worker thread runs Python (a model being loaded): that made a
+relayout stall the GUI thread for over 100 ms. Status changes and thumbnails update one item each.
+Thumbnails are requested for the rows in view only (decoded in the thread pool), so a 10,000-image folder
+costs one ``setItemData`` call per image up front. Unusable files get a red error mark and their message as
+tooltip.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from PySide6.QtCore import QModelIndex, QPoint, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QColor,
+    QImage,
+    QPainter,
+    QPen,
+    QPixmap,
+    QResizeEvent,
+    QShowEvent,
+    QStandardItemModel,
+)
+from PySide6.QtWidgets import QListView, QWidget
+
+from app.project.records import ImageRecord, ImageStatus
+from app.session.document import Document
+from app.workers.image_loader import ImageLoader
+
+ImageIdRole = Qt.ItemDataRole.UserRole + 1
+StatusRole = Qt.ItemDataRole.UserRole + 2
+ErrorRole = Qt.ItemDataRole.UserRole + 3
+
+STATUS_COLORS = {
+    ImageStatus.NEW: QColor("#9e9e9e"),
+    ImageStatus.PREDICTED: QColor("#2f80ed"),
+    ImageStatus.CORRECTED: QColor("#f2994a"),
+    ImageStatus.VERIFIED: QColor("#27ae60"),
+}
+ERROR_COLOR = QColor("#d32f2f")
+ICON_SIZE = 56
+BADGE_SIZE = 14
+_CACHE_LIMIT = 3000  # thumbnails kept in memory (about 30 KB each)
+
+
+def decorate(thumb: QPixmap, status: ImageStatus, error: bool) -> QPixmap:
+    """``thumb`` centred in an icon-sized pixmap with the status badge (or the red error mark) drawn in."""
+    pixmap = QPixmap(ICON_SIZE, ICON_SIZE)
+    pixmap.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pixmap)
+    painter.drawPixmap((ICON_SIZE - thumb.width()) // 2, (ICON_SIZE - thumb.height()) // 2, thumb)
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+    painter.setPen(QPen(QColor("white"), 1.5))  # visible on dark and light thumbnails alike
+    badge = QRect(ICON_SIZE - BADGE_SIZE - 2, ICON_SIZE - BADGE_SIZE - 2, BADGE_SIZE, BADGE_SIZE)
+    if error:
+        painter.setBrush(ERROR_COLOR)
+        painter.drawRoundedRect(badge, 2, 2)
+        painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, "!")
+    else:
+        painter.setBrush(STATUS_COLORS[status])
+        painter.drawEllipse(badge)
+    painter.end()
+    return pixmap
+
+
+class ImageListModel(QStandardItemModel):
+    """The document's images as items, kept in step with the document's signals.
+
+    ``request_thumbnails(first_row, last_row)`` (the view calls it for the rows it shows) starts decoding
+    the thumbnails not loaded yet; an item shows a placeholder with its badge until then.
+    """
+
+    def __init__(self, document: Document, loader: ImageLoader, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._doc = document
+        self._loader = loader
+        self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
+        placeholder = QPixmap(ICON_SIZE, ICON_SIZE)
+        placeholder.fill(QColor(70, 70, 70))
+        self._placeholders = {
+            (status, error): decorate(placeholder, status, error)
+            for status in ImageStatus
+            for error in (False, True)
+        }
+        document.imagesReset.connect(self._reset)
+        document.imageChanged.connect(self._image_changed)
+        loader.thumbnailLoaded.connect(self._thumbnail_loaded)
+        self._reset()
+
+    def request_thumbnails(self, first_row: int, last_row: int) -> None:
+        images = self._doc.images()
+        for row in range(max(0, first_row), min(last_row, len(images) - 1) + 1):
+            image = images[row]
+            if image.id not in self._thumbs and not self._doc.image_error(image.id):
+                self._loader.load_thumbnail(image.id, self._doc.image_path(image.id))
+
+    def _reset(self) -> None:
+        self._thumbs.clear()
+        self.clear()
+        images = self._doc.images()
+        self.setColumnCount(1)
+        self.setRowCount(len(images))
+        for row, image in enumerate(images):  # one call into Qt per row: 10,000 rows in ~50 ms
+            self.setItemData(self.index(row, 0), self._roles(image))
+
+    def _roles(self, image: ImageRecord) -> dict[int, object]:
+        """Everything the view shows of ``image``: name, id, status, error, tooltip and decoration."""
+        error = self._doc.image_error(image.id) or ""
+        status = image.status
+        thumb = self._thumbs.get(image.id)
+        return {
+            Qt.ItemDataRole.DisplayRole: image.file_name,
+            ImageIdRole: image.id,
+            StatusRole: status.value,  # a str in Qt: ImageStatus(value) gives the status back
+            ErrorRole: error,
+            Qt.ItemDataRole.ToolTipRole: f"{image.file_name}\n{error or 'status: ' + status.value}",
+            Qt.ItemDataRole.DecorationRole: (
+                decorate(thumb, status, bool(error)) if thumb else self._placeholders[(status, bool(error))]
+            ),
+        }
+
+    def _image_changed(self, image_id: int) -> None:
+        try:
+            row = self._doc.row_of(image_id)
+        except KeyError:
+            return
+        self.setItemData(self.index(row, 0), self._roles(self._doc.image(image_id)))
+
+    def _thumbnail_loaded(
+        self, image_id: int, image: QImage | None, size: tuple[int, int] | None, error: str
+    ) -> None:
+        try:
+            self._doc.row_of(image_id)
+        except KeyError:
+            return  # a thumbnail of a previous folder
+        if error:
+            self._doc.set_image_error(image_id, error)  # imageChanged redraws the item
+            return
+        self._thumbs[image_id] = QPixmap.fromImage(image)
+        if len(self._thumbs) > _CACHE_LIMIT:  # the oldest goes back to its placeholder (memory stays bounded)
+            evicted, _ = self._thumbs.popitem(last=False)
+            self._image_changed(evicted)
+        if size is not None:
+            self._doc.set_image_size(image_id, size)
+        self._image_changed(image_id)
+
+
+class ImageBrowser(QListView):
+    """The list of images; ``imageSelected(id)`` fires when the user picks one."""
+
+    imageSelected = Signal(int)
+
+    def __init__(self, model: ImageListModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setModel(model)
+        self.setUniformItemSizes(True)  # row heights are never measured one by one
+        self.setIconSize(QSize(ICON_SIZE, ICON_SIZE))
+        self.setSelectionMode(QListView.SelectionMode.SingleSelection)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setEditTriggers(QListView.EditTrigger.NoEditTriggers)
+        self.selectionModel().currentChanged.connect(self._current_changed)
+        # Deferred to the next event-loop turn: bursts (a scroll, a reset filling its rows) ask once, and
+        # only after the rows have their data (an empty row is shorter, so more would seem in view).
+        self._thumbnail_request = QTimer(self, singleShot=True, interval=0)
+        self._thumbnail_request.timeout.connect(self.request_visible_thumbnails)
+        self.verticalScrollBar().valueChanged.connect(self._thumbnail_request.start)
+        model.modelReset.connect(self._thumbnail_request.start)
+        model.rowsInserted.connect(self._thumbnail_request.start)
+
+    def request_visible_thumbnails(self) -> None:
+        """Ask the model for the thumbnails of the rows in view (and a screenful below, for scrolling)."""
+        model = self.model()
+        if not isinstance(model, ImageListModel) or model.rowCount() == 0:
+            return
+        first = self.indexAt(QPoint(2, 2)).row()
+        last = self.indexAt(QPoint(2, self.viewport().height() - 2)).row()
+        first = max(first, 0)
+        last = model.rowCount() - 1 if last < 0 else last
+        model.request_thumbnails(first, last + (last - first + 1))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
+        super().resizeEvent(event)
+        self._thumbnail_request.start()
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self._thumbnail_request.start()
+
+    def select_image(self, image_id: int, row: int) -> None:
+        """Make ``image_id`` (at ``row``) current without re-announcing it."""
+        index = self.model().index(row, 0)
+        if self.currentIndex() != index:
+            self.blockSignals(True)
+            self.setCurrentIndex(index)
+            self.blockSignals(False)
+            self.scrollTo(index)
+
+    def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        if current.isValid():
+            self.imageSelected.emit(current.data(ImageIdRole))

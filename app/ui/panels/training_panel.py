@@ -1,0 +1,241 @@
+"""The Training dock: live curves of a fine-tuning run, its figures, the before/after table, and actions.
+
+A view only: it shows what :class:`~app.session.finetune.FinetuneController` reports (JSON events of the
+training process, the outcome, the comparison) and turns button clicks into signals.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.project.comparison import Comparison
+from app.ui.panels.curve_chart import CurveChart
+from app.ui.panels.run_progress import format_eta
+from app.workers.training_runner import RunOutcome
+
+#: the height the panel asks of its dock, which the charts and the comparison table fill
+PREFERRED_HEIGHT = 560
+LOSS_TERMS = ("total_loss", "rpn_cls_loss", "rpn_reg_loss", "roi_cls_loss", "roi_reg_loss", "mask_loss")
+
+
+def _ap(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+class TrainingPanel(QWidget):
+    """Empty until a run starts; the buttons are enabled when their action makes sense."""
+
+    cancelRequested = Signal()
+    resumeRequested = Signal()
+    useNewRequested = Signal()
+    resegmentRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.title = QLabel("No fine-tuning run yet: Model ▸ Fine-tune…")
+        self.title.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.figures = QLabel("")
+        self.figures.setWordWrap(True)
+        self.validation = QLabel("")
+        self.validation.setWordWrap(True)
+        self.loss_chart = CurveChart("Training losses (log scale)", log_y=True)
+        self.ap_chart = CurveChart("Validation mask AP", y_range=(0.0, 1.0))
+        self.ap_chart.setMinimumHeight(110)
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Mask AP", "Before", "After", "Change"])
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.setMinimumHeight(150)
+        # Always shown (empty until a run ends): the comparison arriving does not re-lay out the panel,
+        # which would redraw both charts while the new model is being loaded in a worker thread.
+        self.table.setToolTip("Base and new model, scored on the same validation images when a run ends")
+        self.verdict = QLabel("")
+        self.verdict.setWordWrap(True)
+        self.log = QPlainTextEdit()
+        self.log.setReadOnly(True)
+        self.log.setFont(QFont("monospace", 8))
+        self.log.setVisible(False)
+        self.cancel_button = QPushButton("Cancel")
+        self.resume_button = QPushButton("Resume")
+        self.use_new_button = QPushButton("Use new version")
+        self.resegment_button = QPushButton("Re-segment uncorrected images")
+        self.resegment_button.setToolTip("Run the active model on every image nobody corrected or verified")
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        self.resume_button.clicked.connect(self.resumeRequested)
+        self.use_new_button.clicked.connect(self.useNewRequested)
+        self.resegment_button.clicked.connect(self.resegmentRequested)
+        for button in (self.cancel_button, self.resume_button, self.use_new_button, self.resegment_button):
+            button.setEnabled(False)
+
+        # The figures scroll when the dock is shorter than they need (a squeezed layout would draw the
+        # table over the verdict); the verdict and the buttons stay in view below them.
+        content = QWidget()
+        column = QVBoxLayout(content)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(self.title)
+        column.addWidget(self.progress)
+        column.addWidget(self.figures)
+        column.addWidget(self.validation)
+        column.addWidget(self.loss_chart, 3)
+        column.addWidget(self.ap_chart, 1)
+        column.addWidget(self.table, 2)
+        column.addWidget(self.log, 2)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(content)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.scroll)
+        layout.addWidget(self.verdict)
+        row = QHBoxLayout()
+        for button in (self.cancel_button, self.resume_button):
+            row.addWidget(button)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        for button in (self.use_new_button, self.resegment_button):
+            row.addWidget(button)
+        layout.addLayout(row)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        # what the dock asks for first: room for the figures without scrolling (the lists above scroll)
+        hint = super().sizeHint()
+        return QSize(hint.width(), max(hint.height(), PREFERRED_HEIGHT))
+
+    # ------------------------------------------------------------------------------------------- slots
+    def show_run_started(self, info: dict) -> None:
+        self.title.setText(
+            f"<b>{info['name']}</b> from {info['base']}: {info['train_images']} training, "
+            f"{info['val_images']} validation images"
+        )
+        self.progress.setMaximum(max(1, int(info["iterations"])))
+        self.progress.setValue(0)
+        self.figures.setText("Starting the training process…")
+        self.validation.setText("")
+        self.loss_chart.clear(info["iterations"])
+        self.ap_chart.clear(info["iterations"])
+        self.table.setRowCount(0)
+        self.verdict.setText("")
+        self.log.setVisible(False)
+        self.cancel_button.setEnabled(True)
+        self.resume_button.setEnabled(False)
+        self.use_new_button.setEnabled(False)
+
+    def show_event(self, event: dict) -> None:
+        """One JSON line of the training process."""
+        kind = event.get("event")
+        if kind == "start":
+            self.progress.setMaximum(max(1, int(event["iterations"])))
+            self.progress.setValue(int(event.get("start_iteration", 0)))
+            self.loss_chart.set_x_max(event["iterations"])
+            self.ap_chart.set_x_max(event["iterations"])
+            self.figures.setText(f"Training on {event.get('num_train_images', '?')} images…")
+        elif kind == "progress":
+            iteration = int(event["iteration"])
+            self.progress.setMaximum(max(1, int(event["iterations"])))
+            self.progress.setValue(iteration)
+            for term in LOSS_TERMS:
+                self.loss_chart.add_point(term, iteration, (event.get("losses") or {}).get(term))
+            eta = event.get("eta_s")
+            self.figures.setText(
+                f"iteration {iteration}/{event['iterations']} · epoch {event.get('epoch', 0):.2f} · "
+                f"lr {event.get('lr', 0):.2e} · {event.get('images_per_s', 0):.2f} images/s"
+                + (f" · {format_eta(eta)}" if eta is not None else "")
+            )
+        elif kind == "evaluation":
+            segm = (event.get("metrics") or {}).get("segm") or {}
+            self.ap_chart.add_point("mask AP", event["iteration"], segm.get("ap"))
+            self.validation.setText(
+                f"Validation mask AP {_ap(segm.get('ap'))} (AP50 {_ap(segm.get('ap50'))}) "
+                f"at iteration {event['iteration']}"
+            )
+        elif kind == "checkpoint":
+            self.figures.setText(self.figures.text() + " · checkpoint saved")
+
+    def show_run_ended(self, outcome: RunOutcome) -> None:
+        self.cancel_button.setEnabled(False)
+        if outcome.status == "done":
+            self.figures.setText("Done. Comparing with the base model on the same validation images…")
+            return
+        if outcome.status == "cancelled":
+            self.figures.setText("Cancelled. The last checkpoint is kept: Resume continues from it.")
+        else:
+            self.figures.setText(
+                f"<b>Failed:</b> {outcome.message}. The project and the active model are unchanged."
+            )
+        if outcome.log_tail:
+            self.log.setPlainText(outcome.log_tail)
+            self.log.setVisible(True)
+
+    def set_resumable(self, resumable: bool) -> None:
+        self.resume_button.setEnabled(resumable)
+
+    def show_comparison(self, comparison: Comparison) -> None:
+        # the model names go in the line above, not in the headers, where a narrow dock would cut them
+        self.figures.setText(
+            f"Done. Mask AP on the same {comparison.num_images} validation images, before "
+            f"(<b>{comparison.base_name}</b>) and after (<b>{comparison.new_name}</b>):"
+        )
+        self.table.horizontalHeaderItem(1).setToolTip(comparison.base_name)
+        self.table.horizontalHeaderItem(2).setToolTip(comparison.new_name)
+        self.table.setRowCount(len(comparison.rows))
+        for r, row in enumerate(comparison.rows):
+            delta = row.delta
+            cells = (row.label, _ap(row.base_ap), _ap(row.new_ap), "–" if delta is None else f"{delta:+.3f}")
+            for c, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if c:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                if r == 0:
+                    font = item.font()
+                    font.setBold(True)
+                    item.setFont(font)
+                self.table.setItem(r, c, item)
+        if comparison.new_is_better:
+            self.verdict.setText(f"{comparison.new_name} is better: it becomes the active model.")
+        else:
+            why = f" ({comparison.base_error})" if comparison.base_error else ""
+            self.verdict.setText(
+                f"{comparison.new_name} is not better than {comparison.base_name}{why}; "
+                f"{comparison.base_name} stays active. Use new version to switch anyway."
+            )
+        self.use_new_button.setEnabled(not comparison.new_is_better)
+        # bring the table into view once the layout has made room for its rows
+        QTimer.singleShot(0, self, lambda: self.scroll.ensureWidgetVisible(self.table))  # dropped with self
+
+    def set_active_model(self, name: str, is_new_version: bool) -> None:
+        """The worker loaded ``name``; re-segmenting makes sense once the run's new version is active."""
+        self.resegment_button.setEnabled(is_new_version)
+        if is_new_version:
+            self.use_new_button.setEnabled(False)
+            self.verdict.setText(f"{name} is the active model. Re-segment the images nobody corrected yet.")
+
+    def reset(self) -> None:
+        """Back to the empty state (the project closed)."""
+        self.title.setText("No fine-tuning run yet: Model ▸ Fine-tune…")
+        self.progress.setValue(0)
+        for label in (self.figures, self.validation, self.verdict):
+            label.setText("")
+        self.loss_chart.clear()
+        self.ap_chart.clear()
+        self.table.setRowCount(0)
+        self.log.setVisible(False)
+        for button in (self.cancel_button, self.resume_button, self.use_new_button, self.resegment_button):
+            button.setEnabled(False)
