@@ -50,7 +50,7 @@ def worker(mode: str, height: int, width: int, threads: int) -> dict:
     import torch
     from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-    from maskrcnn_core.postprocess import paste_masks_cropped
+    from maskrcnn_core.engine.postprocess import paste_masks_cropped
 
     torch.set_num_threads(threads)
     probs, boxes = _inputs(height, width)

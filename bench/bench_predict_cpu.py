@@ -4,7 +4,7 @@ Each measurement runs in a fresh process (so peak memory is that run's alone): l
 photo, then time one prediction from the decoded image to final binary masks, and read the peak resident
 memory above what the process held before it. torchvision: ``model([image])`` then ``masks > 0.5`` on its
 full-size float masks, once as is and once with the allocator setting the Predictor makes on CPU
-(``maskrcnn_core.allocator``), to show how much of the gain that setting alone is. Ours:
+(``maskrcnn_core.engine.allocator``), to show how much of the gain that setting alone is. Ours:
 ``Predictor.predict`` (masks cropped to their boxes). Both use the same
 checkpoint: torchvision's ResNet-50-FPN COCO layout with seeded, calibrated weights (tests/reference_model.py)
 that detect ~100 objects on a real photo. Detections are compared box by box.
@@ -43,7 +43,7 @@ def worker(mode: str, weights: str, image_path: str, threads: int) -> dict:
 
     image = np.asarray(Image.open(image_path).convert("RGB"))
     if mode == "torchvision-reuse":
-        from maskrcnn_core.allocator import reuse_freed_memory
+        from maskrcnn_core.engine.allocator import reuse_freed_memory
 
         reuse_freed_memory()  # what the Predictor sets on CPU: how much of the gain is the allocator's
     if mode.startswith("torchvision"):

@@ -8,7 +8,7 @@ trunk — loaded with our initial weights (the state dicts match key for key).
 
 The reference loop is torchvision's ``references/detection/engine.py`` ``train_one_epoch`` without its
 logging: ``loss_dict = model(images, targets)``, sum, ``zero_grad``, ``backward``, SGD ``step``,
-scheduler ``step``. Ours is ``maskrcnn_core.training.train`` as the CLI runs it (warm-up, gradient
+scheduler ``step``. Ours is ``maskrcnn_core.engine.training.train`` as the CLI runs it (warm-up, gradient
 clipping, progress events), minus checkpoints inside the timed window. Both read the same synthetic
 images in the same order (``_batch_indices``) in the main process, without augmentation (the reference's
 flip would cost the same in both), and both use SGD with momentum 0.9, weight decay 1e-4 and the same lr.
@@ -69,7 +69,7 @@ def _reference_model(num_classes: int, min_size: int, max_size: int):
 
 def _time_ours(model, data, config, steps: int, warmup: int, out_dir: Path) -> float:
     """Images/s of ``train()`` over its last ``steps`` iterations (timed between progress events)."""
-    from maskrcnn_core.training import train
+    from maskrcnn_core.engine.training import train
 
     stamps: dict[int, float] = {}
 
@@ -85,7 +85,7 @@ def _time_reference(model, dataset, batch_size: int, lr: float, steps: int, warm
     import torch
 
     from maskrcnn_core.data.dataset import collate_detection
-    from maskrcnn_core.training import _batch_indices
+    from maskrcnn_core.engine.training import _batch_indices
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=1e-4)
@@ -126,7 +126,7 @@ def main() -> None:
     from maskrcnn_core import mask_rcnn_resnet_18_fpn
     from maskrcnn_core.data import generate_synthetic_dataset, load_coco
     from maskrcnn_core.data.dataset import InstanceDataset
-    from maskrcnn_core.training import TrainConfig
+    from maskrcnn_core.engine.training import TrainConfig
 
     height, width = (int(v) for v in args.size.split("x"))
     lr = 0.02 * args.batch_size / 16
@@ -190,7 +190,7 @@ def main() -> None:
         f"{len(data.class_names)} classes, {height}x{width} images, "
         f"batch {args.batch_size}, {args.steps} timed steps after {args.warmup}, best of {args.rounds} rounds"
     )
-    print(f"ours (maskrcnn_core.training.train): {best_ours:.2f} images/s")
+    print(f"ours (maskrcnn_core.engine.training.train): {best_ours:.2f} images/s")
     print(f"torchvision reference loop:          {best_reference:.2f} images/s")
     print(f"ratio ours / torchvision: {best_ours / best_reference:.2f}x")
 

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _LAZY = {
-    "MaskRCNNConfig": "maskrcnn_core.config",
+    "MaskRCNNConfig": "maskrcnn_core.model.config",
     "MaskRCNN": "maskrcnn_core.model.mask_rcnn",
     "mask_rcnn_resnet_18_fpn": "maskrcnn_core.model.factories",
     "mask_rcnn_resnet_34_fpn": "maskrcnn_core.model.factories",
@@ -22,9 +22,9 @@ _LAZY = {
     "mask_rcnn_resnet_101_fpn": "maskrcnn_core.model.factories",
     "mask_rcnn_mobilenet_v2_fpn": "maskrcnn_core.model.factories",
     "build_model": "maskrcnn_core.model.factories",
-    "load_model": "maskrcnn_core.weights",
-    "save_checkpoint": "maskrcnn_core.weights",
-    "Predictor": "maskrcnn_core.predictor",
+    "load_model": "maskrcnn_core.model.weights",
+    "save_checkpoint": "maskrcnn_core.model.weights",
+    "Predictor": "maskrcnn_core.engine.predictor",
     "CancelToken": "maskrcnn_core.cancel",
     "Category": "maskrcnn_core.types",
     "CroppedMask": "maskrcnn_core.types",
@@ -50,7 +50,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # pragma: no cover
     from maskrcnn_core.cancel import CancelToken
-    from maskrcnn_core.config import MaskRCNNConfig
+    from maskrcnn_core.engine.predictor import Predictor
+    from maskrcnn_core.model.config import MaskRCNNConfig
     from maskrcnn_core.model.factories import (
         build_model,
         mask_rcnn_mobilenet_v2_fpn,
@@ -61,6 +62,5 @@ if TYPE_CHECKING:  # pragma: no cover
         mask_rcnn_resnet_101_fpn,
     )
     from maskrcnn_core.model.mask_rcnn import MaskRCNN
-    from maskrcnn_core.predictor import Predictor
+    from maskrcnn_core.model.weights import load_model, save_checkpoint
     from maskrcnn_core.types import Category, CroppedMask, ModelInfo, Prediction
-    from maskrcnn_core.weights import load_model, save_checkpoint

@@ -54,9 +54,9 @@ def _train(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from maskrcnn_core.cancel import CancelToken
+    from maskrcnn_core.engine.training import LAST_CHECKPOINT, TrainConfig, TrainingError, train
     from maskrcnn_core.model.factories import build_model
-    from maskrcnn_core.training import LAST_CHECKPOINT, TrainConfig, TrainingError, train
-    from maskrcnn_core.weights import load_weights_into, read_checkpoint
+    from maskrcnn_core.model.weights import load_weights_into, read_checkpoint
 
     _set_threads(args.num_threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -189,8 +189,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     from maskrcnn_core.data.coco import predictions_to_coco_results, write_json_atomic
+    from maskrcnn_core.engine.predictor import Predictor
     from maskrcnn_core.image_io import IMAGE_EXTENSIONS
-    from maskrcnn_core.predictor import Predictor
 
     _set_threads(args.num_threads)
     images_dir = Path(args.images)
@@ -235,13 +235,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from maskrcnn_core.evaluation import evaluate_coco
+    from maskrcnn_core.engine.evaluation import evaluate_coco
 
     if (args.pred is None) == (args.weights is None):
         raise BadInput("give either --pred results.json or --weights CKPT (with --images)")
     if args.weights:
-        from maskrcnn_core.predictor import Predictor
-        from maskrcnn_core.validation import evaluate_model
+        from maskrcnn_core.engine.predictor import Predictor
+        from maskrcnn_core.engine.validation import evaluate_model
 
         _set_threads(args.num_threads)
         if not args.images:

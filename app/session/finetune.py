@@ -33,7 +33,7 @@ from app.session.document import Document
 from app.workers.training_runner import EvaluationRunner, RunOutcome, TrainingRunner, core_arguments
 
 RUNS_DIR = "runs"
-LAST_CHECKPOINT = "checkpoint_last.pt"  # written by maskrcnn_core.training
+LAST_CHECKPOINT = "checkpoint_last.pt"  # written by maskrcnn_core.engine.training
 TRAIN_LOG = "train.log"
 BASE_EVAL_LOG = "evaluate_base.log"
 

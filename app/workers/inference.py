@@ -54,7 +54,7 @@ def checkpoint_factory(weights: str | os.PathLike[str], device: str | None = Non
     """A factory for the real predictor; torch is imported when it is called, in the worker thread."""
 
     def build() -> PredictorProtocol:
-        from maskrcnn_core.predictor import Predictor
+        from maskrcnn_core.engine.predictor import Predictor
 
         return Predictor(weights, device=device)
 

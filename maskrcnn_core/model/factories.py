@@ -12,8 +12,8 @@ from typing import Any
 
 from torchvision.models._meta import _COCO_CATEGORIES
 
-from maskrcnn_core.config import MaskRCNNConfig
 from maskrcnn_core.model import backbones
+from maskrcnn_core.model.config import MaskRCNNConfig
 from maskrcnn_core.model.mask_rcnn import MaskRCNN
 
 #: torchvision's COCO layout: label i is COCO category id i; "N/A" fills the unused ids
@@ -84,7 +84,7 @@ def build_model(arch: dict, **overrides: Any) -> MaskRCNN:
 
 
 def _build(name: str, num_classes: int | None, weights: WeightsArg, kwargs: dict[str, Any]) -> MaskRCNN:
-    from maskrcnn_core import weights as weights_module
+    from maskrcnn_core.model import weights as weights_module
 
     checkpoint = weights_module.read_checkpoint(weights) if weights is not None else None
     if checkpoint is not None:

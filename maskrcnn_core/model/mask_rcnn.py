@@ -25,7 +25,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, con
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import boxes as box_ops
 
-from maskrcnn_core.config import MaskRCNNConfig
+from maskrcnn_core.model.config import MaskRCNNConfig
 from maskrcnn_core.model.heads import ImageTransform, MLPBoxHead
 from maskrcnn_core.model.inputs import ImagesLike, check_images, check_targets
 from maskrcnn_core.model.pooling import ParallelMultiScaleRoIAlign
@@ -166,7 +166,7 @@ class MaskRCNN(nn.Module):
         Runs in eval mode whatever the module's mode (and restores it). The application uses
         :class:`maskrcnn_core.Predictor`, which keeps masks cropped to their boxes instead.
         """
-        from maskrcnn_core.postprocess import paste_masks_full
+        from maskrcnn_core.engine.postprocess import paste_masks_full
 
         results = []
         for det in self._detect(images, score_thresh, nms_thresh, top_k, allow_uint8=False):

@@ -28,7 +28,7 @@ def tiny_checkpoint(tmp_path_factory):
     import torch
 
     from maskrcnn_core import mask_rcnn_mobilenet_v2_fpn
-    from maskrcnn_core.weights import save_checkpoint
+    from maskrcnn_core.model.weights import save_checkpoint
 
     torch.manual_seed(0)
     model = mask_rcnn_mobilenet_v2_fpn(

@@ -144,7 +144,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 def test_box_prompt_with_a_real_model(qtbot, tmp_path, tiny_checkpoint):
-    from maskrcnn_core.predictor import Predictor
+    from maskrcnn_core.engine.predictor import Predictor
 
     window = _open(qtbot, tmp_path, lambda source: checkpoint_factory(tiny_checkpoint, device="cpu"))
     window.editor.set_tool("box")

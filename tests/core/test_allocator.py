@@ -14,7 +14,7 @@ import pytest
 _PROBE = """
 import ctypes, resource, sys
 if sys.argv[1] == "reuse":
-    from maskrcnn_core.allocator import reuse_freed_memory
+    from maskrcnn_core.engine.allocator import reuse_freed_memory
     assert reuse_freed_memory()
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p

@@ -24,7 +24,7 @@ from tiny_model import TINY_CLI_FLAGS
 
 from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
 from maskrcnn_core.data import generate_synthetic_dataset, load_coco
-from maskrcnn_core.training import FINAL_MODEL, LAST_CHECKPOINT, TrainConfig, train
+from maskrcnn_core.engine.training import FINAL_MODEL, LAST_CHECKPOINT, TrainConfig, train
 
 pytestmark = pytest.mark.slow
 

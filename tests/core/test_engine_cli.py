@@ -24,7 +24,7 @@ from tiny_model import TINY_CLI_FLAGS
 from maskrcnn_core import load_model
 from maskrcnn_core.cli import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, _parser, main
 from maskrcnn_core.data import generate_synthetic_dataset
-from maskrcnn_core.training import FINAL_MODEL, LAST_CHECKPOINT
+from maskrcnn_core.engine.training import FINAL_MODEL, LAST_CHECKPOINT
 
 pytestmark = pytest.mark.slow
 

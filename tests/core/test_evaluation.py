@@ -12,7 +12,7 @@ from pycocotools.cocoeval import COCOeval
 
 from maskrcnn_core.data.coco import CocoData, load_coco, predictions_to_coco_results
 from maskrcnn_core.data.synthetic import generate_synthetic_dataset
-from maskrcnn_core.evaluation import evaluate_coco
+from maskrcnn_core.engine.evaluation import evaluate_coco
 from maskrcnn_core.types import Prediction
 
 CATEGORY_IDS = (11, 22, 33, 44)

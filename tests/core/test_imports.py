@@ -46,7 +46,7 @@ _TORCH_FREE = [
     "maskrcnn_core.data",
     "maskrcnn_core.data.coco",
     "maskrcnn_core.data.synthetic",
-    "maskrcnn_core.evaluation",
+    "maskrcnn_core.engine.evaluation",
 ]
 
 

@@ -22,8 +22,8 @@ import torch
 
 from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
 from maskrcnn_core.data import generate_synthetic_dataset, load_coco
-from maskrcnn_core.training import TrainConfig, train
-from maskrcnn_core.validation import evaluate_model
+from maskrcnn_core.engine.training import TrainConfig, train
+from maskrcnn_core.engine.validation import evaluate_model
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-from maskrcnn_core.postprocess import paste_masks_cropped, paste_masks_full
+from maskrcnn_core.engine.postprocess import paste_masks_cropped, paste_masks_full
 from maskrcnn_core.types import CroppedMask
 
 

@@ -13,7 +13,14 @@ from tiny_model import TINY
 from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.data import generate_synthetic_dataset, load_coco
-from maskrcnn_core.training import FINAL_MODEL, LAST_CHECKPOINT, TrainConfig, TrainingError, _lr_factor, train
+from maskrcnn_core.engine.training import (
+    FINAL_MODEL,
+    LAST_CHECKPOINT,
+    TrainConfig,
+    TrainingError,
+    _lr_factor,
+    train,
+)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from maskrcnn_core import (
     mask_rcnn_resnet_101_fpn,
     save_checkpoint,
 )
-from maskrcnn_core.weights import CheckpointError, hub_checkpoint_path, read_checkpoint
+from maskrcnn_core.model.weights import CheckpointError, hub_checkpoint_path, read_checkpoint
 
 SMALL = dict(fpn_channels=32, hidden_dim=64, mask_hidden_channels=32, min_size=96, max_size=128)
 

@@ -12,8 +12,8 @@ import torch
 
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.data.coco import CocoData, coco_dict, predictions_to_coco_results
-from maskrcnn_core.evaluation import EvaluationResult, evaluate_coco
-from maskrcnn_core.predictor import Predictor
+from maskrcnn_core.engine.evaluation import EvaluationResult, evaluate_coco
+from maskrcnn_core.engine.predictor import Predictor
 
 
 def evaluate_model(

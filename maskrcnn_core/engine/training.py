@@ -30,7 +30,7 @@ from maskrcnn_core.data.dataset import InstanceDataset, collate_detection
 from maskrcnn_core.data.transforms import Compose, RandomHorizontalFlip, RandomScale
 from maskrcnn_core.model.backbones import set_trainable_stages
 from maskrcnn_core.model.mask_rcnn import LOSS_KEYS
-from maskrcnn_core.weights import read_checkpoint, save_checkpoint
+from maskrcnn_core.model.weights import read_checkpoint, save_checkpoint
 
 Event = dict[str, Any]
 Callback = Callable[[Event], None]
@@ -353,7 +353,7 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
 def _validate(model: nn.Module, val_data: CocoData, iteration: int, rank: int, emit: Callback) -> dict | None:
     if rank != 0:
         return None
-    from maskrcnn_core.validation import evaluate_model
+    from maskrcnn_core.engine.validation import evaluate_model
 
     result = evaluate_model(model, val_data).to_dict()
     model.train()

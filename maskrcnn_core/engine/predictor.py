@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from maskrcnn_core.allocator import reuse_freed_memory
 from maskrcnn_core.cancel import CancelToken
+from maskrcnn_core.engine.allocator import reuse_freed_memory
+from maskrcnn_core.engine.postprocess import paste_masks_cropped
 from maskrcnn_core.image_io import read_image, to_rgb_uint8
-from maskrcnn_core.postprocess import paste_masks_cropped
+from maskrcnn_core.model.weights import load_model, model_info
 from maskrcnn_core.types import ModelInfo, Prediction
-from maskrcnn_core.weights import load_model, model_info
 
 ImageSource = str | os.PathLike | np.ndarray
 ProgressCallback = Callable[[int, int], None]
@@ -44,7 +44,7 @@ class Predictor:
         mixed_precision: autocast on CUDA (bfloat16 where supported, else float16); ignored on CPU.
         max_pixels: larger images are refused with an error result (decompression-bomb guard).
         reuse_memory: on CPU, have the process keep freed memory for reuse
-            (:func:`maskrcnn_core.allocator.reuse_freed_memory`, process-wide): 20-25 % faster on large
+            (:func:`maskrcnn_core.engine.allocator.reuse_freed_memory`, process-wide): 20-25 % faster on large
             photos, at the cost of holding the largest inference's memory until exit.
     """
 
