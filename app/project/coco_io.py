@@ -15,6 +15,7 @@ from typing import Literal
 
 from app.project.labelme_io import LabelmeReport, is_labelme, labelme_files, read_labelme
 from app.project.records import ImageStatus, NewInstance, Provenance
+from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, load_coco, write_coco
 from maskrcnn_core.image_io import ImageReadError, image_size
@@ -140,9 +141,7 @@ def export_coco(
     if only not in EXPORT_SELECTIONS:
         raise ValueError(f'--only must be "verified" or "annotated", got {only!r}')
     statuses = EXPORT_SELECTIONS[only]
-    threshold = (
-        float(store.get_setting("score_threshold", 0.5)) if score_threshold is None else score_threshold
-    )
+    threshold = ProjectSettings(store).score_threshold if score_threshold is None else score_threshold
     categories = store.categories()
     coco_categories = [Category(c.id, c.name) for c in categories]
     label_of = {c.id: i + 1 for i, c in enumerate(categories)}

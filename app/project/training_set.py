@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.project.records import ImageRecord, ImageStatus, Provenance
+from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, write_coco, write_json_atomic
 from maskrcnn_core.image_io import ImageReadError, image_size
@@ -91,9 +92,7 @@ def build_training_set(
     ``keep_classes`` (the base model's classes, so fine-tuning does not drop a class the chosen
     images happen not to show).
     """
-    threshold = (
-        float(store.get_setting("score_threshold", 0.5)) if score_threshold is None else score_threshold
-    )
+    threshold = ProjectSettings(store).score_threshold if score_threshold is None else score_threshold
     records = eligible_images(store, statuses)
     train_names, val_names = split_images((im.file_name for im in records), val_fraction)
     if not train_names or not val_names:

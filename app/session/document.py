@@ -24,9 +24,9 @@ from app.project.records import (
     NewInstance,
     Provenance,
 )
+from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
 
-DEFAULT_SCORE_THRESHOLD = 0.5
 # A new prediction overlapping a kept (edited / verified / imported) instance this much is the same object.
 DUPLICATE_IOU = 0.5
 
@@ -59,7 +59,8 @@ class Document(QObject):
         self._runtime_errors: dict[int, str] = {}  # e.g. "file not found": true now, not stored
         self._instances: dict[int, list[InstanceRecord]] = {}
         self._categories: dict[int, CategoryRecord] = {}
-        self._score_threshold = float(store.get_setting("score_threshold", DEFAULT_SCORE_THRESHOLD))
+        self.settings = ProjectSettings(store)
+        self._score_threshold = self.settings.score_threshold
         self._current = -1
         self._reload_categories()
 
@@ -138,12 +139,12 @@ class Document(QObject):
         if image_id == self._current:
             return
         self._current = image_id
-        self.store.set_setting("last_image_id", image_id)
+        self.settings.last_image_id = image_id
         self.currentImageChanged.emit(image_id)
 
     def restore_current_image(self) -> None:
         """Go to the image viewed last time, or the first image."""
-        last = self.store.get_setting("last_image_id")
+        last = self.settings.last_image_id
         if last in self._row_of:
             self.set_current_image(last)
         elif self._images:
@@ -221,7 +222,7 @@ class Document(QObject):
         if value == self._score_threshold:
             return
         self._score_threshold = value
-        self.store.set_setting("score_threshold", value)
+        self.settings.score_threshold = value
         self.scoreThresholdChanged.emit(value)
 
     def apply_edit(

@@ -1,0 +1,124 @@
+"""The project's settings: every key, type and default written once, read and written through the store.
+
+A project keeps a few values between sessions in its SQLite file (the store's ``settings`` table, one JSON
+value per key). :class:`ProjectSettings` names each of them as a typed field with its default::
+
+    settings = ProjectSettings(store)
+    settings.score_threshold          # 0.5 until someone moves the slider
+    settings.score_threshold = 0.3    # one durable store write
+
+A stored value of the wrong type or out of range (a hand-edited file, an older version's format) reads
+as the default, so a bad value never stops a project from opening; writing a bad value is refused with
+a ``ValueError`` before anything is stored.
+
+The folder the project annotates (``images_dir``) is the store's own bookkeeping and stays in
+:mod:`app.project.store`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+if TYPE_CHECKING:
+    from app.project.store import ProjectStore
+
+T = TypeVar("T")
+
+DEFAULT_SCORE_THRESHOLD = 0.5
+DEFAULT_OVERLAY_OPACITY = 0.45
+
+
+def _fraction(value: object) -> float | None:
+    """``value`` as a float in [0, 1], or ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return value if math.isfinite(value) and 0.0 <= value <= 1.0 else None
+
+
+def _optional_id(value: object) -> int | None:
+    """``value`` as a record id (an int), or ``None``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _optional_text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@dataclass(frozen=True)
+class Setting(Generic[T]):
+    """One setting: its key in the store, its default, and ``parse`` (the stored JSON value as a ``T``,
+    or ``None`` when it is not a valid one). Used as a field of :class:`ProjectSettings`."""
+
+    key: str
+    default: T
+    parse: Callable[[object], T | None]
+    description: str
+
+    @overload
+    def __get__(self, settings: None, owner: type) -> Setting[T]: ...
+    @overload
+    def __get__(self, settings: ProjectSettings, owner: type) -> T: ...
+    def __get__(self, settings: ProjectSettings | None, owner: type) -> Setting[T] | T:
+        if settings is None:
+            return self
+        return settings.read(self)
+
+    def __set__(self, settings: ProjectSettings, value: T) -> None:
+        settings.write(self, value)
+
+    def parsed(self, stored: object) -> T:
+        """The stored value, or the default when it is missing or not valid."""
+        if stored is None:
+            return self.default
+        value = self.parse(stored)
+        return self.default if value is None else value
+
+
+class ProjectSettings:
+    """The settings of one open project, each a typed field with its default (see the module docs)."""
+
+    score_threshold = Setting[float](
+        "score_threshold",
+        DEFAULT_SCORE_THRESHOLD,
+        _fraction,
+        "predictions scoring below it are hidden, and left out of exports and training sets",
+    )
+    overlay_opacity = Setting[float](
+        "overlay_opacity", DEFAULT_OVERLAY_OPACITY, _fraction, "how opaque the instance masks are drawn"
+    )
+    last_image_id = Setting[int | None](
+        "last_image_id", None, _optional_id, "the image shown last, shown again when the project reopens"
+    )
+    # The active model belongs to the model registry (app/session/model_registry.py): it alone reads and
+    # writes these two. They are declared here so that every key of the settings table is in one place.
+    active_version_id = Setting[int | None](
+        "active_version_id", None, _optional_id, "the model version that segments (the registry's choice)"
+    )
+    active_model_path = Setting[str | None](
+        "active_model",
+        None,
+        _optional_text,
+        "the checkpoint path that older versions stored as the active model (migrated by the registry)",
+    )
+
+    def __init__(self, store: ProjectStore) -> None:
+        self.store = store
+
+    @classmethod
+    def fields(cls) -> dict[str, Setting[Any]]:
+        """Every setting by attribute name."""
+        return {name: value for name, value in vars(cls).items() if isinstance(value, Setting)}
+
+    def read(self, setting: Setting[T]) -> T:
+        return setting.parsed(self.store.get_setting(setting.key))
+
+    def write(self, setting: Setting[T], value: T) -> None:
+        """Store ``value`` (durable when this returns); ``ValueError`` for a value the setting cannot hold."""
+        stored = None if value is None else setting.parse(value)
+        if stored is None and (value is not None or setting.default is not None):
+            raise ValueError(f"{setting.key} cannot be {value!r}: it is {setting.description}")
+        self.store.set_setting(setting.key, stored)
