@@ -26,6 +26,7 @@ from app.project.records import (
 )
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
+from app.project.training_set import eligible_images
 
 # A new prediction overlapping a kept (edited / verified / imported) instance this much is the same object.
 DUPLICATE_IOU = 0.5
@@ -64,6 +65,10 @@ class Document(QObject):
         self._current = -1
         self._reload_categories()
 
+    def close(self) -> None:
+        """Release the project (its store and lock); everything is already saved."""
+        self.store.close()
+
     # ---------------------------------------------------------------------------------------------- images
     def scan(self) -> int:
         """Add the folder's new image files to the project; returns how many were new.
@@ -96,6 +101,10 @@ class Document(QObject):
     def images(self) -> list[ImageRecord]:
         """All images in browser order (by file name)."""
         return self._images
+
+    def trainable_images(self, statuses: Sequence[ImageStatus]) -> list[ImageRecord]:
+        """The images with one of ``statuses`` that a training set may take (the training set's rule)."""
+        return eligible_images(self.store, statuses)
 
     def image(self, image_id: int) -> ImageRecord:
         return self._images[self._row_of[image_id]]
@@ -158,6 +167,11 @@ class Document(QObject):
         return self._categories[category_id]
 
     def ensure_categories(self, names: Sequence[str]) -> dict[str, int]:
+        """The ids of the named categories, creating the missing ones. Not an undo step, on purpose: it
+        runs as a side effect of something else (a model result brings its classes, a box prompt its
+        class, the first stroke in an empty project the default category), and undoing that something
+        leaves the category empty, which changes no annotation. A person adding a category pushes
+        :class:`~app.session.commands.AddCategory`, which is undoable."""
         ids = self.store.ensure_categories(names)
         if any(i not in self._categories for i in ids.values()):
             self._reload_categories()

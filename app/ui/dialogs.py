@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib.metadata import version
 from pathlib import Path
 
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
-import maskrcnn_core
 from app.project.model_sources import bundled_demo_model, coco_weights_in_hub_cache
 
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
@@ -36,10 +36,12 @@ def show_shortcuts(parent: QWidget, actions: Sequence[QAction]) -> None:
 
 
 def show_about(parent: QWidget) -> None:
+    # The installed distribution's version (pyproject.toml's), read from its metadata: importing the engine
+    # package for its __version__ would make the widget layer depend on the engine's lazy root package.
     QMessageBox.about(
         parent,
         "About Mask R-CNN Studio",
-        f"<h3>Mask R-CNN Studio {maskrcnn_core.__version__}</h3>"
+        f"<h3>Mask R-CNN Studio {version('maskrcnn-studio')}</h3>"
         "<p>Instance segmentation with Mask R-CNN: auto-segment a folder, correct the masks, "
         "fine-tune on your corrections. Everything is saved as you go.</p>",
     )

@@ -29,7 +29,6 @@ from app.project.coco_io import ImportSummary, export_coco, import_annotations
 from app.project.model_sources import bundled_demo_model
 from app.project.recent import add_recent_folder, recent_folders
 from app.project.records import ImageStatus
-from app.project.training_set import eligible_images
 from app.session.document import Document
 from app.session.editor import Editor
 from app.session.finetune import FinetuneController
@@ -116,13 +115,12 @@ class MainWindow(QMainWindow):
     def open_folder(self, folder: str | Path, *, weights: str | None = None) -> bool:
         """Open ``folder``'s project (closing the current one) and restore where the user left off."""
         folder = Path(folder).resolve()
-        store = open_project(self, folder)
-        if store is None:
+        document = open_project(self, folder)
+        if document is None:
             return False
         self.close_project()
         # Everything that belongs to this project is a child of its document, so closing deletes it all
         # at once, together with any queued signal still on its way to it.
-        document = Document(store, self)
         self.document = document
         self.loader = ImageLoader(document)
         self.browser = ImageBrowser(ImageListModel(document, self.loader, document))
@@ -139,7 +137,7 @@ class MainWindow(QMainWindow):
         add_recent_folder(folder)
         self._rebuild_recent_menu()
         self._set_project_actions_enabled(True)
-        source = weights or store.get_setting("active_model") or _default_model()
+        source = weights or document.settings.active_model_path or _default_model()
         if source:
             self.load_model(source)
         return True
@@ -153,7 +151,7 @@ class MainWindow(QMainWindow):
         self.finetune.shutdown()  # the training run saves its last checkpoint; resume is offered on reopen
         self.segmentation.shutdown()
         self.loader.wait()
-        self.document.store.close()
+        self.document.close()
         shiboken6.delete(self.document)  # now, not later: no queued result may reach a closed store
         self.document = self.segmentation = self.loader = self.editor = self.finetune = None
         self.training_panel.reset()
@@ -306,7 +304,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("A fine-tuning run is going: see the Training panel", 10_000)
             return
         statuses = (ImageStatus.VERIFIED, ImageStatus.CORRECTED)
-        images = {s: [im.file_name for im in eligible_images(self.document.store, (s,))] for s in statuses}
+        images = {s: [im.file_name for im in self.document.trainable_images((s,))] for s in statuses}
         active = self.segmentation.model_version_id if self.segmentation else None
         dialog = FinetuneDialog(self.finetune.base_candidates(), active, images, self)
         if dialog.exec() != QDialog.DialogCode.Accepted:

@@ -1,37 +1,27 @@
-"""Opening a folder's project from the window: read-only folders, a project open elsewhere, bad files.
+"""Opening a folder's project from the window: the dialogs around
+:func:`app.session.project_opener.open_document`.
 
-Every refusal is a message box, never a crash; a read-only folder gets a user-chosen project location,
-remembered for next time.
+Every refusal is a message box, never a crash; a read-only folder gets a user-chosen project location.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from app.project.locations import ProjectLocationError, remember_project_dir
-from app.project.lock import ProjectLockedError
-from app.project.store import ProjectStore, StoreError
+from app.session.document import Document
+from app.session.project_opener import ProjectInUseError, ProjectOpenError, open_document
 from app.ui.dialogs import choose_project_dir
 
 
-def open_project(parent: QWidget, folder: Path) -> ProjectStore | None:
-    """The open store of ``folder``'s project, or ``None`` (after telling the user why)."""
+def open_project(parent: QWidget, folder: Path) -> Document | None:
+    """The document of ``folder``'s project (a child of ``parent``), or ``None`` once the user knows why."""
     try:
-        try:
-            return ProjectStore.open(folder)
-        except ProjectLocationError as exc:
-            if not folder.is_dir():
-                raise
-            chosen = choose_project_dir(parent, folder, str(exc), exc.suggested_dir)
-            if chosen is None:
-                return None
-            store = ProjectStore.open(folder, project_dir=chosen)
-            remember_project_dir(folder, chosen)
-            return store
-    except ProjectLockedError as exc:
+        return open_document(folder, partial(choose_project_dir, parent), parent)
+    except ProjectInUseError as exc:
         QMessageBox.warning(parent, "Project already open", f"{folder}\n\n{exc}.")
-    except (ProjectLocationError, StoreError) as exc:
+    except ProjectOpenError as exc:
         QMessageBox.critical(parent, "Cannot open the project", f"{folder}\n\n{exc}.")
     return None

@@ -1,0 +1,64 @@
+"""Opening a folder's project as a document: its store, its lock, and a place for it when the folder is
+read-only.
+
+The window only shows what happens here: it passes a way to ask the user for a project directory, and
+turns the two errors below into message boxes. A refusal never leaves the project locked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QObject
+
+from app.project.locations import ProjectLocationError, remember_project_dir
+from app.project.lock import ProjectLockedError
+from app.project.store import ProjectStore, StoreError
+from app.session.document import Document
+
+# Asked when the folder cannot hold its project: (folder, why, a suggested directory) -> the directory the
+# user chose, or None when they declined.
+ChooseProjectDir = Callable[[Path, str, Path | None], Path | None]
+
+
+class ProjectOpenError(Exception):
+    """The folder's project cannot be opened; the message says why, in one line."""
+
+
+class ProjectInUseError(ProjectOpenError):
+    """Another window or process has the project open (it holds the project's lock)."""
+
+
+def open_document(
+    folder: Path, choose_project_dir: ChooseProjectDir, parent: QObject | None = None
+) -> Document | None:
+    """The document of ``folder``'s project (created on first open), or ``None`` when the folder is
+    read-only and the user chose no other place for the project.
+
+    A directory the user chooses is remembered, so the folder opens without asking next time. Raises
+    :class:`ProjectInUseError` or :class:`ProjectOpenError`.
+    """
+    try:
+        try:
+            store = ProjectStore.open(folder)
+        except ProjectLocationError as exc:
+            if not folder.is_dir():
+                raise
+            chosen = choose_project_dir(folder, str(exc), exc.suggested_dir)
+            if chosen is None:
+                return None
+            store = ProjectStore.open(folder, project_dir=chosen)
+            remember_project_dir(folder, chosen)
+    except ProjectLockedError as exc:
+        raise ProjectInUseError(str(exc)) from exc
+    except (ProjectLocationError, StoreError) as exc:
+        raise ProjectOpenError(str(exc)) from exc
+    try:
+        return Document(store, parent)
+    except StoreError as exc:
+        store.close()
+        raise ProjectOpenError(str(exc)) from exc
+    except BaseException:
+        store.close()
+        raise
