@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -134,11 +134,18 @@ _CATEGORY_COLORS = (
 
 
 class StoreError(ValueError):
-    """The project file cannot be used (newer schema, not a project, damaged)."""
+    """The project file cannot be used: a newer schema, not a project, damaged, read-only, a full disk,
+    or the project is closed. Store methods raise it for every SQLite failure, naming the file, so code
+    above the project layer never sees ``sqlite3``."""
 
 
 class StaleImageError(ValueError):
-    """An operation named an image or instance that is not in the project."""
+    """An operation named an image, instance or category that is not in the project, or a change no
+    longer fits the project as it is now (the category it names was deleted, its name was taken)."""
+
+
+class IdTakenError(StaleImageError):
+    """An instance brought back under its old id (undoing a delete) found the id given to another one."""
 
 
 def _now() -> str:
@@ -212,14 +219,15 @@ class ProjectStore:
 
     def integrity_check(self) -> str:
         """``PRAGMA integrity_check``'s verdict: ``"ok"`` for a sound file."""
-        return "\n".join(row[0] for row in self._db.execute("PRAGMA integrity_check"))
+        return "\n".join(row[0] for row in self._query("PRAGMA integrity_check"))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One atomic, durable write: everything inside commits together or not at all.
 
         Store methods called inside an open ``transaction()`` join it, so a caller can make several of
-        them one unit (a COCO import is one transaction, whatever its size).
+        them one unit (a COCO import is one transaction, whatever its size). An SQLite failure inside
+        rolls it back and comes out as :class:`StoreError` or :class:`StaleImageError`.
         """
         if self._depth:
             self._depth += 1
@@ -228,16 +236,41 @@ class ProjectStore:
             finally:
                 self._depth -= 1
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        with self._sqlite_errors():
+            self._db.execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:
+                with suppress(sqlite3.Error):  # the failure being reported is the one that matters
+                    self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._domain_error(exc) from exc
             raise
         finally:
             self._depth = 0
-        self._db.execute("COMMIT")
+
+    def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
+        """The rows of a read, with SQLite's failures as domain errors."""
+        with self._sqlite_errors():
+            return self._db.execute(sql, parameters).fetchall()
+
+    @contextmanager
+    def _sqlite_errors(self) -> Iterator[None]:
+        if not self._lock.held:
+            raise StoreError(f"the project {self.db_path} is closed")
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise self._domain_error(exc) from exc
+
+    def _domain_error(self, exc: sqlite3.Error) -> StoreError | StaleImageError:
+        """What an SQLite failure means to the caller (a constraint is the caller's stale view)."""
+        if isinstance(exc, sqlite3.IntegrityError):
+            return StaleImageError(f"the change does not fit the project as it is now ({exc})")
+        return StoreError(f"the project file {self.db_path} cannot be used: {exc}")
 
     def _migrate(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -265,13 +298,13 @@ class ProjectStore:
                 db.execute(f"PRAGMA user_version = {number:d}")
 
     def schema_version(self) -> int:
-        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        return int(self._query("PRAGMA user_version")[0][0])
 
     # -------------------------------------------------------------------------------------------- settings
     def get_setting(self, key: str, default: Any = None) -> Any:
         """A JSON value stored under ``key`` (active model, last viewed image, score threshold, ...)."""
-        row = self._db.execute("SELECT value_json FROM settings WHERE key = ?", (key,)).fetchone()
-        return default if row is None else json.loads(row[0])
+        rows = self._query("SELECT value_json FROM settings WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else default
 
     def set_setting(self, key: str, value: Any) -> None:
         with self.transaction() as db:
@@ -298,20 +331,17 @@ class ProjectStore:
 
     def images(self) -> list[ImageRecord]:
         """All images, ordered by file name."""
-        cur = self._db.execute(f"SELECT {_IMAGE_COLUMNS} FROM images ORDER BY file_name")
-        return [_image(row) for row in cur]
+        return [_image(row) for row in self._query(f"SELECT {_IMAGE_COLUMNS} FROM images ORDER BY file_name")]
 
     def image(self, image_id: int) -> ImageRecord:
-        row = self._db.execute(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,)).fetchone()
-        if row is None:
+        rows = self._query(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE id = ?", (image_id,))
+        if not rows:
             raise StaleImageError(f"no image with id {image_id} in this project")
-        return _image(row)
+        return _image(rows[0])
 
     def image_by_name(self, file_name: str) -> ImageRecord | None:
-        row = self._db.execute(
-            f"SELECT {_IMAGE_COLUMNS} FROM images WHERE file_name = ?", (file_name,)
-        ).fetchone()
-        return None if row is None else _image(row)
+        rows = self._query(f"SELECT {_IMAGE_COLUMNS} FROM images WHERE file_name = ?", (file_name,))
+        return _image(rows[0]) if rows else None
 
     def set_image_info(
         self, image_id: int, *, size: tuple[int, int] | None = None, error: str | None = None
@@ -348,8 +378,8 @@ class ProjectStore:
 
     # ------------------------------------------------------------------------------------------ categories
     def categories(self) -> list[CategoryRecord]:
-        cur = self._db.execute("SELECT id, name, color, supercategory FROM categories ORDER BY id")
-        return [CategoryRecord(*row) for row in cur]
+        rows = self._query("SELECT id, name, color, supercategory FROM categories ORDER BY id")
+        return [CategoryRecord(*row) for row in rows]
 
     def ensure_categories(
         self, names: Sequence[str], supercategory: str = "", preferred_ids: Mapping[str, int] | None = None
@@ -452,17 +482,17 @@ class ProjectStore:
     def instances(self, image_id: int | None = None) -> list[InstanceRecord]:
         """The instances of one image (or of all images), ordered by id."""
         if image_id is None:
-            cur = self._db.execute(f"SELECT {_INSTANCE_COLUMNS} FROM instances ORDER BY id")
+            rows = self._query(f"SELECT {_INSTANCE_COLUMNS} FROM instances ORDER BY id")
         else:
-            cur = self._db.execute(
+            rows = self._query(
                 f"SELECT {_INSTANCE_COLUMNS} FROM instances WHERE image_id = ? ORDER BY id", (image_id,)
             )
-        return [_instance(row) for row in cur]
+        return [_instance(row) for row in rows]
 
     def instance_counts(self) -> dict[int, int]:
         """``{category_id: number of instances}`` over the whole project."""
-        cur = self._db.execute("SELECT category_id, COUNT(*) FROM instances GROUP BY category_id")
-        return {int(c): int(n) for c, n in cur}
+        rows = self._query("SELECT category_id, COUNT(*) FROM instances GROUP BY category_id")
+        return {int(c): int(n) for c, n in rows}
 
     def apply_edit(
         self,
@@ -502,6 +532,8 @@ class ProjectStore:
                 db.execute(
                     f"INSERT INTO instances (id, image_id, {_VALUE_COLUMNS}, created_at, updated_at) "
                     f"VALUES (?, ?, {_VALUE_MARKS}, ?, ?)",
+                if db.execute("SELECT 1 FROM instances WHERE id = ?", (record.id,)).fetchone():
+                    raise IdTakenError(f"instance id {record.id} belongs to another instance now")
                     (record.id, image_id, *_instance_values(record)[1:], record.created_at, now),
                 )
             new_ids = [self._insert(db, image_id, instance, now) for instance in add]
@@ -616,7 +648,7 @@ class ProjectStore:
             return int(cur.lastrowid)
 
     def model_versions(self) -> list[ModelVersionRecord]:
-        cur = self._db.execute(
+        cur = self._query(
             "SELECT id, name, arch, path, sha256, categories_json, created_at, training_run_id "
             "FROM model_versions ORDER BY id"
         )
@@ -665,7 +697,7 @@ class ProjectStore:
                 raise ValueError(f"training run {run_id} is not a cancelled or failed run")
 
     def training_runs(self) -> list[TrainingRunRecord]:
-        cur = self._db.execute(
+        cur = self._query(
             "SELECT r.id, r.status, r.base_model_version_id, "
             "(SELECT MAX(m.id) FROM model_versions m WHERE m.training_run_id = r.id), "
             "r.config_json, r.metrics_json, r.started_at, r.finished_at FROM training_runs r ORDER BY r.id"

@@ -11,21 +11,23 @@ Instance ids: undoing a delete restores the instance under its old id. If that i
 another instance since (SQLite reuses the highest id after a delete), the instance comes back under a
 new id and :class:`EditContext` remembers the mapping, so later commands still find it.
 
-A command that can no longer be applied (its instance was replaced by a model run in the meantime)
-marks itself obsolete, which drops it from the stack, and says why through :attr:`EditContext.notify`.
+A command that can no longer be applied (its instance was replaced by a model run in the meantime, or the
+project file cannot be written: read-only, a full disk, closed) marks itself obsolete, which drops it from
+the stack, and says why through :attr:`EditContext.notify`. Nothing is half-applied: each step is one
+store transaction, rolled back when it fails. Commands see the store's domain errors
+(:class:`~app.project.store.StoreError`, :class:`~app.project.store.StaleImageError`), never SQLite's.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from PySide6.QtGui import QUndoCommand
 
 from app.project.mask_ops import MaskDelta, merge, split
-from app.project.records import InstanceRecord, NewInstance, Provenance
-from app.project.store import StaleImageError
+from app.project.records import CategoryRecord, InstanceRecord, NewInstance, Provenance
+from app.project.store import IdTakenError, StaleImageError, StoreError
 from app.session.document import Document
 from maskrcnn_core.masks import mask_to_rle, rle_to_mask
 from maskrcnn_core.types import CroppedMask
@@ -70,9 +72,8 @@ class EditContext:
                 image_id, add=add, restore=restore, update=update, delete=delete, verified=verified
             )
             return ids, [r.id for r in restore]
-        except sqlite3.IntegrityError:
-            if not restore:
-                raise
+        except IdTakenError:
+            pass
         # An old id is taken (the transaction rolled back): bring the instances back under new ids.
         as_new = [_as_new(r) for r in restore]
         ids = self.document.apply_edit(
@@ -164,9 +165,8 @@ class EditCommand(QUndoCommand):
                     delete=self.added_ids,
                     verified=None if self.verified is None else self.verified[0],
                 )
-        except (StaleImageError, sqlite3.IntegrityError) as exc:
-            self.setObsolete(True)  # QUndoStack drops it; the rest of the history stays usable
-            ctx.notify(f"Could not {'redo' if forward else 'undo'} “{self.text()}”: {exc}")
+        except (StaleImageError, StoreError) as exc:
+            _drop(self, ctx, forward, exc)
 
     def _changed(self, change: InstanceChange, forward: bool) -> InstanceRecord:
         record = self.context.record(self.image_id, change.instance_id)
@@ -175,6 +175,12 @@ class EditCommand(QUndoCommand):
         if change.delta is None:
             return record
         return with_mask(record, change.delta.apply(rle_to_mask(record.rle), forward=forward))
+
+
+def _drop(command: QUndoCommand, context: EditContext, forward: bool, error: Exception) -> None:
+    """``command`` failed with a domain error (the store rolled it back): drop it and say why."""
+    command.setObsolete(True)  # QUndoStack drops it; the rest of the history stays usable
+    context.notify(f"Could not {'redo' if forward else 'undo'} “{command.text()}”: {error}")
 
 
 def with_mask(record: InstanceRecord, mask: CroppedMask) -> InstanceRecord:
@@ -324,61 +330,91 @@ def split_instance(context: EditContext, record: InstanceRecord) -> EditCommand 
 
 
 # ------------------------------------------------------------------------------------------ categories
-class AddCategory(QUndoCommand):
-    """A new, empty category."""
+class _CategoryCommand(QUndoCommand):
+    """A change of the project's categories; a domain error drops it with a message (nothing changed)."""
 
-    def __init__(self, context: EditContext, name: str) -> None:
-        super().__init__(f"Add category {name}")
+    def __init__(self, context: EditContext, text: str) -> None:
+        super().__init__(text)
         self.context = context
-        self.name = name
-        self.category_id: int | None = None
-        self._record = None
 
     def redo(self) -> None:
+        self._guarded(self._redo, forward=True)
+
+    def undo(self) -> None:
+        self._guarded(self._undo, forward=False)
+
+    def _guarded(self, step: Callable[[], None], *, forward: bool) -> None:
+        try:
+            step()
+        except (StaleImageError, StoreError) as exc:
+            _drop(self, self.context, forward, exc)
+
+    def _redo(self) -> None:
+        raise NotImplementedError
+
+    def _undo(self) -> None:
+        raise NotImplementedError
+
+
+class AddCategory(_CategoryCommand):
+    """A new, empty category: what Categories ▸ Add (and "add the model's classes") push.
+
+    Categories that appear as a side effect are not undo steps: the first category of an empty project
+    when a person draws, and a model's class that a prediction or a box prompt brings in (see
+    :meth:`Document.ensure_categories`). ``category_id`` stays ``None`` when the store refused it.
+    """
+
+    def __init__(self, context: EditContext, name: str) -> None:
+        super().__init__(context, f"Add category {name}")
+        self.name = name
+        self.category_id: int | None = None
+        self._record: CategoryRecord | None = None
+
+    def _redo(self) -> None:
         doc = self.context.document
         if self._record is None:
-            self.category_id = doc.ensure_categories([self.name])[self.name]
-            self._record = doc.category(self.category_id)
+            category_id = doc.ensure_categories([self.name])[self.name]
+            self._record = doc.category(category_id)
+            self.category_id = category_id
         else:
             doc.restore_category(self._record, {})
 
-    def undo(self) -> None:
-        self.context.document.delete_category(self.category_id, None)
+    def _undo(self) -> None:
+        if self.category_id is not None:
+            self.context.document.delete_category(self.category_id, None)
 
 
-class EditCategory(QUndoCommand):
+class EditCategory(_CategoryCommand):
     """Rename and / or recolour a category."""
 
     def __init__(
         self, context: EditContext, category_id: int, *, name: str | None = None, color: str | None = None
     ) -> None:
-        super().__init__("Rename category" if name is not None else "Recolour category")
-        self.context = context
+        super().__init__(context, "Rename category" if name is not None else "Recolour category")
         self.category_id = category_id
         old = context.document.category(category_id)
         self.before = (old.name, old.color)
         self.after = (name or old.name, color or old.color)
 
-    def redo(self) -> None:
+    def _redo(self) -> None:
         self.context.document.update_category(self.category_id, name=self.after[0], color=self.after[1])
 
-    def undo(self) -> None:
+    def _undo(self) -> None:
         self.context.document.update_category(self.category_id, name=self.before[0], color=self.before[1])
 
 
-class DeleteCategory(QUndoCommand):
+class DeleteCategory(_CategoryCommand):
     """Delete a category; its instances (in every image) go to ``reassign_to``. Undo gives them back."""
 
     def __init__(self, context: EditContext, category_id: int, reassign_to: int | None) -> None:
         record = context.document.category(category_id)
-        super().__init__(f"Delete category {record.name}")
-        self.context = context
+        super().__init__(context, f"Delete category {record.name}")
         self.record = record
         self.reassign_to = reassign_to
         self.moved: dict[int, list[int]] = {}
 
-    def redo(self) -> None:
+    def _redo(self) -> None:
         self.moved = self.context.document.delete_category(self.record.id, self.reassign_to)
 
-    def undo(self) -> None:
+    def _undo(self) -> None:
         self.context.document.restore_category(self.record, self.moved)

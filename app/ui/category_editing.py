@@ -54,8 +54,10 @@ class CategoryEditing(QObject):
             return None
         command = AddCategory(self.editor.context, name)
         self.editor.undo_stack.push(command)
-        self.editor.set_current_category(command.category_id)
-        return command.category_id
+        category_id = command.category_id  # None: the store refused it and the message says why
+        if category_id is not None:
+            self.editor.set_current_category(category_id)
+        return category_id
 
     def rename(self, category_id: int, name: str) -> bool:
         name = name.strip()
@@ -99,7 +101,7 @@ class CategoryEditing(QObject):
         for command in commands:
             stack.push(command)
         stack.endMacro()
-        return [c.category_id for c in commands]
+        return [c.category_id for c in commands if c.category_id is not None]
 
     # ------------------------------------------------------------------------------------------- dialogs
     def ask_add(self) -> None:

@@ -106,7 +106,7 @@ def test_update_delete_and_restore_round_trip(store):
 
 def test_a_failed_edit_writes_nothing(store):
     image_id = store.image_by_name("a.png").id
-    with pytest.raises(sqlite3.IntegrityError):  # category 77 does not exist: foreign key
+    with pytest.raises(StaleImageError, match="FOREIGN KEY"):  # category 77 does not exist
         store.apply_edit(image_id, add=[_instance(0, 0, 5, 5), _instance(0, 0, 5, 5, category_id=77)])
     assert store.instances(image_id) == []
     assert store.image(image_id).revision == 0
@@ -313,3 +313,18 @@ def test_newer_schema_and_garbage_files_are_refused(tmp_path):
     from app.project.lock import ProjectLock
 
     ProjectLock(folder / ".maskrcnn-studio" / "project.lock").release()
+
+
+def test_sqlite_failures_come_out_as_domain_errors(store):
+    """Callers see StoreError / StaleImageError naming the problem, never sqlite3's exceptions."""
+    image_id = store.image_by_name("a.png").id
+    store._db.execute("PRAGMA query_only = ON")  # what a read-only file does to writes
+    with pytest.raises(StoreError, match="readonly"):
+        store.apply_edit(image_id, add=[_instance(0, 0, 5, 5)])
+    store._db.execute("PRAGMA query_only = OFF")
+    assert store.instances(image_id) == [] and store.image(image_id).revision == 0
+    store.close()
+    with pytest.raises(StoreError, match="is closed"):
+        store.images()
+    with pytest.raises(StoreError, match="is closed"):
+        store.set_setting("last_image_id", image_id)

@@ -221,3 +221,61 @@ def test_command_whose_instance_vanished_is_dropped_with_a_message(project):
     assert messages and "Could not redo" in messages[-1]
     assert stack.count() == 0  # obsolete: removed, nothing half-applied
     assert doc.instances(a) == []
+
+
+def _refuse_writes(store: ProjectStore) -> None:
+    """Make the open project refuse every write as SQLite does for a read-only file ("attempt to write a
+    readonly database"); a ``chmod`` cannot do it for a connection already open, nor for root."""
+    store._db.execute("PRAGMA query_only = ON")
+
+
+def _allow_writes(store: ProjectStore) -> None:
+    store._db.execute("PRAGMA query_only = OFF")
+
+
+def test_an_edit_the_project_file_refuses_is_dropped_and_nothing_is_lost(project):
+    doc, ctx, stack, cats, (a, _b), messages, folder = project
+    record = doc.instances(a)[0]
+    stack.push(commands.set_category(ctx, [record], cats["dog"]))  # a step that stays
+    before, before_disk = _snapshot(doc.store, a), _on_disk(folder, a)
+    _refuse_writes(doc.store)
+    stack.push(commands.delete_instances(ctx, doc.instances(a)))
+    assert "Could not redo “Delete”" in messages[-1] and "readonly" in messages[-1]
+    assert stack.count() == 1  # the refused command is gone, the earlier one kept
+    assert _snapshot(doc.store, a) == before and _on_disk(folder, a) == before_disk
+    assert [r.id for r in doc.instances(a)] == [r.id for r in doc.store.instances(a)]
+    stack.undo()  # also refused: the change stays, on screen as on disk
+    assert "Could not undo “Change category”" in messages[-1]
+    assert stack.count() == 0
+    assert _snapshot(doc.store, a) == before and _on_disk(folder, a) == before_disk
+    assert doc.instances(a)[0].category_id == cats["dog"]
+    _allow_writes(doc.store)
+    stack.push(commands.delete_instances(ctx, doc.instances(a)[:1]))
+    assert len(_on_disk(folder, a)) == 1
+
+
+def test_category_commands_the_project_file_refuses_change_nothing(project):
+    doc, ctx, stack, cats, (a, _b), messages, _folder = project
+    before = doc.store.categories()
+    _refuse_writes(doc.store)
+    add = commands.AddCategory(ctx, "bird")
+    stack.push(add)
+    assert add.category_id is None and "Could not redo “Add category bird”" in messages[-1]
+    stack.push(commands.EditCategory(ctx, cats["cat"], name="kitten"))
+    stack.push(commands.DeleteCategory(ctx, cats["dog"], cats["cat"]))
+    assert stack.count() == 0 and len(messages) == 3
+    assert doc.store.categories() == before and doc.categories() == before
+    assert {r.category_id for r in doc.instances(a)} == {cats["cat"], cats["dog"]}
+
+
+def test_an_edit_after_the_project_was_closed_is_refused_with_a_message(project):
+    doc, ctx, stack, _cats, (a, _b), messages, folder = project
+    before_disk = _on_disk(folder, a)
+    command = commands.delete_instances(ctx, doc.instances(a))
+    doc.store.close()
+    stack.push(command)  # no exception escapes into Qt
+    assert "is closed" in messages[-1]
+    assert stack.count() == 0
+    with ProjectStore.open(folder) as store:
+        assert len(store.instances(a)) == 2
+    assert _on_disk(folder, a) == before_disk
