@@ -4,7 +4,7 @@ The GUI thread shares the GIL with the threads that load models and run inferenc
 Python release the GIL, and calls from Qt into Python must take it back: each waits up to the holder's
 switch interval, 5 ms by default. A relayout makes hundreds of such calls, so while a thread ran Python,
 showing the fine-tune comparison stalled the GUI thread 177-305 ms; 67-80 ms at a 1 ms interval, 51-53 ms
-at 0.5 ms, and going lower gained little (see ``docs/adr/threading-model.md`` for the rest of the fix).
+at 0.5 ms, and going lower gained little (see ``docs/adr/0004-threading-model.md`` for the rest of the fix).
 
 A full garbage collection walks every object the process holds. Once torch is imported and a model
 built that is about 360,000 objects, and a walk took 190-240 ms on the GUI thread of a 2-core machine,

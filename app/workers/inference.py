@@ -1,6 +1,6 @@
 """The inference worker: a QObject living in its own QThread that owns the predictor.
 
-Threading model (see ``docs/adr/threading-model.md``):
+Threading model (see ``docs/adr/0004-threading-model.md``):
 
 - The predictor is *built* inside the worker thread by a factory, so ``torch`` is imported there and never
   on the GUI thread. Tests pass a factory that returns a fake predictor giving real ``Prediction`` objects.
