@@ -131,7 +131,7 @@ def bench_gui(app: QApplication, repeats: int) -> dict[str, float]:
 
         # Overlay redraw with 100 instances. Cold: nothing cached (another image was shown before);
         # after an edit: one instance changed, the other 99 are reused.
-        from app.ui.canvas import overlay as overlay_module
+        from app.session import overlay as overlay_module
 
         cold = []
         for _ in range(max(3, repeats // 5)):

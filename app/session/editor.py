@@ -17,8 +17,7 @@ from app.project.records import ImageStatus, InstanceRecord
 from app.session import commands
 from app.session.commands import EditCommand, EditContext
 from app.session.document import Document
-from app.ui.canvas.view import Canvas
-from app.ui.tools.base import Tool
+from app.session.views import CanvasView, EditingTool
 from maskrcnn_core.masks import rle_to_mask
 
 MIN_BRUSH, MAX_BRUSH, DEFAULT_BRUSH = 1, 1000, 15
@@ -35,7 +34,11 @@ class Editor(QObject):
     message = Signal(str)
 
     def __init__(
-        self, document: Document, undo_stack: QUndoStack, canvas: Canvas, parent: QObject | None = None
+        self,
+        document: Document,
+        undo_stack: QUndoStack,
+        canvas: CanvasView,
+        parent: QObject | None = None,
     ) -> None:
         super().__init__(parent if parent is not None else document)
         self.document = document
@@ -46,15 +49,15 @@ class Editor(QObject):
         self._hidden: set[int] = set()
         self._category = -1
         self.brush_size = DEFAULT_BRUSH
-        self.tools: dict[str, Tool] = {}
-        self.tool: Tool | None = None
+        self.tools: dict[str, EditingTool] = {}
+        self.tool: EditingTool | None = None
         document.currentImageChanged.connect(self._image_changed)
         document.instancesChanged.connect(self._instances_changed)
         document.categoriesChanged.connect(self._categories_changed)
         self._categories_changed()
 
     # ------------------------------------------------------------------------------------------- tools
-    def add_tool(self, tool: Tool) -> None:
+    def add_tool(self, tool: EditingTool) -> None:
         self.tools[tool.name] = tool
 
     def set_tool(self, name: str) -> None:

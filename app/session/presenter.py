@@ -11,10 +11,8 @@ from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QImage
 
 from app.session.document import Document
-from app.ui.canvas.overlay import build_overlays
-from app.ui.canvas.view import Canvas
-from app.ui.panels.category_panel import CategoryPanel
-from app.ui.panels.instance_list import InstanceList
+from app.session.overlay import build_overlays
+from app.session.views import CanvasView, CategoryListView, InstanceListView
 from app.workers.image_loader import ImageLoader
 
 
@@ -23,9 +21,9 @@ class CanvasPresenter(QObject):
         self,
         document: Document,
         loader: ImageLoader,
-        canvas: Canvas,
-        instance_list: InstanceList,
-        category_panel: CategoryPanel,
+        canvas: CanvasView,
+        instance_list: InstanceListView,
+        category_panel: CategoryListView,
     ) -> None:
         super().__init__(document)
         self._doc = document
@@ -48,7 +46,6 @@ class CanvasPresenter(QObject):
         document.scoreThresholdChanged.connect(lambda _v: self.refresh_overlay())
         document.categoriesChanged.connect(self.refresh_overlay)
         loader.imageLoaded.connect(self._image_loaded)
-        canvas.instanceClicked.connect(self._instance_clicked)
         self.refresh_categories()
 
     def refresh_overlay(self) -> None:
@@ -97,7 +94,3 @@ class CanvasPresenter(QObject):
             self._refresh_timer.start()
         else:
             self._categories_timer.start()
-
-    def _instance_clicked(self, instance_id: int) -> None:
-        self._list.select(instance_id)
-        self._canvas.select_instance(instance_id)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import QInputDialog, QMainWindow, QMenu, QToolBar
 
 from app.session.editor import Editor
 from app.session.segmentation import SegmentationController
+from app.ui.canvas.view import Canvas
 from app.ui.tools.box_prompt import BoxPrompter, BoxPromptTool
 from app.ui.tools.brush import BrushTool, EraserTool
 from app.ui.tools.polygon import PolygonTool
@@ -22,11 +23,12 @@ from app.ui.tools.select import SelectTool
 TOOL_SHORTCUTS = {"select": "V", "brush": "B", "eraser": "E", "polygon": "P", "box": "R"}
 
 
-def install_tools(editor: Editor, segmentation: SegmentationController | None) -> None:
-    """Give ``editor`` its tools and select Select; the box prompt asks ``segmentation``'s worker."""
+def install_tools(editor: Editor, canvas: Canvas, segmentation: SegmentationController | None) -> None:
+    """Give ``editor`` its tools, working on ``canvas``, and select Select; the box prompt asks
+    ``segmentation``'s worker."""
     for cls in (SelectTool, BrushTool, EraserTool, PolygonTool):
-        editor.add_tool(cls(editor))
-    box = BoxPromptTool(editor)
+        editor.add_tool(cls(editor, canvas))
+    box = BoxPromptTool(editor, canvas)
     if segmentation is not None:
         box.prompter = BoxPrompter(editor, segmentation)
     editor.add_tool(box)
@@ -130,9 +132,9 @@ class EditActions:
             slot(self.editor)
 
     def _set_model_category(self, on: bool) -> None:
-        prompter = self.editor.tools["box"].prompter if self.editor is not None else None
-        if prompter is not None:
-            prompter.use_model_category = on
+        box = self.editor.tools.get("box") if self.editor is not None else None
+        if isinstance(box, BoxPromptTool) and box.prompter is not None:
+            box.prompter.use_model_category = on
 
     def _tool_changed(self, name: str) -> None:
         action = self.tool_actions.get(name)

@@ -82,6 +82,8 @@ class MainWindow(QMainWindow):
         self.instance_list = InstanceList()
         self.category_panel = CategoryPanel()
         self.instance_list.instanceSelected.connect(self.canvas.select_instance)
+        self.canvas.instanceClicked.connect(self.instance_list.select)  # a click with no tool active
+        self.canvas.instanceClicked.connect(self.canvas.select_instance)
         self.browser_dock = self._dock(
             "Images", QLabel("No folder open"), Qt.DockWidgetArea.LeftDockWidgetArea
         )
@@ -285,7 +287,7 @@ class MainWindow(QMainWindow):
     def _build_editor(self, document: Document, segmentation: SegmentationController) -> Editor:
         """The editing tools of this project (a child of its document), bound to the menus and views."""
         editor = Editor(document, self.undo_stack, self.canvas)
-        install_tools(editor, segmentation)
+        install_tools(editor, self.canvas, segmentation)
         editor.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         editor.brushSizeChanged.connect(lambda d: self.statusBar().showMessage(f"Brush: {d} px", 3_000))
         editor.selectionChanged.connect(lambda ids: ids and self.instance_list.select(ids[0]))

@@ -25,8 +25,10 @@ from PySide6.QtWidgets import (
 
 from app.project.mask_ops import polygon_mask
 from app.project.records import Provenance
-from app.ui.canvas.overlay import Overlay, instance_color
-from app.ui.canvas.view import Canvas, _contours, _fill_image, _outline_path, _outline_paths, _subsampling
+from app.session.overlay import Overlay, instance_color
+from app.ui.canvas.outline import contours, outline_path, outline_paths
+from app.ui.canvas.overlay_item import fill_image, subsampling
+from app.ui.canvas.view import Canvas
 from maskrcnn_core.types import CroppedMask
 
 pytestmark = pytest.mark.gui
@@ -214,17 +216,17 @@ def test_outline_paths_match_addpolygon_closesubpath():
         (np.ones((3, 1), dtype=bool), 0, 0),  # a two-point polygon
         (np.zeros((5, 5), dtype=bool), 1, 1),  # nothing
     ]
-    batch = _outline_paths([(_contours(mask), x0, y0) for mask, x0, y0 in crops])
+    batch = outline_paths([(contours(mask), x0, y0) for mask, x0, y0 in crops])
     for (mask, x0, y0), path in zip(crops, batch, strict=True):
         assert _elements(path) == _elements(_reference_outline(mask, x0, y0))
-        assert _elements(_outline_path(mask, x0, y0)) == _elements(path)
+        assert _elements(outline_path(mask, x0, y0)) == _elements(path)
 
 
 def test_a_single_pixel_draws_nothing_either_way():
     mask = np.ones((1, 1), dtype=bool)
     # The old path was a lone move (nothing to stroke); the new one is empty.
     assert _reference_outline(mask, 4, 5).elementCount() == 1
-    assert _outline_path(mask, 4, 5).isEmpty()
+    assert outline_path(mask, 4, 5).isEmpty()
 
 
 def _distance_to_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
@@ -243,18 +245,18 @@ def test_zoomed_out_outline_is_the_contour_simplified_further(tolerance):
     spike[29, 40:75] = True  # a one-pixel-wide appendage: it must stay in the outline
     crops = [*((m.mask, m.x0, m.y0) for m in _blobs(10, seed=3)), (_ring(30, 40).mask, 30, 40), (spike, 5, 6)]
     for mask, x0, y0 in crops:
-        fine, coarse = _outline_path(mask, x0, y0), _outline_path(mask, x0, y0, tolerance)
+        fine, coarse = outline_path(mask, x0, y0), outline_path(mask, x0, y0, tolerance)
         assert 0 < coarse.elementCount() <= fine.elementCount()
         vertices = np.array([(e[1], e[2]) for e in _elements(coarse)])
         cols, rows = vertices[:, 0] - x0 - 0.5, vertices[:, 1] - y0 - 0.5
         assert np.array_equal(cols, cols.round()) and np.array_equal(rows, rows.round())  # pixel centres
         assert mask[rows.astype(int), cols.astype(int)].all()  # of mask pixels
         polygons = [p for p in coarse.toSubpathPolygons() if p.size() > 1]
-        for contour, polygon in zip(_contours(mask), polygons, strict=False):
+        for contour, polygon in zip(contours(mask), polygons, strict=False):
             points = contour.reshape(-1, 2) + (x0 + 0.5, y0 + 0.5)
             corners = np.array([(q.x(), q.y()) for q in polygon])
             assert _distance_to_polygon(points, corners).max() <= tolerance + 1e-9
-    tip = _outline_path(spike, 5, 6, 5.6).boundingRect()
+    tip = outline_path(spike, 5, 6, 5.6).boundingRect()
     assert tip.right() == 5 + 74 + 0.5
 
 
@@ -262,7 +264,7 @@ def test_zoomed_out_outline_is_the_contour_simplified_further(tolerance):
 def test_fill_image_full_resolution_is_the_mask_in_its_colour():
     crop = _ring(5, 6, 50)
     color = QColor(200, 40, 90)
-    target, image, _pixels = _fill_image(crop.mask, crop.x0, crop.y0, color, 1)
+    target, image, _pixels = fill_image(crop.mask, crop.x0, crop.y0, color, 1)
     assert target == QRectF(5, 6, 50, 50)
     assert image.format() == QImage.Format.Format_ARGB32_Premultiplied
     pixels = np.frombuffer(image.constBits(), np.uint32).reshape(50, image.bytesPerLine() // 4)[:, :50]
@@ -271,7 +273,7 @@ def test_fill_image_full_resolution_is_the_mask_in_its_colour():
 
 def test_fill_image_of_a_translucent_colour_is_premultiplied():
     color = QColor(200, 100, 50, 128)
-    _target, image, _pixels = _fill_image(np.ones((2, 3), dtype=bool), 0, 0, color, 1)
+    _target, image, _pixels = fill_image(np.ones((2, 3), dtype=bool), 0, 0, color, 1)
     reference = QImage(1, 1, QImage.Format.Format_ARGB32)
     reference.fill(color)
     expected = reference.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied).pixel(0, 0)
@@ -280,7 +282,7 @@ def test_fill_image_of_a_translucent_colour_is_premultiplied():
 
 def test_fill_image_subsampled_takes_block_centres():
     crop = _ring(5, 6, 50)
-    target, image, _pixels = _fill_image(crop.mask, crop.x0, crop.y0, QColor(10, 20, 30), 4)
+    target, image, _pixels = fill_image(crop.mask, crop.x0, crop.y0, QColor(10, 20, 30), 4)
     sampled = crop.mask[2::4, 2::4]
     assert (image.height(), image.width()) == sampled.shape
     assert target == QRectF(5, 6, 4 * sampled.shape[1], 4 * sampled.shape[0])
@@ -291,11 +293,11 @@ def test_fill_image_subsampled_takes_block_centres():
 
 
 def test_subsampling_keeps_a_pixel_per_screen_pixel():
-    assert _subsampling(2.0) == 1 and _subsampling(1.0) == 1 and _subsampling(0.6) == 1
-    assert _subsampling(0.5) == 2 and _subsampling(0.26) == 2 and _subsampling(0.25) == 4
-    assert _subsampling(0.1) == 8
+    assert subsampling(2.0) == 1 and subsampling(1.0) == 1 and subsampling(0.6) == 1
+    assert subsampling(0.5) == 2 and subsampling(0.26) == 2 and subsampling(0.25) == 4
+    assert subsampling(0.1) == 8
     for scale in np.geomspace(0.01, 4, 50):
-        step = _subsampling(scale)
+        step = subsampling(scale)
         assert step * scale <= 1 or step == 1
         assert 2 * step * scale > 1
 
@@ -320,7 +322,7 @@ def test_zoomed_out_view_differs_only_by_a_hair_along_outlines(qtbot):
     overlays = _overlays([*_blobs(30, seed=7), _ring(600, 420)])
     canvas = _canvas(qtbot, overlays, size=(460, 360))  # fit: ~0.55 screen px per image px
     canvas.scale(0.45, 0.45)  # ~0.25: fills subsampled by 4, outlines traced on every other pixel
-    assert _subsampling(canvas.transform().m11()) >= 2
+    assert subsampling(canvas.transform().m11()) >= 2
     reference = _reference_view(qtbot, overlays)
     reference.show()
     _same_view(reference, canvas)
@@ -378,10 +380,10 @@ def test_partial_repaints_leave_what_a_full_redraw_shows(qtbot, zoom):
     moved = masks[3]
     shifted = CroppedMask(min(moved.x0 + 37, W - moved.mask.shape[1]), moved.y0, moved.mask, (H, W))
     current = _overlays([*masks[:3], shifted, *masks[4:]])  # the others: new overlays, same masks
-    kept = {i: canvas._drawings[i] for i in canvas.instance_ids()}
+    kept = {i: canvas.overlay.drawing(i) for i in canvas.instance_ids()}
     canvas.set_overlays(current)
-    assert all(canvas._drawings[i] is kept[i] for i in kept if i != 4)
-    assert canvas._drawings[4] is not kept[4]
+    assert all(canvas.overlay.drawing(i) is kept[i] for i in kept if i != 4)
+    assert canvas.overlay.drawing(4) is not kept[4]
     check(current)
     canvas.set_selection([4, 9])
     check(current, selected=[4, 9])
@@ -448,6 +450,30 @@ def test_overlays_without_an_image_draw_nothing(qtbot):
     assert canvas.instance_ids() == [1, 2, 3]
 
 
+def test_view_settings_outlive_the_image_and_the_overlay_is_drawn_on_the_next(qtbot):
+    overlays = _overlays(_blobs(6, seed=4))
+    canvas = _canvas(qtbot, overlays, size=(500, 400))
+    qtbot.waitExposed(canvas)
+    canvas.set_selection([2])
+    canvas.set_hidden([3])
+    canvas.set_opacity(0.8)
+    canvas.set_show_boxes(True)
+    expected = _canvas(qtbot, overlays, size=(500, 400))  # a fresh canvas set up the same way
+    expected.set_selection([2])
+    expected.set_hidden([3])
+    expected.set_opacity(0.8)
+    expected.set_show_boxes(True)
+    for show_next in (lambda: canvas.set_image(_background()), lambda: canvas.set_message("Loading…")):
+        show_next()  # the scene is cleared: the overlay item must survive it
+        assert canvas.instance_ids() == []
+        canvas.set_image(_background())
+        canvas.set_overlays(overlays)
+        assert canvas.instance_ids() == [1, 2, 3, 4, 5, 6]
+        assert canvas.selection() == {2} and not canvas.is_visible(3) and canvas.is_visible(4)
+        assert canvas.opacity == 0.8 and canvas.show_boxes
+        assert _diff(_shown(qtbot, canvas), _grab(expected)).max() == 0
+
+
 def test_only_exposed_instances_are_built(qtbot):
     masks = [
         CroppedMask(20 + 60 * (k % 12), 20 + 60 * (k // 12), np.ones((40, 40), bool), (H, W))
@@ -459,13 +485,13 @@ def test_only_exposed_instances_are_built(qtbot):
     canvas.centerOn(QPointF(60, 60))
     qtbot.wait(20)
     _grab(canvas)
-    built = [i for i in canvas.instance_ids() if canvas._drawings[i].outlines]
+    built = [i for i in canvas.instance_ids() if canvas.overlay.drawing(i).outlines]
     assert 0 < len(built) < 20  # the corner in view, not the 96
-    assert all(1 in canvas._drawings[i].outlines for i in built)  # full resolution at 2x
+    assert all(1 in canvas.overlay.drawing(i).outlines for i in built)  # full resolution at 2x
     canvas.fit()
     _grab(canvas)
-    step = max(1, _subsampling(canvas.transform().m11()) // 2)
-    assert all(step in canvas._drawings[i].outlines for i in canvas.instance_ids())
+    step = max(1, subsampling(canvas.transform().m11()) // 2)
+    assert all(step in canvas.overlay.drawing(i).outlines for i in canvas.instance_ids())
 
 
 def test_empty_mask_still_draws_its_box_and_caption(qtbot):

@@ -1,1 +1,2 @@
-"""The canvas: the view (zoom, pan, tool dispatch) and the instance overlay it draws."""
+"""The canvas: the view (zoom, pan, tool dispatch), the overlay item that paints the instances, and the
+outline geometry it strokes."""

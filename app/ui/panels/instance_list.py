@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
 
-from app.ui.canvas.overlay import Overlay
+from app.session.overlay import Overlay
 
 
 def swatch(color: QColor, size: int = 12) -> QIcon:

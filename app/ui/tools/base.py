@@ -2,38 +2,40 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import shiboken6
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QKeyEvent, QMouseEvent
 from PySide6.QtWidgets import QGraphicsItem
 
-if TYPE_CHECKING:
-    from app.session.editor import Editor
+from app.session.editor import Editor
+from app.ui.canvas.view import Canvas
 
 
 class Tool:
-    """Base class: every handler does nothing. Positions are scene (= image pixel) coordinates."""
+    """Base class: every handler does nothing. Positions are scene (= image pixel) coordinates.
+
+    A tool edits through ``editor`` (the session's state and undo commands) and draws its previews and
+    cursor on ``canvas``, the view that hands it input while it is the active tool."""
 
     name = ""
     label = ""
     cursor: Qt.CursorShape | None = None  # the canvas cursor while the tool is active (None: the default)
 
-    def __init__(self, editor: Editor) -> None:
+    def __init__(self, editor: Editor, canvas: Canvas) -> None:
         self.editor = editor
+        self.canvas = canvas
         self._items: list[QGraphicsItem] = []
 
     def activate(self) -> None:
         """Called when the tool becomes the active one."""
         if self.cursor is not None:
-            self.editor.canvas.viewport().setCursor(self.cursor)
+            self.canvas.viewport().setCursor(self.cursor)
 
     def deactivate(self) -> None:
         """Called when another tool takes over (or the image changes): drop previews, forget gestures."""
         self.cancel()
         if self.cursor is not None:
-            self.editor.canvas.viewport().unsetCursor()
+            self.canvas.viewport().unsetCursor()
 
     def cancel(self) -> None:
         """Abandon the gesture in progress."""
@@ -62,7 +64,7 @@ class Tool:
     def add_item(self, item: QGraphicsItem) -> QGraphicsItem:
         """Show a preview item above the overlay; it is removed by :meth:`clear_items`."""
         item.setZValue(10)
-        self.editor.canvas.scene().addItem(item)
+        self.canvas.scene().addItem(item)
         self._items.append(item)
         return item
 

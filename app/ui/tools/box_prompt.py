@@ -15,7 +15,9 @@ from PySide6.QtWidgets import QGraphicsRectItem
 
 from app.project.records import ImageResult, Provenance
 from app.session import commands
+from app.session.editor import Editor
 from app.session.segmentation import SegmentationController
+from app.ui.canvas.view import Canvas
 from app.ui.tools.base import Tool, alive
 from maskrcnn_core.masks import rle_to_mask
 
@@ -25,7 +27,7 @@ MIN_BOX = 2.0  # pixels: a smaller drag is a click, not a box
 class BoxPrompter(QObject):
     """Sends drawn boxes to the worker and turns its answers into commands."""
 
-    def __init__(self, editor, segmentation: SegmentationController) -> None:  # noqa: ANN001 - Editor
+    def __init__(self, editor: Editor, segmentation: SegmentationController) -> None:
         super().__init__(editor)
         self.editor = editor
         self.segmentation = segmentation
@@ -87,8 +89,8 @@ class BoxPromptTool(Tool):
     label = "Box prompt"
     cursor = Qt.CursorShape.CrossCursor
 
-    def __init__(self, editor) -> None:  # noqa: ANN001 - Editor (import cycle)
-        super().__init__(editor)
+    def __init__(self, editor: Editor, canvas: Canvas) -> None:
+        super().__init__(editor, canvas)
         self.prompter: BoxPrompter | None = None
         self._start: QPointF | None = None
         self._item: QGraphicsRectItem | None = None

@@ -14,7 +14,9 @@ from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPathItem
 from app.project.mask_ops import combine, stroke_mask
 from app.project.records import InstanceRecord
 from app.session import commands
-from app.ui.canvas.overlay import instance_color
+from app.session.editor import Editor
+from app.session.overlay import instance_color
+from app.ui.canvas.view import Canvas
 from app.ui.tools.base import Tool, alive
 from maskrcnn_core.masks import rle_to_mask
 
@@ -25,8 +27,8 @@ class BrushTool(Tool):
     cursor = Qt.CursorShape.CrossCursor
     erase = False
 
-    def __init__(self, editor) -> None:  # noqa: ANN001 - Editor (import cycle)
-        super().__init__(editor)
+    def __init__(self, editor: Editor, canvas: Canvas) -> None:
+        super().__init__(editor, canvas)
         self._points: list[tuple[float, float]] = []
         self._target: InstanceRecord | None = None
         self._path_item: QGraphicsPathItem | None = None

@@ -13,6 +13,8 @@ from PySide6.QtWidgets import QGraphicsPathItem
 
 from app.project.mask_ops import combine, polygon_mask
 from app.session import commands
+from app.session.editor import Editor
+from app.ui.canvas.view import Canvas
 from app.ui.tools.base import Tool, alive
 from maskrcnn_core.masks import rle_to_mask
 
@@ -24,8 +26,8 @@ class PolygonTool(Tool):
     label = "Polygon"
     cursor = Qt.CursorShape.CrossCursor
 
-    def __init__(self, editor) -> None:  # noqa: ANN001 - Editor (import cycle)
-        super().__init__(editor)
+    def __init__(self, editor: Editor, canvas: Canvas) -> None:
+        super().__init__(editor, canvas)
         self.points: list[tuple[float, float]] = []
         self._hover: QPointF | None = None
         self._item: QGraphicsPathItem | None = None
@@ -48,8 +50,8 @@ class PolygonTool(Tool):
         # Qt turns the second press of a double click into this event: it ends the polygon at this point.
         if event.button() != Qt.MouseButton.LeftButton or self.editor.image_size() is None:
             return
-        if not self.points or self.editor.canvas.mapFromScene(QPointF(*self.points[-1])) != (
-            self.editor.canvas.mapFromScene(pos)
+        if not self.points or self.canvas.mapFromScene(QPointF(*self.points[-1])) != (
+            self.canvas.mapFromScene(pos)
         ):
             self.points.append((pos.x(), pos.y()))
         if len(self.points) >= 3:
@@ -104,8 +106,8 @@ class PolygonTool(Tool):
         )
 
     def _near_first(self, pos: QPointF) -> bool:
-        first = self.editor.canvas.mapFromScene(QPointF(*self.points[0]))
-        here = self.editor.canvas.mapFromScene(pos)
+        first = self.canvas.mapFromScene(QPointF(*self.points[0]))
+        here = self.canvas.mapFromScene(pos)
         return (first - here).manhattanLength() <= CLOSE_DISTANCE_PX
 
     def _redraw(self) -> None:

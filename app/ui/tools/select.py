@@ -15,7 +15,7 @@ class SelectTool(Tool):
     def press(self, pos: QPointF, event: QMouseEvent) -> None:
         if event.button() != Qt.MouseButton.LeftButton:
             return
-        hit = self.editor.canvas.instance_at(pos)
+        hit = self.canvas.instance_at(pos)
         extend = event.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
         if extend:
             if hit is not None:
