@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from maskrcnn_core.protocol import RunStatus
+
 
 class Provenance(StrEnum):
     """Where an instance came from. Only ``PREDICTED`` instances are ever replaced by a model run."""
@@ -110,10 +112,11 @@ class ModelVersionRecord:
 
 @dataclass(frozen=True)
 class TrainingRunRecord:
-    """A fine-tuning run started from the project (issue 6 fills it in)."""
+    """A fine-tuning run started from the project: its settings (``config``), how it stands and its
+    figures (``metrics``: validation, final losses, the base model's score on the same images)."""
 
     id: int
-    status: str
+    status: RunStatus
     base_model_version_id: int | None
     output_model_version_id: int | None
     config: dict

@@ -44,6 +44,7 @@ from app.project.records import (
     Provenance,
     TrainingRunRecord,
 )
+from maskrcnn_core.protocol import RunStatus
 
 DB_NAME = "project.sqlite"
 LOCK_NAME = "project.lock"
@@ -676,13 +677,13 @@ class ProjectStore:
             )
             return int(cur.lastrowid)
 
-    def finish_training_run(self, run_id: int, *, status: str, metrics: dict) -> None:
-        if status not in ("finished", "failed", "cancelled"):
+    def finish_training_run(self, run_id: int, *, status: RunStatus, metrics: dict) -> None:
+        if status not in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED):
             raise ValueError(f"a training run ends as finished, failed or cancelled, got {status!r}")
         with self.transaction() as db:
             db.execute(
                 "UPDATE training_runs SET status = ?, metrics_json = ?, finished_at = ? WHERE id = ?",
-                (status, json.dumps(metrics), _now(), run_id),
+                (RunStatus(status).value, json.dumps(metrics), _now(), run_id),
             )
 
     def resume_training_run(self, run_id: int) -> None:
@@ -705,7 +706,7 @@ class ProjectStore:
         return [
             TrainingRunRecord(
                 id=row[0],
-                status=row[1],
+                status=RunStatus(row[1]),
                 base_model_version_id=row[2],
                 output_model_version_id=row[3],
                 config=json.loads(row[4]),

@@ -5,9 +5,11 @@
 :class:`~app.workers.training_runner.TrainingRunner` and, at the same time, scores the base model on the
 same validation images with ``python -m maskrcnn_core evaluate`` (a second child process: torch never
 loads in the window's process). When the run is done the new checkpoint becomes a model version of the
-project, the two mask APs are compared, and the new version is made active when it is better (or when
-the user says so). Cancel keeps the last checkpoint; a cancelled, failed or interrupted run resumes with
-the same arguments plus ``--resume``. The project and the active model are never touched by a failure.
+project, the two mask APs are compared, and the new version is proposed to the
+:class:`~app.session.model_registry.ModelRegistry`, which makes it active when it is better (or when the
+user says so). Run records are read and written through the registry too. Cancel keeps the last
+checkpoint; a cancelled, failed or interrupted run resumes with the same arguments plus ``--resume``.
+The project and the active model are never touched by a failure.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ from app.project.training_set import (
     ground_truth_for_model,
 )
 from app.session.document import Document
+from app.session.model_registry import ModelRegistry
+from app.session.run_history import BASE_ERROR, BASE_MODEL, BASE_VALIDATION, VALIDATION, PastRun, last_run
 from app.workers.training_runner import EvaluationRunner, RunOutcome, TrainingRunner, core_arguments
+from maskrcnn_core.protocol import RunStatus
 
 RUNS_DIR = "runs"
 LAST_CHECKPOINT = "checkpoint_last.pt"  # written by maskrcnn_core.engine.training
@@ -110,17 +115,16 @@ class FinetuneController(QObject):
     trainingEvent = Signal(dict)  # every JSON line of the training process
     runEnded = Signal(object)  # RunOutcome
     comparisonReady = Signal(object)  # Comparison
-    versionsChanged = Signal()
-    activateRequested = Signal(str)  # a checkpoint path the window should load as the active model
     resumableChanged = Signal(bool)
     message = Signal(str)
 
     _hashed = Signal(str, str)  # path, sha256 (from the thread pool)
 
-    def __init__(self, document: Document, parent: QObject | None = None) -> None:
+    def __init__(self, document: Document, registry: ModelRegistry, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.document = document
         self.store = document.store
+        self.registry = registry
         self.runner = TrainingRunner(self)
         self.base_evaluation = EvaluationRunner(self)
         self.runner.event.connect(self.trainingEvent)
@@ -131,6 +135,10 @@ class FinetuneController(QObject):
         self.new_version_id: int | None = None
         self.comparison: Comparison | None = None
         self._recover_interrupted_runs()
+        self.past_run: PastRun | None = last_run(registry)  # what the Training panel shows on opening
+        if self.past_run is not None and self.past_run.comparison is not None:
+            self.new_version_id = self.past_run.run.output_model_version_id
+            self.comparison = self.past_run.comparison
 
     # ------------------------------------------------------------------------------------------ queries
     @property
@@ -144,7 +152,7 @@ class FinetuneController(QObject):
 
     def base_candidates(self) -> list[ModelVersionRecord]:
         """Model versions whose checkpoint file is still there, newest first."""
-        return [v for v in reversed(self.store.model_versions()) if v.path and Path(v.path).is_file()]
+        return [v for v in reversed(self.registry.versions()) if v.path and Path(v.path).is_file()]
 
     def is_new_version(self, version_id: int | None) -> bool:
         """Whether ``version_id`` is the model version the last run produced."""
@@ -170,10 +178,10 @@ class FinetuneController(QObject):
         """
         if self.running:
             raise RuntimeError("a fine-tuning run is already going; cancel it first")
-        base = next((v for v in self.store.model_versions() if v.id == settings.base_version_id), None)
+        base = self.registry.version(settings.base_version_id)
         if base is None or not base.path or not Path(base.path).is_file():
             raise ValueError("the base model's checkpoint file is missing; load a model first")
-        name = settings.name.strip() or f"{base.name}-ft{len(self.store.training_runs()) + 1}"
+        name = settings.name.strip() or f"{base.name}-ft{len(self.registry.runs()) + 1}"
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir = self.runs_dir / f"{stamp}-{_slug(name)}"
         training_set = build_training_set(
@@ -200,7 +208,7 @@ class FinetuneController(QObject):
             eval_arguments=eval_arguments,
         )
         config = {**_plain_settings(settings), **run.config(), "iterations": total}
-        run.id = self.store.start_training_run(base_model_version_id=base.id, config=config)
+        run.id = self.registry.start_run(base_version_id=base.id, config=config)
         self.base_evaluation.shutdown()  # a previous run's scoring must not be taken for this run's
         self._begin(run, arguments, total)
         return run.id
@@ -210,8 +218,9 @@ class FinetuneController(QObject):
         run = self.run
         if not self.can_resume() or run is None:
             raise RuntimeError("there is no interrupted run with a checkpoint to resume")
-        self.store.resume_training_run(run.id)
-        total = next((r.config.get("iterations", 0) for r in self.store.training_runs() if r.id == run.id), 0)
+        self.registry.resume_run(run.id)
+        record = self.registry.run(run.id)
+        total = record.config.get("iterations", 0) if record is not None else 0
         self._begin(run, [*run.arguments, "--resume"], int(total))
 
     def cancel(self) -> None:
@@ -222,9 +231,11 @@ class FinetuneController(QObject):
 
     def use_new_version(self) -> None:
         """Make the run's new model version active although it did not score better."""
-        run = self.run
-        if run is not None and run.outcome is not None and run.outcome.model_path:
-            self.activateRequested.emit(run.outcome.model_path)
+        if self.new_version_id is not None:
+            try:
+                self.registry.activate(self.new_version_id)
+            except ValueError as exc:
+                self.message.emit(str(exc))
 
     def shutdown(self) -> None:
         """Stop the child processes (the training run saves a checkpoint): the project is closing."""
@@ -280,19 +291,19 @@ class FinetuneController(QObject):
         if outcome.status == "done":
             run.new_metrics = outcome.validation
             run.metrics = {
-                "validation": outcome.validation,
+                VALIDATION: outcome.validation,
                 "final_losses": outcome.losses,
                 "model": outcome.model_path,
             }
-            self.store.finish_training_run(run.id, status="finished", metrics=run.metrics)
+            self.registry.finish_run(run.id, RunStatus.FINISHED, run.metrics)
             self.message.emit(f"Fine-tuning {run.name} done; registering the new model version…")
             path = str(outcome.model_path)
             QThreadPool.globalInstance().start(lambda: self._hashed.emit(path, file_sha256(path)))
         else:
-            status = "cancelled" if outcome.status == "cancelled" else "failed"
+            status = RunStatus.CANCELLED if outcome.status == "cancelled" else RunStatus.FAILED
             metrics = {"error": outcome.message, "checkpoint": outcome.checkpoint}
-            self.store.finish_training_run(run.id, status=status, metrics=metrics)
-            if status == "cancelled":
+            self.registry.finish_run(run.id, status, metrics)
+            if status is RunStatus.CANCELLED:
                 self.message.emit(f"Fine-tuning {run.name} cancelled; its last checkpoint is kept")
             else:
                 self.message.emit(f"Fine-tuning {run.name} failed: {outcome.message}")
@@ -303,7 +314,7 @@ class FinetuneController(QObject):
         run = self.run
         if run is None or run.outcome is None or run.outcome.model_path != path:
             return
-        self.new_version_id = self.store.add_model_version(
+        self.new_version_id = self.registry.register(
             name=run.name,
             arch=run.base.arch,
             path=path,
@@ -311,7 +322,6 @@ class FinetuneController(QObject):
             categories=[(int(i), str(n)) for i, n in run.categories],
             training_run_id=run.id,
         )
-        self.versionsChanged.emit()
         self._compare_when_ready()
 
     def _on_base_evaluated(self, metrics: dict, error: str) -> None:
@@ -333,12 +343,16 @@ class FinetuneController(QObject):
             run.base.name, run.base_metrics, run.name, run.new_metrics, base_error=run.base_error
         )
         self.comparison = comparison
-        run.metrics = {**run.metrics, "base_validation": run.base_metrics, "base_model": run.base.name}
-        self.store.finish_training_run(run.id, status="finished", metrics=run.metrics)
+        run.metrics = {
+            **run.metrics,
+            BASE_VALIDATION: run.base_metrics,
+            BASE_ERROR: run.base_error,
+            BASE_MODEL: run.base.name,
+        }
+        self.registry.finish_run(run.id, RunStatus.FINISHED, run.metrics)
         self.comparisonReady.emit(comparison)
-        if comparison.new_is_better:
+        if self.registry.propose(self.new_version_id, comparison):
             self.message.emit(f"{run.name} scores better than {run.base.name}: it is now the active model")
-            self.activateRequested.emit(str(run.outcome.model_path))
         else:
             self.message.emit(
                 f"{run.name} does not score better than {run.base.name}; {run.base.name} stays active "
@@ -348,13 +362,13 @@ class FinetuneController(QObject):
     def _recover_interrupted_runs(self) -> None:
         """A run still marked running belongs to an app that was closed or killed: mark it failed, and
         offer to resume the latest unfinished run that left a checkpoint."""
-        versions = {v.id: v for v in self.store.model_versions()}
-        for record in self.store.training_runs():
-            if record.status == "running":
-                self.store.finish_training_run(
-                    record.id, status="failed", metrics={"error": "the app closed during training"}
+        versions = {v.id: v for v in self.registry.versions()}
+        for record in self.registry.runs():
+            if record.status is RunStatus.RUNNING:
+                self.registry.finish_run(
+                    record.id, RunStatus.FAILED, {"error": "the app closed during training"}
                 )
-        unfinished = [r for r in self.store.training_runs() if r.status in ("cancelled", "failed")]
+        unfinished = [r for r in self.registry.runs() if r.status in (RunStatus.CANCELLED, RunStatus.FAILED)]
         if not unfinished:
             return
         record = unfinished[-1]

@@ -9,13 +9,15 @@ result for an image that a person edited meanwhile is dropped instead of overwri
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, QThread, Signal
 
 from app.project.records import ImageResult
 from app.session.document import Document
+from app.session.model_registry import ActiveModel, ModelRegistry
 from app.workers.inference import BoxJob, InferenceWorker, Job, LoadedModel, PredictorFactory
 
 
@@ -37,7 +39,12 @@ class _JobState:
 
 
 class SegmentationController(QObject):
-    """Loads models into the worker and runs auto-segment jobs for the document's images."""
+    """Runs auto-segment jobs for the document's images with the registry's active model.
+
+    It follows :attr:`ModelRegistry.activeChanged`: each announced model is built in the worker by
+    ``predictor_factory(checkpoint path)``, and what the worker built is reported back to the registry,
+    which registers it as a version. Nothing else loads a model into the worker.
+    """
 
     modelChanged = Signal(object)  # LoadedModel
     modelFailed = Signal(str)
@@ -47,16 +54,24 @@ class SegmentationController(QObject):
     jobFinished = Signal(int, bool)  # job id, cancelled
     boxReady = Signal(int, object)  # box job id, ImageResult: the box-prompt tool's answer
 
-    _loadRequested = Signal(object)
+    _loadRequested = Signal(object, str)  # PredictorFactory, checkpoint path
     _runRequested = Signal(object)
     _boxRequested = Signal(object)
 
-    def __init__(self, document: Document, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        document: Document,
+        registry: ModelRegistry,
+        predictor_factory: Callable[[str], PredictorFactory],
+        parent: QObject | None = None,
+    ) -> None:
         super().__init__(parent)
         self.document = document
+        self.registry = registry
         self.model: LoadedModel | None = None
-        self.model_version_id: int | None = None
-        self._model_source: str | None = None
+        self.model_version_id: int | None = None  # the registry's id of the model the worker holds
+        self._predictor_factory = predictor_factory
+        self._loading: deque[ActiveModel] = deque()  # announced models the worker has yet to build, in order
         self._jobs: dict[int, _JobState] = {}
         self._next_job = 1
         self._thread = QThread(self)
@@ -76,16 +91,11 @@ class SegmentationController(QObject):
         self._worker.jobFinished.connect(self._on_job_finished)
         self._thread.finished.connect(self._worker.deleteLater)
         self._thread.start()
+        registry.activeChanged.connect(self._load_active)
 
     @property
     def busy(self) -> bool:
         return bool(self._jobs)
-
-    def load_model(self, factory: PredictorFactory, source: str) -> None:
-        """Build a predictor in the worker; ``source`` (a checkpoint path) is saved as the project's model."""
-        self._model_source = source
-        self.message.emit(f"Loading model {source}…")
-        self._loadRequested.emit(factory)
 
     def segment(self, image_ids: Sequence[int], *, batch_size: int = 1) -> int | None:
         """Queue a job over ``image_ids``; returns its id, or ``None`` when there is nothing to do."""
@@ -121,23 +131,23 @@ class SegmentationController(QObject):
         self._thread.quit()
         self._thread.wait(timeout_ms)
 
+    # ----------------------------------------------------------------------------------- model loading
+    def _load_active(self, active: ActiveModel) -> None:
+        """Build the registry's newly active model in the worker (queued behind any job in progress)."""
+        self._loading.append(active)
+        self.message.emit(f"Loading model {active.path}…")
+        self._loadRequested.emit(self._predictor_factory(active.path), active.path)
+
     # ----------------------------------------------------------------------------------- worker signals
     def _on_model_loaded(self, model: LoadedModel) -> None:
-        info = model.info
+        requested = self._loading.popleft()
         self.model = model
-        self.model_version_id = self.document.store.add_model_version(
-            name=info.name,
-            arch=info.arch,
-            path=info.path,
-            sha256=model.sha256,
-            categories=[(c.id, c.name) for c in info.categories],
-        )
-        if self._model_source is not None:
-            self.document.store.set_setting("active_model", self._model_source)
-        self.message.emit(f"Model {info.name} ready on {model.device}")
+        self.model_version_id = self.registry.loaded(requested, model.info, model.sha256)
+        self.message.emit(f"Model {model.info.name} ready on {model.device}")
         self.modelChanged.emit(model)
 
     def _on_model_failed(self, error: str) -> None:
+        self.registry.load_failed(self._loading.popleft())
         self.message.emit(f"Could not load the model: {error}")
         self.modelFailed.emit(error)
 
@@ -179,7 +189,7 @@ class SegmentationController(QObject):
         if error:
             self.message.emit(f"Auto-segment did not run: {error}")
         else:
-            verb = "Cancelled" if cancelled else "Done"
+            verb = "Cancelled" if cancelled else "Finished"
             kept = f"; kept your edits on {state.kept_edits}" if state.kept_edits else ""
             self.message.emit(f"{verb}: {state.applied} image(s) segmented{kept}")
         if not self._jobs:

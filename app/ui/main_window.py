@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import shiboken6
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QDialog,
@@ -32,6 +32,7 @@ from app.project.records import ImageStatus
 from app.session.document import Document
 from app.session.editor import Editor
 from app.session.finetune import FinetuneController
+from app.session.model_registry import ModelRegistry
 from app.session.presenter import CanvasPresenter
 from app.session.segmentation import SegmentationController
 from app.ui.actions import EditActions, install_tools
@@ -52,11 +53,6 @@ from app.workers.image_loader import ImageLoader
 from app.workers.inference import LoadedModel, PredictorFactory, checkpoint_factory
 
 APP_NAME = "Mask R-CNN Studio"
-# A better fine-tuned version is loaded this long after its comparison arrives. Building a model in the
-# worker holds the GIL in 5-30 ms pieces, and the comparison's relayout and paint make hundreds of calls
-# into Python that each wait for it: the switch stalled the window 25-67 ms when both ran at once, 11-22 ms
-# with the load started once the comparison was on screen.
-ACTIVATE_AFTER_COMPARISON_MS = 300
 
 
 class MainWindow(QMainWindow):
@@ -70,6 +66,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.resize(1280, 800)
         self.document: Document | None = None
+        self.registry: ModelRegistry | None = None
         self.segmentation: SegmentationController | None = None
         self.browser: ImageBrowser | None = None
         self.loader: ImageLoader | None = None
@@ -128,10 +125,13 @@ class MainWindow(QMainWindow):
         self.browser = ImageBrowser(ImageListModel(document, self.loader, document))
         self.browser_dock.setWidget(self.browser)
         CanvasPresenter(document, self.loader, self.canvas, self.instance_list, self.category_panel)
-        self.segmentation = SegmentationController(document, document)
+        self.registry = ModelRegistry(document.store, document)
+        self.registry.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        self.registry.activeChanged.connect(lambda m: self.model_label.setText(f"Model: loading {m.name}…"))
+        self.segmentation = SegmentationController(document, self.registry, self._predictor_factory, document)
         self.editor = self._build_editor(document, self.segmentation)
         self._wire_project(document, self.segmentation, self.browser)
-        self.finetune = self._build_finetune(document, self.segmentation)
+        self.finetune = self._build_finetune(document, self.registry, self.segmentation)
         self.view_controls.set_score_threshold(document.score_threshold)
         document.scan()
         document.restore_current_image()
@@ -139,9 +139,7 @@ class MainWindow(QMainWindow):
         add_recent_folder(folder)
         self._rebuild_recent_menu()
         self._set_project_actions_enabled(True)
-        source = weights or document.settings.active_model_path or _default_model()
-        if source:
-            self.load_model(source)
+        self.registry.restore(weights=weights, fallback=_default_model())
         return True
 
     def close_project(self) -> None:
@@ -155,7 +153,7 @@ class MainWindow(QMainWindow):
         self.loader.wait()
         self.document.close()
         shiboken6.delete(self.document)  # now, not later: no queued result may reach a closed store
-        self.document = self.segmentation = self.loader = self.editor = self.finetune = None
+        self.document = self.registry = self.segmentation = self.loader = self.editor = self.finetune = None
         self.training_panel.reset()
         self.versions_panel.show_versions([])
         self.browser = None
@@ -167,14 +165,23 @@ class MainWindow(QMainWindow):
         self._set_project_actions_enabled(False)
 
     def load_model(self, source: str) -> None:
-        """Load a checkpoint into the worker; the choice is saved in the project once it has loaded."""
-        if self.segmentation is None:
+        """Model ▸ Load weights: make a checkpoint file the active model (a version of the project once it
+        has loaded)."""
+        if self.registry is None:
             return
-        if not Path(source).is_file():
-            self.statusBar().showMessage(f"Model file not found: {source} — Model ▸ Load weights…", 10_000)
+        try:
+            self.registry.activate_file(source)
+        except ValueError as exc:
+            self.statusBar().showMessage(f"{exc} — Model ▸ Load weights…", 10_000)
+
+    def activate_version(self, version_id: int) -> None:
+        """The versions panel's Activate: make one of the project's versions the active model."""
+        if self.registry is None:
             return
-        self.model_label.setText(f"Model: loading {Path(source).name}…")
-        self.segmentation.load_model(self._predictor_factory(source), source)
+        try:
+            self.registry.activate(version_id)
+        except ValueError as exc:
+            self.statusBar().showMessage(str(exc), 10_000)
 
     # ------------------------------------------------------------------------------------------ actions
     def auto_segment_image(self) -> None:
@@ -307,7 +314,7 @@ class MainWindow(QMainWindow):
             return
         statuses = (ImageStatus.VERIFIED, ImageStatus.CORRECTED)
         images = {s: [im.file_name for im in self.document.trainable_images((s,))] for s in statuses}
-        active = self.segmentation.model_version_id if self.segmentation else None
+        active = self.registry.active_id if self.registry else None
         dialog = FinetuneDialog(self.finetune.base_candidates(), active, images, self)
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
@@ -322,11 +329,13 @@ class MainWindow(QMainWindow):
         panel.resumeRequested.connect(lambda: self.finetune and self.finetune.resume())
         panel.useNewRequested.connect(lambda: self.finetune and self.finetune.use_new_version())
         panel.resegmentRequested.connect(self.auto_segment_all)
-        self.versions_panel.activateRequested.connect(self.load_model)
+        self.versions_panel.activateRequested.connect(self.activate_version)
 
-    def _build_finetune(self, document: Document, seg: SegmentationController) -> FinetuneController:
+    def _build_finetune(
+        self, document: Document, registry: ModelRegistry, seg: SegmentationController
+    ) -> FinetuneController:
         """The fine-tuning controller of this project (a child of its document), wired to the docks."""
-        finetune = FinetuneController(document, document)
+        finetune = FinetuneController(document, registry, document)
         panel = self.training_panel
         finetune.runStarted.connect(panel.show_run_started)
         finetune.runStarted.connect(lambda _info: self.training_dock.raise_())
@@ -335,25 +344,22 @@ class MainWindow(QMainWindow):
         finetune.comparisonReady.connect(panel.show_comparison)
         finetune.resumableChanged.connect(panel.set_resumable)
         finetune.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
-
-        def activate_soon(path: str) -> None:  # finetune as the context: dropped if the project closes
-            QTimer.singleShot(ACTIVATE_AFTER_COMPARISON_MS, finetune, lambda: self.load_model(path))
-
-        finetune.activateRequested.connect(activate_soon)
-        finetune.versionsChanged.connect(self._show_versions)
-        seg.modelChanged.connect(self._show_versions)
+        registry.versionsChanged.connect(self._show_versions)
         seg.modelChanged.connect(
             lambda m: panel.set_active_model(m.info.name, finetune.is_new_version(seg.model_version_id))
         )
+        if finetune.past_run is not None:  # the project's last run, as it was left
+            panel.show_past_run(finetune.past_run)
         panel.set_resumable(finetune.can_resume())
+        self._show_versions()
         return finetune
 
     def _show_versions(self) -> None:
-        if self.document is None:
+        registry = self.registry
+        if registry is None:
             return
-        store = self.document.store
-        active = self.segmentation.model_version_id if self.segmentation else None
-        self.versions_panel.show_versions(version_rows(store.model_versions(), store.training_runs(), active))
+        rows = version_rows(registry.versions(), registry.runs(), registry.active_id)
+        self.versions_panel.show_versions(rows)
 
     def _show_model(self, model: LoadedModel) -> None:
         freeze_long_lived_heap()  # torch and the model are in memory now, for good

@@ -112,12 +112,13 @@ class InferenceWorker(QObject):
         self._cancelled_jobs: set[int] = set()
         self._flags: dict[int, CancelToken] = {}
 
-    @Slot(object)
-    def load(self, factory: PredictorFactory) -> None:
-        """Build the predictor (in this thread) and announce it, or say why it failed."""
+    @Slot(object, str)
+    def load(self, factory: PredictorFactory, path: str = "") -> None:
+        """Build the predictor (in this thread) and announce it, or say why it failed. ``path`` is the
+        checkpoint file it is built from (its SHA-256 names the version), else the model's own."""
         try:
             predictor = factory()
-            path = predictor.model_info.path
+            path = path or predictor.model_info.path
             digest = file_sha256(path) if path and Path(path).is_file() else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes a message; the window must live on
             self.modelFailed.emit(f"{type(exc).__name__}: {exc}")
@@ -221,9 +222,10 @@ def to_image_result(image_id: int, prediction: Prediction, names: dict[int, str]
             Detection(
                 category_name=names.get(int(category_id), f"class {int(category_id)}"),
                 rle={"size": [int(v) for v in rle["size"]], "counts": rle["counts"]},
-                box=tuple(float(v) for v in box),
+                box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
                 area=area,
                 score=float(score),
             )
         )
-    return ImageResult(image_id, tuple(int(v) for v in prediction.image_size), tuple(detections))
+    height, width = prediction.image_size
+    return ImageResult(image_id, (int(height), int(width)), tuple(detections))

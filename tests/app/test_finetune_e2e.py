@@ -136,7 +136,7 @@ def test_finetune_from_the_menu_beats_the_base_and_resegments(qtbot, folder_with
     assert run.config["num_train_images"] + run.config["num_val_images"] == NUM_VERIFIED
     assert {"hexagon", "ellipse"} <= {n for _, n in new.categories}
     assert run.metrics["validation"]["segm"]["ap"] == comparison.overall.new_ap
-    assert store.get_setting("active_model") == new.path
+    assert window.registry.active_id == new.id and window.registry.settings.active_version_id == new.id
     assert window.versions_panel.active_name() == new.name
     assert window.training_panel.table.rowCount() == len(comparison.rows)
     assert window.training_panel.resegment_button.isEnabled()

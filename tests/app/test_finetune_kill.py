@@ -14,6 +14,7 @@ import pytest
 from PySide6.QtCore import Qt
 from tiny_model import TINY
 
+from app.project.settings import ProjectSettings
 from app.session.finetune import LAST_CHECKPOINT, FinetuneSettings
 from app.ui.main_window import MainWindow
 
@@ -53,7 +54,7 @@ def _snapshot(store) -> tuple:
     return (
         [(im.file_name, im.status, im.revision) for im in store.images()],
         [(r.id, r.image_id, r.category_id, r.rle["counts"], r.provenance) for r in store.instances()],
-        store.get_setting("active_model"),
+        ProjectSettings(store).active_version_id,
     )
 
 
@@ -92,8 +93,8 @@ def test_kill_mid_run_is_reported_nothing_is_lost_and_resume_finishes(
 
     starts: list[dict] = []
     finetune.trainingEvent.connect(lambda e: e["event"] == "start" and starts.append(e))
-    with qtbot.waitSignal(finetune.versionsChanged, timeout=120_000):
-        qtbot.mouseClick(panel.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(panel.resume_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: finetune.new_version_id is not None, timeout=120_000)
     assert starts and starts[0]["start_iteration"] >= 2  # continued from the checkpoint, not from zero
     run = store.training_runs()[-1]
     assert run.status == "finished" and len(store.training_runs()) == 1

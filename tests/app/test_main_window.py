@@ -179,7 +179,7 @@ def test_close_and_reopen_restores_everything(qtbot, images_folder, tmp_path):
     assert doc.score_threshold == pytest.approx(0.25)
     assert again.view_controls.score_slider.value() == 25
     assert [(r.id, r.rle["counts"], r.provenance) for r in doc.store.instances()] == before
-    assert doc.store.get_setting("active_model").endswith("fake.pt")
+    assert again.registry.active().path.endswith("fake.pt")
     qtbot.waitUntil(lambda: len(again.canvas.instance_ids()) == 2, timeout=3000)
     again.close()
 

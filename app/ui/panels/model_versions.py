@@ -1,7 +1,8 @@
 """The Model versions dock: every checkpoint the project has used or trained, and which one is active.
 
 A view over plain records: :func:`version_rows` joins the store's model versions with the training runs
-that made them (parent, training images, mask AP); ``activateRequested`` asks the window to load one.
+that made them (parent, training images, mask AP); ``activateRequested`` asks for one by its version id
+(the model registry decides).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from app.project.comparison import mask_ap
 from app.project.records import ModelVersionRecord, TrainingRunRecord
+from app.session.run_history import VALIDATION
 
 COLUMNS = ("", "Name", "Parent", "Classes", "Training images", "Mask AP (val)", "Created", "Checkpoint")
 
@@ -59,7 +61,7 @@ def version_rows(
                 parent=names.get(run.base_model_version_id, "") if run and run.base_model_version_id else "",
                 classes=", ".join(n for _, n in version.categories),
                 training_images=None if count is None else int(count),
-                mask_ap=mask_ap(run.metrics.get("validation")) if run else None,
+                mask_ap=mask_ap(run.metrics.get(VALIDATION)) if run else None,
                 created=version.created_at[:16].replace("T", " "),
                 path=version.path,
                 active=version.id == active_id,
@@ -71,7 +73,7 @@ def version_rows(
 class ModelVersionsPanel(QWidget):
     """A table of versions (the active one marked ●) and an Activate button (or double-click)."""
 
-    activateRequested = Signal(str)  # checkpoint path
+    activateRequested = Signal(int)  # model version id
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -143,7 +145,7 @@ class ModelVersionsPanel(QWidget):
     def _activate(self) -> None:
         row = self._selected()
         if row is not None and row.path and not row.active and Path(row.path).is_file():
-            self.activateRequested.emit(row.path)
+            self.activateRequested.emit(row.id)
 
     def keyPressEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
         if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter):

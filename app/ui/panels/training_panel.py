@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.project.comparison import Comparison
+from app.session.run_history import PastRun
 from app.ui.panels.curve_chart import CurveChart
 from app.ui.panels.run_progress import format_eta
 from app.workers.training_runner import RunOutcome
@@ -172,7 +173,7 @@ class TrainingPanel(QWidget):
     def show_run_ended(self, outcome: RunOutcome) -> None:
         self.cancel_button.setEnabled(False)
         if outcome.status == "done":
-            self.figures.setText("Done. Comparing with the base model on the same validation images…")
+            self.figures.setText("Finished. Comparing with the base model on the same validation images…")
             return
         if outcome.status == "cancelled":
             self.figures.setText("Cancelled. The last checkpoint is kept: Resume continues from it.")
@@ -190,7 +191,7 @@ class TrainingPanel(QWidget):
     def show_comparison(self, comparison: Comparison) -> None:
         # the model names go in the line above, not in the headers, where a narrow dock would cut them
         self.figures.setText(
-            f"Done. Mask AP on the same {comparison.num_images} validation images, before "
+            f"Finished. Mask AP on the same {comparison.num_images} validation images, before "
             f"(<b>{comparison.base_name}</b>) and after (<b>{comparison.new_name}</b>):"
         )
         self.table.horizontalHeaderItem(1).setToolTip(comparison.base_name)
@@ -226,6 +227,27 @@ class TrainingPanel(QWidget):
         if is_new_version:
             self.use_new_button.setEnabled(False)
             self.verdict.setText(f"{name} is the active model. Re-segment the images nobody corrected yet.")
+
+    def show_past_run(self, past: PastRun) -> None:
+        """The project's last run as it was left (the project was opened again): its curves replayed from
+        its metrics log, its figures, and its before/after table once both versions were scored."""
+        self.show_run_started(
+            {
+                "name": past.name,
+                "base": past.base_name,
+                "train_images": past.train_images,
+                "val_images": past.val_images,
+                "iterations": past.iterations,
+            }
+        )
+        for event in past.events:
+            self.show_event(event.to_dict())
+        self.cancel_button.setEnabled(False)
+        if past.comparison is not None:
+            self.show_comparison(past.comparison)
+            return
+        error = past.run.metrics.get("error")
+        self.figures.setText(f"The last run {past.status}" + (f": {error}" if error else "."))
 
     def reset(self) -> None:
         """Back to the empty state (the project closed)."""
