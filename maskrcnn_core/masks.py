@@ -110,7 +110,7 @@ def mask_to_polygons(mask: CroppedMask, *, tolerance: float = 0.0) -> list[list[
     # Trace the mask upsampled 2x: its boundary pixels 2x and 2x + 1 map, by (u + 1) // 2, to the
     # corners x and x + 1 of the original pixel x, so the outline runs along pixel edges instead of
     # through boundary pixel centres (which would lose half of every boundary pixel).
-    upsampled = np.pad(np.kron(mask.mask.astype(np.uint8), np.ones((2, 2), np.uint8)), 1)
+    upsampled = np.pad(mask.mask.astype(np.uint8).repeat(2, axis=0).repeat(2, axis=1), 1)
     contours, _ = cv2.findContours(upsampled, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     origin = np.array([mask.x0, mask.y0])
     polygons = []

@@ -2,8 +2,9 @@
 # Sets up everything (scripts/setup.sh), then runs the linter, the format check and the whole test suite
 # offscreen.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"` or `bash scripts/test.sh tests/core`.
-# Exits non-zero when ruff or pytest fails, when pytest collects no test, or when the suite takes longer
-# than its budget of 20 minutes on the 2-core CI machine.
+# Exits non-zero when ruff, the import contracts (lint-imports), the type checker (mypy) or pytest fails,
+# when pytest collects no test, or when the suite takes longer than its budget of 20 minutes on the 2-core
+# CI machine.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -13,6 +14,12 @@ printf '\n== ruff check . && ruff format --check .\n'
 ruff_status=0
 .venv/bin/ruff check . || ruff_status=$?
 .venv/bin/ruff format --check . || ruff_status=$?
+
+# Both read their settings from pyproject.toml: the contracts in [tool.importlinter], the files in [tool.mypy].
+printf '\n== lint-imports && mypy\n'
+checks_status=0
+.venv/bin/lint-imports || checks_status=$?
+.venv/bin/mypy || checks_status=$?
 
 printf '\n== pytest\n'
 budget_s=1200
@@ -30,6 +37,8 @@ if [ "$elapsed" -gt "$budget_s" ] && [ "$#" -eq 0 ]; then
     pytest_status=1
 fi
 [ "$ruff_status" -eq 0 ] || echo "test.sh: ruff check or ruff format --check failed" >&2
+[ "$checks_status" -eq 0 ] || echo "test.sh: an import contract (lint-imports) or a type check (mypy) failed" >&2
 
 if [ "$ruff_status" -ne 0 ]; then exit "$ruff_status"; fi
+if [ "$checks_status" -ne 0 ]; then exit "$checks_status"; fi
 exit "$pytest_status"

@@ -140,7 +140,7 @@ def _shape_mask(shape: object, size: tuple[int, int]) -> tuple[str, np.ndarray]:
     height, width = size
     canvas = Image.new("1", (width, height), 0)
     draw = ImageDraw.Draw(canvas)
-    xy = [tuple(p) for p in points.tolist()]
+    xy = [(x, y) for x, y in points.tolist()]
     if kind == "polygon":
         if len(xy) < 3:
             raise ValueError(f"a polygon needs at least 3 points, got {len(xy)}")

@@ -211,7 +211,8 @@ def _box(mask: CroppedMask) -> tuple[float, float, float, float]:
     box = mask.tight_box()
     if box is None:
         raise ValueError("an instance needs at least one mask pixel")
-    return tuple(float(v) for v in box)
+    x0, y0, x1, y1 = box
+    return float(x0), float(y0), float(x1), float(y1)
 
 
 def _as_new(record: InstanceRecord) -> NewInstance:

@@ -35,9 +35,9 @@ def read_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> tuple[np.ndarray, 
     """
     full_size = image_size(path)  # raises ImageReadError for unreadable / unsupported / too large
     try:
-        with Image.open(path) as image:
-            image.draft("RGB", (size, size))
-            image = ImageOps.exif_transpose(image)
+        with Image.open(path) as opened:
+            opened.draft("RGB", (size, size))
+            image = ImageOps.exif_transpose(opened)
             image.thumbnail((size, size))
             thumb = np.asarray(image.convert("RGB"))
     except (OSError, ValueError, Image.DecompressionBombError) as exc:

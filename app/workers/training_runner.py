@@ -155,7 +155,7 @@ class TrainingRunner(QObject):
     def _read(self) -> None:
         if self._process is None:
             return
-        self._buffer += bytes(self._process.readAllStandardOutput())
+        self._buffer += self._process.readAllStandardOutput().data()
         *lines, self._buffer = self._buffer.split(b"\n")
         for line in lines:
             self._handle_line(line)
@@ -264,7 +264,7 @@ class EvaluationRunner(QObject):
 
     def _read(self) -> None:
         if self._process is not None:
-            self._stdout += bytes(self._process.readAllStandardOutput())
+            self._stdout += self._process.readAllStandardOutput().data()
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart and self._process is not None:

@@ -157,11 +157,18 @@ def _load_gt(gt: str | Path | dict | COCO) -> COCO:
     return coco
 
 
-def _annotation_area(ann: dict, height: int, width: int) -> float:
-    """The mask area of a ground-truth annotation (its box area when it has no mask)."""
+def _annotation_area(ann: dict, height: int | None, width: int | None) -> float:
+    """The mask area of a ground-truth annotation (its box area when it has no mask).
+
+    ``height`` and ``width`` are its image's, needed to decode a polygon or uncompressed RLE mask.
+    """
     segm = ann.get("segmentation")
     if not segm:
         return float(ann["bbox"][2] * ann["bbox"][3])
+    if height is None or width is None:
+        raise ValueError(
+            f"ground-truth image {ann.get('image_id')} lacks the height and width its masks need"
+        )
     if isinstance(segm, list):
         return float(mask_utils.area(mask_utils.merge(mask_utils.frPyObjects(segm, height, width))))
     if isinstance(segm.get("counts"), list):
@@ -170,14 +177,15 @@ def _annotation_area(ann: dict, height: int, width: int) -> float:
 
 
 def _load_results(results: str | Path | Sequence[dict]) -> list[dict]:
+    loaded: object = results
     if isinstance(results, str | Path):
         try:
-            results = json.loads(Path(results).read_bytes())
+            loaded = json.loads(Path(results).read_bytes())
         except (OSError, ValueError) as err:
             raise ValueError(f"cannot read the results {results}: {err}") from err
-    if not isinstance(results, Sequence) or not all(isinstance(r, dict) for r in results):
+    if not isinstance(loaded, Sequence) or not all(isinstance(r, dict) for r in loaded):
         raise ValueError("results must be a list of dicts in COCO results format")
-    return copy.deepcopy(list(results))  # pycocotools' loadRes adds keys to each result
+    return copy.deepcopy(list(loaded))  # pycocotools' loadRes adds keys to each result
 
 
 def _check_results(detections: list[dict], gt: COCO, iou_types: Sequence[str]) -> None:
@@ -224,7 +232,8 @@ def _evaluate(gt: COCO, dt: COCO, iou_type: str) -> IouTypeMetrics:
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    stats = [None if s < 0 else float(s) for s in evaluator.stats[:6]]
+    # COCOeval.stats opens with AP, AP50, AP75, AP small / medium / large; -1 where there is no ground truth
+    ap, ap50, ap75, ap_small, ap_medium, ap_large = (None if s < 0 else float(s) for s in evaluator.stats[:6])
     # precision: (IoU thresholds, recall points, categories, area ranges, max detections); -1 = no gt
     precision = evaluator.eval["precision"][:, :, :, _AREA_RANGES.index("all"), -1]
     per_class = {}
@@ -235,4 +244,6 @@ def _evaluate(gt: COCO, dt: COCO, iou_type: str) -> IouTypeMetrics:
             per_class[int(cat_id)] = float(values.mean())
     summary = printed.getvalue()
     summary = summary[summary.find(" Average Precision") :].rstrip()
-    return IouTypeMetrics(iou_type, *stats, per_class_ap=per_class, summary=summary)
+    return IouTypeMetrics(
+        iou_type, ap, ap50, ap75, ap_small, ap_medium, ap_large, per_class_ap=per_class, summary=summary
+    )

@@ -198,7 +198,7 @@ def _integer_geometry(boxes: Tensor, scale: float, height: int, width: int) -> t
 def _bands(crop_w: np.ndarray, crop_h: np.ndarray, max_pixels: int) -> list[tuple[int, int, int, int]]:
     """Split every non-empty crop into row bands ``(detection, row0, row1, width)`` of at most
     ``_BAND_ROWS`` rows and ``max_pixels`` pixels (but at least one row), sorted widest first."""
-    bands = []
+    bands: list[tuple[int, int, int, int]] = []
     for det, (w, h) in enumerate(zip(crop_w.tolist(), crop_h.tolist(), strict=True)):
         if w == 0 or h == 0:
             continue

@@ -14,7 +14,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 
 class MLPBoxHead(nn.Module):
-    """The seed's two-layer MLP box head: ``(R, C, P, P) -> (R, hidden_dim)``.
+    """The original two-layer MLP box head: ``(R, C, P, P) -> (R, hidden_dim)``.
 
     Same parameter names as torchvision's ``TwoMLPHead`` (``fc6``, ``fc7``), plus dropout after each
     layer; dropout 0 makes it exactly ``TwoMLPHead``.
@@ -44,6 +44,8 @@ class ImageTransform(GeneralizedRCNNTransform):
     ``/ std``), so the result is bit for bit the same, in one pass over the full-size image instead of
     four (0.3 s less on a 12-megapixel photo on 2 cores).
     """
+
+    training: bool  # nn.Module's mode flag, declared here because the torchvision base class is untyped
 
     def normalize(self, image: Tensor) -> Tensor:
         if image.dtype != torch.uint8:

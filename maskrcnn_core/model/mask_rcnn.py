@@ -58,6 +58,7 @@ class MaskRCNN(nn.Module):
         self.transform = ImageTransform(min_size, c.max_size, list(c.image_mean), list(c.image_std))
         self.backbone = c.backbone
 
+        anchor_sizes: tuple[tuple[int, ...], ...]
         if c.use_fpn:
             anchor_sizes = tuple((s,) for s in c.anchor_sizes)
             featmap_names = list(c.fpn_levels)

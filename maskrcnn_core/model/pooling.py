@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch import Tensor
 from torchvision.ops import MultiScaleRoIAlign
-from torchvision.ops.poolers import _filter_input, _setup_scales
+from torchvision.ops.poolers import LevelMapper, _filter_input, _setup_scales
 
 #: fewer RoIs than this per chunk are not worth a thread hand-off
 MIN_ROIS_PER_CHUNK = 64
@@ -43,6 +43,10 @@ class ParallelMultiScaleRoIAlign(MultiScaleRoIAlign):
     ``x``: feature levels ``(B, C, H_l, W_l)``; ``boxes``: per image ``(N_i, 4)`` xyxy in image pixels.
     Returns ``(sum N_i, C, *output_size)``, rows in the order of ``boxes``.
     """
+
+    # Set up by the base class (untyped), filled in on the first call.
+    scales: list[float] | None
+    map_levels: LevelMapper | None
 
     def forward(
         self, x: dict[str, Tensor], boxes: list[Tensor], image_shapes: list[tuple[int, int]]
