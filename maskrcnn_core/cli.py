@@ -1,7 +1,12 @@
 """``python -m maskrcnn_core`` (also ``maskrcnn-core``): train, predict, evaluate, synthetic.
 
-Exit codes: 0 done, 1 failed while running, 2 bad input (the message says what), 3 cancelled
-(SIGINT/SIGTERM: the last checkpoint is written first, and ``--resume`` continues from it).
+Exit codes (:class:`~maskrcnn_core.protocol.ExitCode`): 0 finished, 1 failed while running, 2 bad input
+(the message says what), 3 cancelled (SIGINT/SIGTERM: the last checkpoint is written first, and
+``--resume`` continues from it).
+
+This module parses and reports; what a command does is the library's. ``train`` parses into a
+:class:`~maskrcnn_core.protocol.TrainRequest`, which :func:`maskrcnn_core.engine.training_model.run_request`
+carries out.
 """
 
 from __future__ import annotations
@@ -13,18 +18,27 @@ import signal
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
-
-BACKBONES = {
-    "resnet18": "resnet18_fpn",
-    "resnet34": "resnet34_fpn",
-    "resnet50": "resnet50_fpn",
-    "resnet50-v2": "resnet50_fpn_v2",
-    "resnet101": "resnet101_fpn",
-    "mobilenet_v2": "mobilenet_v2_fpn",
-}
+from maskrcnn_core.protocol import (
+    BACKBONES,
+    DEVICES,
+    FINAL_MODEL,
+    LAST_CHECKPOINT,
+    METRICS_LOG,
+    PROGRESS_MODES,
+    REFERENCE_BATCH,
+    REFERENCE_LR,
+    CancelledEvent,
+    ErrorEvent,
+    EvaluationEvent,
+    ExitCode,
+    FinishedEvent,
+    ProgressEvent,
+    RunStatus,
+    StartEvent,
+    TrainingEvent,
+    TrainRequest,
+)
 
 
 class BadInput(Exception):
@@ -38,12 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         _lower_priority(args.nice)
     try:
         return args.run(args)
-    except BadInput as exc:
+    except (BadInput, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
 
 
 # ------------------------------------------------------------------------------------------ train
@@ -54,14 +65,14 @@ def _train(args: argparse.Namespace) -> int:
     import torch.distributed as dist
 
     from maskrcnn_core.cancel import CancelToken
-    from maskrcnn_core.engine.training import LAST_CHECKPOINT, TrainConfig, TrainingError, train
-    from maskrcnn_core.model.factories import build_model
-    from maskrcnn_core.model.weights import load_weights_into, read_checkpoint
+    from maskrcnn_core.engine.training import TrainingError
+    from maskrcnn_core.engine.training_model import run_request
 
-    _set_threads(args.num_threads)
+    request = TrainRequest.from_args(args)
+    _set_threads(request.num_threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(args.device, local_rank)
+    device = _device(request.device, local_rank)
     if world > 1:
         if device.type == "cuda":
             # NCCL's own collectives (barrier, all_gather_object) run on the current device: without
@@ -70,115 +81,41 @@ def _train(args: argparse.Namespace) -> int:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if world > 1 else 0
     try:
+        quiet = rank != 0
         train_data = _load_dataset(
-            args.train_json, args.images, "training", fatal_if_empty=True, quiet=rank != 0
+            request.train_json, request.images, "training", fatal_if_empty=True, quiet=quiet
         )
         val_data = None
-        if args.val_json:
+        if request.val_json:
+            val_images = request.val_images or request.images
             val_data = _load_dataset(
-                args.val_json,
-                args.val_images or args.images,
-                "validation",
-                fatal_if_empty=True,
-                quiet=rank != 0,
+                request.val_json, val_images, "validation", fatal_if_empty=True, quiet=quiet
             )
-        config = TrainConfig(
-            iterations=args.iterations,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            trainable_backbone_layers=args.trainable_backbone_layers,
-            mixed_precision=not args.no_mixed_precision,
-            checkpoint_every=args.checkpoint_every,
-            eval_every=args.eval_every,
-            seed=args.seed,
-            hflip_prob=args.hflip,
-            scale_jitter=None if args.no_scale_jitter else (args.scale_min, args.scale_max),
-        )
-        classes = {
-            "class_names": train_data.class_names,
-            "category_ids": tuple(c.id for c in train_data.categories),
-        }
-        sizes = {k: v for k, v in (("min_size", args.min_size), ("max_size", args.max_size)) if v is not None}
-        out = Path(args.out)
-        parent = None
-        # the layers a new model (or a new class set) starts from are drawn here, before train() seeds its
-        # data order and augmentation: seed them too, so the same command gives the same model
-        torch.manual_seed(args.seed)
-        if args.resume:
-            checkpoint = read_checkpoint(out / LAST_CHECKPOINT) if (out / LAST_CHECKPOINT).is_file() else None
-            if checkpoint is None:
-                raise BadInput(f"--resume: no {LAST_CHECKPOINT} in {out}")
-            if tuple(checkpoint.class_names) != train_data.class_names:
-                raise BadInput(
-                    f"--resume: {out / LAST_CHECKPOINT} has classes {list(checkpoint.class_names)}, "
-                    f"the training data {list(train_data.class_names)}"
-                )
-            model = build_model(checkpoint.arch, **classes)
-            parent = (checkpoint.metadata or {}).get("parent")
-        elif args.weights:
-            checkpoint = read_checkpoint(args.weights)
-            if checkpoint.arch is None:
-                raise BadInput(f"cannot tell which architecture {args.weights} is for")
-            model = build_model(checkpoint.arch, **classes, **sizes)
-            new = load_weights_into(model, checkpoint)
-            parent = str(args.weights)
-            if new and rank == 0:
-                print(f"classes new to {args.weights} (start untrained): {', '.join(new)}", file=sys.stderr)
-        else:
-            head = {
-                k: v
-                for k, v in (
-                    ("fpn_channels", args.fpn_channels),
-                    ("hidden_dim", args.hidden_dim),
-                    ("mask_hidden_channels", args.mask_hidden_channels),
-                )
-                if v is not None
-            }
-            if args.anchor_sizes:
-                if args.backbone != "mobilenet_v2":
-                    raise BadInput(
-                        "--anchor-sizes applies to --backbone mobilenet_v2 (ResNet-FPN uses 32..512)"
-                    )
-                head["anchor_sizes"] = tuple(int(s) for s in args.anchor_sizes.split(","))
-            if args.no_pretrained_backbone:
-                head["backbone_weights"] = None
-            model = build_model({"name": BACKBONES[args.backbone], "kwargs": {}}, **classes, **sizes, **head)
-        model.to(device)
         cancel = CancelToken()
         _cancel_on_signals(cancel)
-        callbacks = [_MetricsFile(out / "metrics.jsonl")] if rank == 0 else []
+        callbacks = []
         if rank == 0:
-            callbacks.append(_progress_printer(args.progress))
-        metadata = {
-            "name": args.name or out.name,
-            "parent": parent,
-            "train_json": str(args.train_json),
-            "images": str(args.images),
-            "num_train_images": len(train_data.images),
-        }
+            callbacks = [_MetricsFile(Path(request.out) / METRICS_LOG), _progress_printer(request.progress)]
         try:
-            result = train(
-                model,
+            result = run_request(
+                request,
                 train_data,
-                out,
-                config,
                 val_data=val_data,
+                device=device,
                 callbacks=callbacks,
                 cancel=cancel,
-                resume=args.resume,
-                metadata=metadata,
+                notify=None if quiet else (lambda message: print(message, file=sys.stderr)),
             )
         except TrainingError as exc:
-            _report_error(args.progress, str(exc))
-            return EXIT_FAILED
-        if result.status == "cancelled":
+            _report_error(request.progress, str(exc))
+            return ExitCode.FAILED
+        if result.status is RunStatus.CANCELLED:
             if rank == 0:
                 print(f"cancelled at iteration {result.iteration}; resume with --resume", file=sys.stderr)
-            return EXIT_CANCELLED
-        if rank == 0 and args.progress != "jsonl":
+            return ExitCode.CANCELLED
+        if rank == 0 and request.progress != "jsonl":
             print(f"model written to {result.model_path}", file=sys.stderr)
-        return EXIT_OK
+        return ExitCode.OK
     finally:
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
@@ -228,7 +165,7 @@ def _predict(args: argparse.Namespace) -> int:
         + (f"; {len(failed)} images could not be read" if failed else ""),
         file=sys.stderr,
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -251,7 +188,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     else:
         result = evaluate_coco(args.gt, args.pred)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.format_table())
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _synthetic(args: argparse.Namespace) -> int:
@@ -265,7 +202,7 @@ def _synthetic(args: argparse.Namespace) -> int:
         split_name=args.split,
     )
     print(path)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -318,48 +255,45 @@ def _cancel_on_signals(cancel) -> None:
 
 
 class _MetricsFile:
-    """Appends every training event to RUN/metrics.jsonl (flushed: a crash keeps what was logged)."""
+    """Appends every training event to the run's metrics log (flushed: a crash keeps what was logged)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: TrainingEvent) -> None:
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(event) + "\n")
+            f.write(event.to_json() + "\n")
 
 
 def _progress_printer(mode: str):
     if mode == "jsonl":
 
-        def jsonl(event: dict[str, Any]) -> None:
-            sys.stdout.write(json.dumps(event) + "\n")
+        def jsonl(event: TrainingEvent) -> None:
+            sys.stdout.write(event.to_json() + "\n")
             sys.stdout.flush()
 
         return jsonl
     if mode == "none":
         return lambda event: None
-    state: dict[str, Any] = {}
+    bars: list = []  # the bar, once the run has started
 
-    def bar(event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind == "start":
-            state["bar"] = _bar(event["iterations"], "train", initial=event["start_iteration"])
-        elif kind == "progress":
-            b = state["bar"]
-            b.update(event["iteration"] - b.n)
+    def bar(event: TrainingEvent) -> None:
+        if isinstance(event, StartEvent):
+            bars.append(_bar(event.iterations, "train", initial=event.start_iteration))
+        elif isinstance(event, ProgressEvent):
+            b = bars[-1]
+            b.update(event.iteration - b.n)
             b.set_postfix(
-                loss=f"{event['losses']['total_loss']:.3f}",
-                lr=f"{event['lr']:.2e}",
-                img_s=f"{event['images_per_s']:.1f}",
+                loss=f"{event.losses['total_loss']:.3f}",
+                lr=f"{event.lr:.2e}",
+                img_s=f"{event.images_per_s:.1f}",
             )
-        elif kind == "evaluation":
-            segm = event["metrics"].get("segm", {})
-            state["bar"].write(
-                f"iteration {event['iteration']}: mask AP {segm.get('ap')}, AP50 {segm.get('ap50')}"
-            )
-        elif kind in ("done", "cancelled") and "bar" in state:
-            state["bar"].close()
+        elif isinstance(event, EvaluationEvent):
+            segm = event.metrics.get("segm", {})
+            bars[-1].write(f"iteration {event.iteration}: mask AP {segm.get('ap')}, AP50 {segm.get('ap50')}")
+        elif isinstance(event, FinishedEvent | CancelledEvent) and bars:
+            bars[-1].close()
 
     return bar
 
@@ -372,7 +306,7 @@ def _bar(total: int, desc: str, initial: int = 0):
 
 def _report_error(mode: str, message: str) -> None:
     if mode == "jsonl":
-        sys.stdout.write(json.dumps({"event": "error", "message": message}) + "\n")
+        sys.stdout.write(ErrorEvent(message=message).to_json() + "\n")
         sys.stdout.flush()
     print(f"error: {message}", file=sys.stderr)
 
@@ -406,8 +340,8 @@ def _parser() -> argparse.ArgumentParser:
                              maskrcnn-core train --train-json fixes.json --images photos --out runs/v2 \\
                                  --weights runs/v1/model_final.pt --epochs 20 --progress jsonl
                              torchrun --nproc-per-node 2 -m maskrcnn_core train ... (DistributedDataParallel)
-                           writes RUN/model_final.pt, RUN/checkpoint_last.pt (resumable),
-                           and RUN/metrics.jsonl"""),
+                           writes RUN/{final}, RUN/{last} (resumable),
+                           and RUN/{log}""").format(final=FINAL_MODEL, last=LAST_CHECKPOINT, log=METRICS_LOG),
     )
     t.add_argument("--train-json", required=True, help="COCO annotations to train on")
     t.add_argument("--images", required=True, help="folder the file_names of --train-json are relative to")
@@ -420,14 +354,23 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--backbone",
         choices=sorted(BACKBONES),
-        default="resnet50",
-        help="architecture when starting without --weights (default: resnet50)",
+        default=TrainRequest.backbone,
+        help="architecture when starting without --weights (default: %(default)s)",
     )
     length = t.add_mutually_exclusive_group(required=True)
     length.add_argument("--iterations", type=int, help="optimizer steps, e.g. 2000")
     length.add_argument("--epochs", type=float, help="passes over the training images, e.g. 12")
-    t.add_argument("--batch-size", type=int, default=2, help="images per step and process (default 2)")
-    t.add_argument("--lr", type=float, help="base learning rate (default 0.02 * global batch / 16)")
+    t.add_argument(
+        "--batch-size",
+        type=int,
+        default=TrainRequest.batch_size,
+        help="images per step and process (default %(default)s)",
+    )
+    t.add_argument(
+        "--lr",
+        type=float,
+        help=f"base learning rate (default {REFERENCE_LR} * global batch / {REFERENCE_BATCH})",
+    )
     t.add_argument(
         "--min-size", type=int, help="shorter side the images are resized to (default: the model's)"
     )
@@ -452,25 +395,44 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start a new model's backbone from random weights instead of ImageNet's",
     )
-    t.add_argument("--checkpoint-every", type=int, default=500, help="iterations between checkpoints (500)")
+    t.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=TrainRequest.checkpoint_every,
+        help="iterations between checkpoints (%(default)s)",
+    )
     t.add_argument("--eval-every", type=int, help="iterations between validations (default: at the end only)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (data order, augmentation, sampling)")
-    t.add_argument("--hflip", type=float, default=0.5, help="horizontal-flip probability (0.5)")
-    t.add_argument("--scale-min", type=float, default=0.8, help="scale-jitter range, low end (0.8)")
-    t.add_argument("--scale-max", type=float, default=1.25, help="scale-jitter range, high end (1.25)")
+    t.add_argument(
+        "--seed", type=int, default=TrainRequest.seed, help="random seed (data order, augmentation, sampling)"
+    )
+    t.add_argument(
+        "--hflip", type=float, default=TrainRequest.hflip, help="horizontal-flip probability (%(default)s)"
+    )
+    t.add_argument(
+        "--scale-min",
+        type=float,
+        default=TrainRequest.scale_min,
+        help="scale-jitter range, low end (%(default)s)",
+    )
+    t.add_argument(
+        "--scale-max",
+        type=float,
+        default=TrainRequest.scale_max,
+        help="scale-jitter range, high end (%(default)s)",
+    )
     t.add_argument("--no-scale-jitter", action="store_true", help="train at one scale")
     t.add_argument("--no-mixed-precision", action="store_true", help="train in float32 on CUDA")
     t.add_argument(
-        "--device", choices=["auto", "cpu", "cuda"], default="auto", help="(default: cuda if available)"
+        "--device", choices=DEVICES, default=TrainRequest.device, help="(default: cuda if available)"
     )
     t.add_argument("--num-threads", type=int, help="CPU threads for torch (default: torch's)")
     t.add_argument(
         "--progress",
-        choices=["bar", "jsonl", "none"],
-        default="bar",
+        choices=PROGRESS_MODES,
+        default=TrainRequest.progress,
         help="a progress bar on stderr, or one JSON object per line on stdout (for the app)",
     )
-    t.add_argument("--resume", action="store_true", help="continue from RUN/checkpoint_last.pt")
+    t.add_argument("--resume", action="store_true", help=f"continue from RUN/{LAST_CHECKPOINT}")
     t.add_argument("--name", help="model name stored in the checkpoint (default: the run folder's name)")
     t.set_defaults(run=_train)
 

@@ -1,9 +1,14 @@
 """The fine-tuning loop: SGD with warm-up and step decay, checkpoints that resume exactly, DDP.
 
-The recipe is the paper's and torchvision's: SGD, momentum 0.9, weight decay 1e-4, learning rate
-0.02 x (global batch / 16), linear warm-up, then x0.1 steps late in the run; mixed precision on CUDA;
-gradient clipping. Progress, evaluation and checkpoint events go to callbacks as plain dicts (the CLI
-prints them as a bar or as JSON lines for the app).
+The recipe is the paper's and torchvision's: SGD, momentum 0.9, weight decay 1e-4, the protocol's
+:func:`~maskrcnn_core.protocol.default_lr` for the global batch, linear warm-up, then x0.1 steps late in
+the run; mixed precision on CUDA; gradient clipping.
+
+:class:`Trainer` keeps the run's state in fields and runs the step; what happens around the steps is
+hooks (in the spirit of detectron2's ``SimpleTrainer`` and ``HookBase``): :class:`ProgressHook` reports
+each step, :class:`EvaluationHook` validates, :class:`CheckpointHook` writes the resumable checkpoint.
+Everything a run reports goes to callbacks as the protocol's typed training events (the CLI prints them
+as a bar or as JSON lines for the app, and logs them to the run's metrics file).
 
 Exact resume: the data order is a pure function of (seed, iteration), augmentation and the model's
 sampling draw from torch's RNG, whose state is checkpointed with model, optimizer, scheduler and
@@ -12,7 +17,6 @@ iteration — so on CPU a resumed run reproduces the loss curve of an uninterrup
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -29,14 +33,39 @@ from maskrcnn_core.data.coco import CocoData
 from maskrcnn_core.data.dataset import InstanceDataset, collate_detection
 from maskrcnn_core.data.transforms import Compose, RandomHorizontalFlip, RandomScale
 from maskrcnn_core.model.backbones import set_trainable_stages
-from maskrcnn_core.model.mask_rcnn import LOSS_KEYS
 from maskrcnn_core.model.weights import read_checkpoint, save_checkpoint
+from maskrcnn_core.protocol import (
+    FINAL_MODEL,
+    LAST_CHECKPOINT,
+    LOSS_KEYS,
+    CancelledEvent,
+    CheckpointEvent,
+    EvaluationEvent,
+    FinishedEvent,
+    ProgressEvent,
+    RunStatus,
+    StartEvent,
+    TrainingEvent,
+    TrainRequest,
+    default_lr,
+    iterations_of_run,
+)
 
-Event = dict[str, Any]
-Callback = Callable[[Event], None]
+Callback = Callable[[TrainingEvent], None]
 
-LAST_CHECKPOINT = "checkpoint_last.pt"
-FINAL_MODEL = "model_final.pt"
+__all__ = [
+    "FINAL_MODEL",
+    "LAST_CHECKPOINT",
+    "CheckpointHook",
+    "EvaluationHook",
+    "HookBase",
+    "ProgressHook",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "TrainingError",
+    "train",
+]
 
 
 class TrainingError(RuntimeError):
@@ -50,7 +79,7 @@ class TrainConfig:
     iterations: int | None = None
     epochs: float | None = None
     batch_size: int = 2  # images per process and step
-    lr: float | None = None  # None: 0.02 * global batch / 16
+    lr: float | None = None  # None: protocol.default_lr(global batch)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     warmup_iterations: int | None = None  # None: a tenth of the run, at most 1000
@@ -87,15 +116,109 @@ class TrainConfig:
         if self.scale_jitter is not None:
             self.scale_jitter = (float(self.scale_jitter[0]), float(self.scale_jitter[1]))
 
+    @classmethod
+    def from_request(cls, request: TrainRequest) -> TrainConfig:
+        """The recipe a ``train`` command asks for."""
+        return cls(
+            iterations=request.iterations,
+            epochs=request.epochs,
+            batch_size=request.batch_size,
+            lr=request.lr,
+            trainable_backbone_layers=request.trainable_backbone_layers,
+            mixed_precision=request.mixed_precision,
+            checkpoint_every=request.checkpoint_every,
+            eval_every=request.eval_every,
+            seed=request.seed,
+            hflip_prob=request.hflip,
+            scale_jitter=(request.scale_min, request.scale_max) if request.scale_jitter else None,
+        )
+
 
 @dataclass
 class TrainResult:
-    status: str  # "finished" or "cancelled"
+    status: RunStatus  # FINISHED or CANCELLED (a failure raises)
     iteration: int
     model_path: Path | None  # model_final.pt when finished
     checkpoint_path: Path | None
     last_losses: dict[str, float] = field(default_factory=dict)
     last_metrics: dict | None = None
+
+
+# ------------------------------------------------------------------------------------------------ hooks
+
+
+class HookBase:
+    """Something done around the steps of a :class:`Trainer`; override the moments you need.
+
+    Every rank calls every hook (checkpoints and evaluation synchronise the processes); only rank 0's
+    events reach the callbacks.
+    """
+
+    def before_train(self, trainer: Trainer) -> None:
+        """After the start event, before the first step of this process."""
+
+    def after_step(self, trainer: Trainer) -> None:
+        """After each optimizer step (``trainer.iteration`` counts it)."""
+
+    def after_train(self, trainer: Trainer) -> None:
+        """After the last step of a complete run, before the final model is written (not on cancel)."""
+
+
+class ProgressHook(HookBase):
+    """A progress event per step: losses, learning rate, epoch, speed and time left."""
+
+    def before_train(self, trainer: Trainer) -> None:
+        self.started = time.monotonic()
+        self.images_seen = 0
+
+    def after_step(self, trainer: Trainer) -> None:
+        self.images_seen += trainer.global_batch
+        elapsed = time.monotonic() - self.started
+        rate = self.images_seen / elapsed if elapsed > 0 else 0.0
+        remaining = (trainer.total - trainer.iteration) * trainer.global_batch
+        trainer.emit(
+            ProgressEvent(
+                iteration=trainer.iteration,
+                iterations=trainer.total,
+                epoch=trainer.iteration * trainer.global_batch / len(trainer.dataset),
+                losses=trainer.last_losses,
+                lr=trainer.optimizer.param_groups[0]["lr"],
+                images_per_s=rate,
+                eta_s=remaining / rate if rate > 0 else None,
+                elapsed_s=elapsed,
+            )
+        )
+
+
+class EvaluationHook(HookBase):
+    """Validation every ``every`` iterations (``None``: none during the run) and at the end."""
+
+    def __init__(self, every: int | None) -> None:
+        self.every = every
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.every and trainer.iteration % self.every == 0 and trainer.iteration < trainer.total:
+            trainer.validate()
+
+    def after_train(self, trainer: Trainer) -> None:
+        trainer.validate()
+
+
+class CheckpointHook(HookBase):
+    """The resumable checkpoint every ``every`` iterations and at the end (a cancel writes its own)."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+
+    def after_step(self, trainer: Trainer) -> None:
+        if trainer.iteration % self.every == 0 and trainer.iteration < trainer.total:
+            trainer.write_checkpoint()
+
+    def after_train(self, trainer: Trainer) -> None:
+        trainer.write_checkpoint()
+
+
+# ---------------------------------------------------------------------------------------------- trainer
 
 
 class _LossModule(nn.Module):
@@ -107,6 +230,246 @@ class _LossModule(nn.Module):
 
     def forward(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
         return self.model.get_loss(images, targets)
+
+
+class Trainer:
+    """One training run of ``model`` (already on its device) on ``train_data``, written to ``out_dir``.
+
+    Under ``torch.distributed`` (``torchrun``) each process builds the same trainer: the data is split by
+    rank, gradients are averaged, and only rank 0 writes files and emits events. Call :meth:`resume` to
+    continue from the run's last checkpoint, then :meth:`train`.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: CocoData,
+        out_dir: str | Path,
+        config: TrainConfig,
+        *,
+        val_data: CocoData | None = None,
+        callbacks: Sequence[Callback] = (),
+        cancel: CancelToken | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if train_data.num_classes != model.config.num_classes:
+            raise ValueError(
+                f"the model has {model.config.num_classes} classes but the training data "
+                f"{train_data.num_classes}; build the model with the data's classes"
+            )
+        self.model, self.config, self.out_dir = model, config, Path(out_dir)
+        self.val_data, self.cancel, self.metadata = val_data, cancel, dict(metadata or {})
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self.callbacks = list(callbacks) if self.rank == 0 else []
+        self.device = next(model.parameters()).device
+        if config.trainable_backbone_layers is not None:
+            set_trainable_stages(model.backbone, config.trainable_backbone_layers)
+        self.dataset = InstanceDataset(train_data, transforms=_augmentation(config))
+        if len(self.dataset) == 0:
+            raise ValueError("the training data has no images")
+
+        self.global_batch = config.batch_size * self.world
+        self.total = iterations_of_run(config.iterations, config.epochs, len(self.dataset), self.global_batch)
+        self.base_lr = config.lr if config.lr is not None else default_lr(self.global_batch)
+        warmup = config.warmup_iterations
+        warmup = warmup if warmup is not None else min(1000, self.total // 10)
+        steps = [int(f * self.total) for f in config.lr_steps]
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.SGD(
+            self.params, lr=self.base_lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda i: _lr_factor(i, warmup, config.warmup_factor, steps, config.lr_gamma)
+        )
+        self.amp_dtype = _amp_dtype(self.device, config.mixed_precision)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.start_iteration = 0
+        self.iteration = 0
+        self.last_losses: dict[str, float] = {}
+        self.last_metrics: dict | None = None
+        self.checkpoint_path: Path | None = None
+        self.hooks: list[HookBase] = [ProgressHook()]
+        if val_data is not None:
+            self.hooks.append(EvaluationHook(config.eval_every))
+        self.hooks.append(CheckpointHook(config.checkpoint_every))
+        torch.manual_seed(config.seed + self.rank)  # before resume(), which restores the RNG it left
+
+    # -------------------------------------------------------------------------------------- the run
+    @property
+    def run_info(self) -> dict[str, Any]:
+        """What the run is, as the start event and the final model's metadata record it."""
+        return {
+            "iterations": self.total,
+            "global_batch": self.global_batch,
+            "base_lr": self.base_lr,
+            "world_size": self.world,
+            "config": _plain(asdict(self.config)),
+            "num_train_images": len(self.dataset),
+        }
+
+    def resume(self) -> None:
+        """Continue from ``out_dir``'s last checkpoint: model, optimizer, scheduler, RNG, iteration."""
+        path = self.out_dir / LAST_CHECKPOINT
+        if not path.is_file():
+            raise TrainingError(f"--resume: no checkpoint at {path}")
+        checkpoint = read_checkpoint(path)
+        state = checkpoint.training_state
+        if not state:
+            raise TrainingError(f"{path} holds no training state to resume from")
+        if state["world_size"] != self.world:
+            raise TrainingError(f"{path} was written by {state['world_size']} processes; resume with as many")
+        if state["iterations"] != self.total:
+            raise TrainingError(
+                f"{path} is from a run of {state['iterations']} iterations; "
+                f"resume with the same length (now {self.total})"
+            )
+        self.model.load_state_dict(checkpoint.state_dict)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["grad_scaler"])
+        rng = state["rng"][self.rank]
+        torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.start_iteration = self.iteration = int(state["iteration"])
+
+    def train(self) -> TrainResult:
+        """Run to the end (or to a cancel); every rank returns the same result."""
+        self._loss_module: nn.Module = _LossModule(self.model)
+        if self.world > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self._loss_module = nn.parallel.DistributedDataParallel(self._loss_module, device_ids=device_ids)
+        self.emit(StartEvent(start_iteration=self.start_iteration, **self.run_info))
+        self.model.train()
+        for hook in self.hooks:
+            hook.before_train(self)
+        while self.iteration < self.total:
+            if self.cancel is not None and _any_rank(self.cancel.cancelled, self.device):
+                return self._cancelled()
+            self.last_losses = self.run_step()
+            self.iteration += 1
+            for hook in self.hooks:
+                hook.after_step(self)
+        for hook in self.hooks:
+            hook.after_train(self)
+        return self._finished()
+
+    def run_step(self) -> dict[str, float]:
+        """One optimizer step on this rank's share of the next global batch; the losses over all ranks."""
+        config = self.config
+        indices = _batch_indices(
+            self.iteration, len(self.dataset), config.batch_size, self.rank, self.world, config.seed
+        )
+        images, targets = collate_detection([self.dataset[i] for i in indices])
+        images = [im.to(self.device, non_blocking=True) for im in images]
+        targets = [
+            {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
+        ]
+        try:
+            autocast = (
+                torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
+            )
+            with autocast:
+                losses = self._loss_module(images, targets)
+            total_loss = losses["total_loss"]
+            if not torch.isfinite(total_loss):
+                raise TrainingError(
+                    f"the loss became {total_loss.item()} at iteration {self.iteration + 1}; "
+                    "lower the learning rate (--lr) or check the data"
+                )
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(total_loss).backward()
+            if config.grad_clip_norm is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip_norm)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        except torch.cuda.OutOfMemoryError:
+            raise TrainingError(
+                f"CUDA out of memory with {config.batch_size} images per step at up to "
+                f"{self.model.config.max_size} px: use a smaller --batch-size or --max-size"
+            ) from None
+        self.scheduler.step()
+        return {k: _mean_over_ranks(losses[k].detach(), self.world) for k in LOSS_KEYS}
+
+    def emit(self, event: TrainingEvent) -> None:
+        """Hand ``event`` to the callbacks (rank 0's; the other ranks have none)."""
+        for callback in self.callbacks:
+            callback(event)
+
+    def validate(self) -> None:
+        """Score the model on the validation data (rank 0) into ``last_metrics``, with an event."""
+        if self.rank != 0 or self.val_data is None:
+            return
+        from maskrcnn_core.engine.validation import evaluate_model
+
+        self.last_metrics = evaluate_model(self.model, self.val_data).to_dict()
+        self.model.train()
+        self.emit(EvaluationEvent(iteration=self.iteration, metrics=self.last_metrics))
+
+    def write_checkpoint(self) -> Path:
+        """Write ``checkpoint_last.pt`` atomically (rank 0) with every rank's RNG state."""
+        rng = [_rng_state()]
+        if self.world > 1:
+            rng = [None] * self.world
+            dist.all_gather_object(rng, _rng_state())
+        path = self.out_dir / LAST_CHECKPOINT
+        if self.rank == 0:
+            training_state = {
+                "iteration": self.iteration,
+                "iterations": self.total,
+                "world_size": self.world,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "grad_scaler": self.scaler.state_dict(),
+                "rng": rng,
+                "train_config": _plain(asdict(self.config)),
+            }
+            metadata = {**self.metadata, "iteration": self.iteration}
+            save_checkpoint(path, self.model, metadata=metadata, training_state=training_state)
+            self.emit(CheckpointEvent(iteration=self.iteration, path=str(path)))
+        if self.world > 1:
+            dist.barrier()
+        self.checkpoint_path = path
+        return path
+
+    # ------------------------------------------------------------------------------------ the ends
+    def _cancelled(self) -> TrainResult:
+        checkpoint = self.write_checkpoint()
+        self.emit(CancelledEvent(iteration=self.iteration, checkpoint=str(checkpoint)))
+        return TrainResult(
+            RunStatus.CANCELLED, self.iteration, None, checkpoint, self.last_losses, self.last_metrics
+        )
+
+    def _finished(self) -> TrainResult:
+        final = self.out_dir / FINAL_MODEL
+        model_path = None
+        if self.rank == 0:
+            final_metadata = {
+                **self.metadata,
+                "training": self.run_info,
+                "iteration": self.iteration,
+                "final_losses": self.last_losses,
+                "validation": self.last_metrics,
+            }
+            model_path = save_checkpoint(final, self.model, metadata=final_metadata)
+        self.emit(
+            FinishedEvent(
+                iteration=self.iteration,
+                model=str(final),
+                losses=self.last_losses,
+                validation=self.last_metrics,
+            )
+        )
+        return TrainResult(
+            RunStatus.FINISHED,
+            self.iteration,
+            model_path,
+            self.checkpoint_path,
+            self.last_losses,
+            self.last_metrics,
+        )
 
 
 def train(
@@ -121,182 +484,32 @@ def train(
     resume: bool = False,
     metadata: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Train ``model`` (already on its device) on ``train_data``; write checkpoints to ``out_dir``.
+    """Train ``model`` on ``train_data`` with a :class:`Trainer`; ``resume`` continues ``out_dir``'s run."""
+    trainer = Trainer(
+        model,
+        train_data,
+        out_dir,
+        config,
+        val_data=val_data,
+        callbacks=callbacks,
+        cancel=cancel,
+        metadata=metadata,
+    )
+    if resume:
+        trainer.resume()
+    return trainer.train()
 
-    Under ``torch.distributed`` (``torchrun``) each process passes the same arguments: the data is split
-    by rank, gradients are averaged, and only rank 0 writes files and emits events.
-    """
-    out_dir = Path(out_dir)
-    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-    device = next(model.parameters()).device
-    if train_data.num_classes != model.config.num_classes:
-        raise ValueError(
-            f"the model has {model.config.num_classes} classes but the training data "
-            f"{train_data.num_classes}; "
-            "build the model with the data's classes"
-        )
-    if config.trainable_backbone_layers is not None:
-        set_trainable_stages(model.backbone, config.trainable_backbone_layers)
 
+# ---------------------------------------------------------------------------------------------------
+
+
+def _augmentation(config: TrainConfig) -> Compose:
     transforms = []
     if config.hflip_prob > 0:
         transforms.append(RandomHorizontalFlip(config.hflip_prob))
     if config.scale_jitter is not None:
         transforms.append(RandomScale(*config.scale_jitter))
-    dataset = InstanceDataset(train_data, transforms=Compose(transforms))
-    if len(dataset) == 0:
-        raise ValueError("the training data has no images")
-    global_batch = config.batch_size * world
-    total = config.iterations or max(1, math.ceil(config.epochs * len(dataset) / global_batch))
-    base_lr = config.lr if config.lr is not None else 0.02 * global_batch / 16
-    warmup = config.warmup_iterations if config.warmup_iterations is not None else min(1000, total // 10)
-    steps = [int(f * total) for f in config.lr_steps]
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=base_lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda i: _lr_factor(i, warmup, config.warmup_factor, steps, config.lr_gamma)
-    )
-    amp_dtype = _amp_dtype(device, config.mixed_precision)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    start = 0
-    torch.manual_seed(config.seed + rank)
-    if resume:
-        start = _restore(out_dir / LAST_CHECKPOINT, model, optimizer, scheduler, scaler, rank, world, total)
-
-    loss_module: nn.Module = _LossModule(model)
-    if world > 1:
-        loss_module = nn.parallel.DistributedDataParallel(
-            loss_module, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    emit = _emitter(callbacks if rank == 0 else ())
-    run_info = {
-        "iterations": total,
-        "global_batch": global_batch,
-        "base_lr": base_lr,
-        "world_size": world,
-        "config": _plain(asdict(config)),
-        "num_train_images": len(dataset),
-    }
-    emit({"event": "start", "start_iteration": start, **run_info})
-
-    def write_checkpoint(iteration: int) -> Path:
-        return _checkpoint(
-            out_dir,
-            model,
-            optimizer,
-            scheduler,
-            scaler,
-            iteration,
-            config,
-            run_info,
-            metadata,
-            rank,
-            world,
-            emit,
-        )
-
-    model.train()
-    last_losses: dict[str, float] = {}
-    last_metrics: dict | None = None
-    checkpoint_path: Path | None = None
-    started = time.monotonic()
-    images_seen = 0
-    iteration = start
-    status = "finished"
-    while iteration < total:
-        if cancel is not None and _any_rank(cancel.cancelled, device):
-            status = "cancelled"
-            break
-        indices = _batch_indices(iteration, len(dataset), config.batch_size, rank, world, config.seed)
-        images, targets = collate_detection([dataset[i] for i in indices])
-        images = [im.to(device, non_blocking=True) for im in images]
-        targets = [{k: (v.to(device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets]
-        try:
-            with torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else nullcontext():
-                losses = loss_module(images, targets)
-            total_loss = losses["total_loss"]
-            if not torch.isfinite(total_loss):
-                raise TrainingError(
-                    f"the loss became {total_loss.item()} at iteration {iteration + 1}; "
-                    "lower the learning rate (--lr) or check the data"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(total_loss).backward()
-            if config.grad_clip_norm is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, config.grad_clip_norm)
-            scaler.step(optimizer)
-            scaler.update()
-        except torch.cuda.OutOfMemoryError:
-            raise TrainingError(
-                f"CUDA out of memory with {config.batch_size} images per step at up to "
-                f"{model.config.max_size} px: use a smaller --batch-size or --max-size"
-            ) from None
-        scheduler.step()
-        iteration += 1
-        images_seen += global_batch
-
-        last_losses = {k: _mean_over_ranks(losses[k].detach(), world) for k in LOSS_KEYS}
-        elapsed = time.monotonic() - started
-        rate = images_seen / elapsed if elapsed > 0 else 0.0
-        emit(
-            {
-                "event": "progress",
-                "iteration": iteration,
-                "iterations": total,
-                "epoch": iteration * global_batch / len(dataset),
-                "losses": last_losses,
-                "lr": optimizer.param_groups[0]["lr"],
-                "images_per_s": rate,
-                "eta_s": (total - iteration) * global_batch / rate if rate > 0 else None,
-                "elapsed_s": elapsed,
-            }
-        )
-        if (
-            val_data is not None
-            and config.eval_every
-            and iteration % config.eval_every == 0
-            and iteration < total
-        ):
-            last_metrics = _validate(model, val_data, iteration, rank, emit)
-        if iteration % config.checkpoint_every == 0 and iteration < total:
-            checkpoint_path = write_checkpoint(iteration)
-
-    if status == "cancelled":
-        checkpoint_path = write_checkpoint(iteration)
-        emit({"event": "cancelled", "iteration": iteration, "checkpoint": str(checkpoint_path)})
-        return TrainResult("cancelled", iteration, None, checkpoint_path, last_losses, last_metrics)
-
-    if val_data is not None:
-        last_metrics = _validate(model, val_data, iteration, rank, emit)
-    checkpoint_path = write_checkpoint(iteration)
-    model_path = None
-    if rank == 0:
-        final_metadata = {
-            **(metadata or {}),
-            "training": run_info,
-            "iteration": iteration,
-            "final_losses": last_losses,
-            "validation": last_metrics,
-        }
-        model_path = save_checkpoint(out_dir / FINAL_MODEL, model, metadata=final_metadata)
-    emit(
-        {
-            "event": "done",
-            "iteration": iteration,
-            "model": str(out_dir / FINAL_MODEL),
-            "losses": last_losses,
-            "validation": last_metrics,
-        }
-    )
-    return TrainResult("finished", iteration, model_path, checkpoint_path, last_losses, last_metrics)
-
-
-# ---------------------------------------------------------------------------------------------
+    return Compose(transforms)
 
 
 def _lr_factor(i: int, warmup: int, warmup_factor: float, steps: list[int], gamma: float) -> float:
@@ -350,84 +563,11 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
     return bool(t.item() > 0)
 
 
-def _validate(model: nn.Module, val_data: CocoData, iteration: int, rank: int, emit: Callback) -> dict | None:
-    if rank != 0:
-        return None
-    from maskrcnn_core.engine.validation import evaluate_model
-
-    result = evaluate_model(model, val_data).to_dict()
-    model.train()
-    emit({"event": "evaluation", "iteration": iteration, "metrics": result})
-    return result
-
-
 def _rng_state() -> dict[str, Any]:
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
-
-
-def _checkpoint(
-    out_dir, model, optimizer, scheduler, scaler, iteration, config, run_info, metadata, rank, world, emit
-) -> Path:
-    """Write ``checkpoint_last.pt`` atomically (rank 0) with every rank's RNG state."""
-    rng = [_rng_state()]
-    if world > 1:
-        rng = [None] * world
-        dist.all_gather_object(rng, _rng_state())
-    path = out_dir / LAST_CHECKPOINT
-    if rank == 0:
-        training_state = {
-            "iteration": iteration,
-            "iterations": run_info["iterations"],
-            "world_size": world,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "grad_scaler": scaler.state_dict(),
-            "rng": rng,
-            "train_config": _plain(asdict(config)),
-        }
-        save_checkpoint(
-            path, model, metadata={**(metadata or {}), "iteration": iteration}, training_state=training_state
-        )
-        emit({"event": "checkpoint", "iteration": iteration, "path": str(path)})
-    if world > 1:
-        dist.barrier()
-    return path
-
-
-def _restore(path: Path, model, optimizer, scheduler, scaler, rank: int, world: int, total: int) -> int:
-    if not path.is_file():
-        raise TrainingError(f"--resume: no checkpoint at {path}")
-    checkpoint = read_checkpoint(path)
-    state = checkpoint.training_state
-    if not state:
-        raise TrainingError(f"{path} holds no training state to resume from")
-    if state["world_size"] != world:
-        raise TrainingError(f"{path} was written by {state['world_size']} processes; resume with as many")
-    if state["iterations"] != total:
-        raise TrainingError(
-            f"{path} is from a run of {state['iterations']} iterations; "
-            f"resume with the same length (now {total})"
-        )
-    model.load_state_dict(checkpoint.state_dict)
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
-    scaler.load_state_dict(state["grad_scaler"])
-    rng = state["rng"][rank]
-    torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    return int(state["iteration"])
-
-
-def _emitter(callbacks: Sequence[Callback]) -> Callback:
-    def emit(event: Event) -> None:
-        for callback in callbacks:
-            callback(event)
-
-    return emit
 
 
 def _plain(value: Any) -> Any:

@@ -29,12 +29,12 @@ from maskrcnn_core.model.config import MaskRCNNConfig
 from maskrcnn_core.model.heads import ImageTransform, MLPBoxHead
 from maskrcnn_core.model.inputs import ImagesLike, check_images, check_targets
 from maskrcnn_core.model.pooling import ParallelMultiScaleRoIAlign
-
-#: the loss keys, in the order they are logged
-LOSS_KEYS = ("rpn_cls_loss", "rpn_reg_loss", "roi_cls_loss", "roi_reg_loss", "mask_loss", "total_loss")
+from maskrcnn_core.protocol import LOSS_KEYS
 
 
 class MaskRCNNLoss(TypedDict):
+    """The losses of one step, keyed by :data:`~maskrcnn_core.protocol.LOSS_KEYS` (in that order)."""
+
     rpn_cls_loss: Tensor
     rpn_reg_loss: Tensor
     roi_cls_loss: Tensor
@@ -212,14 +212,9 @@ class MaskRCNN(nn.Module):
         mask = maskrcnn_loss(mask_logits, mask_proposals, gt_masks, gt_labels, mask_matched)
 
         total = rpn_cls + rpn_reg + roi_cls + roi_reg + mask
-        return MaskRCNNLoss(
-            rpn_cls_loss=rpn_cls,
-            rpn_reg_loss=rpn_reg,
-            roi_cls_loss=roi_cls,
-            roi_reg_loss=roi_reg,
-            mask_loss=mask,
-            total_loss=total,
-        )
+        # named and ordered by the protocol's LOSS_KEYS, as the training events carry them
+        values = (rpn_cls, rpn_reg, roi_cls, roi_reg, mask, total)
+        return MaskRCNNLoss(**dict(zip(LOSS_KEYS, values, strict=True)))
 
     # ------------------------------------------------------------------ inference building blocks
 

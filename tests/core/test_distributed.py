@@ -24,7 +24,8 @@ from tiny_model import TINY_CLI_FLAGS
 
 from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
 from maskrcnn_core.data import generate_synthetic_dataset, load_coco
-from maskrcnn_core.engine.training import FINAL_MODEL, LAST_CHECKPOINT, TrainConfig, train
+from maskrcnn_core.engine.training import TrainConfig, train
+from maskrcnn_core.protocol import FINAL_MODEL, LAST_CHECKPOINT, METRICS_LOG
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +61,7 @@ def _run(root: Path, out: Path, world: int, batch_size: int, lr: float = LR) -> 
     events: list[dict] = []
     model = _tiny_model(data)
     config = TrainConfig(iterations=ITERATIONS, batch_size=batch_size, **{**CONFIG, "lr": lr})
-    train(model, data, out, config, callbacks=[events.append])
+    train(model, data, out, config, callbacks=[lambda event: events.append(event.to_dict())])
     return events, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -192,10 +193,10 @@ def test_torchrun_command_trains_with_two_processes(shapes_root: Path, tmp_path:
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    logged = [json.loads(line) for line in (out / METRICS_LOG).read_text().splitlines()]
     for events in (printed, logged):  # each event once: rank 1 neither prints nor logs
         kinds = [e["event"] for e in events]
-        assert kinds == ["start", "progress", "progress", "checkpoint", "progress", "checkpoint", "done"]
+        assert kinds == ["start", "progress", "progress", "checkpoint", "progress", "checkpoint", "finished"]
         assert events[0]["world_size"] == 2 and events[0]["global_batch"] == 2
     model = load_model(out / FINAL_MODEL)
     assert model.checkpoint_metadata["training"]["world_size"] == 2

@@ -22,9 +22,9 @@ import pytest
 from tiny_model import TINY_CLI_FLAGS
 
 from maskrcnn_core import load_model
-from maskrcnn_core.cli import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_OK, _parser, main
+from maskrcnn_core.cli import _parser, main
 from maskrcnn_core.data import generate_synthetic_dataset
-from maskrcnn_core.engine.training import FINAL_MODEL, LAST_CHECKPOINT
+from maskrcnn_core.protocol import FINAL_MODEL, LAST_CHECKPOINT, METRICS_LOG, ExitCode, parse_event
 
 pytestmark = pytest.mark.slow
 
@@ -86,18 +86,19 @@ def trained(
 
 def test_train_prints_json_lines_and_writes_the_run(trained) -> None:
     done, out = trained
-    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    assert done.returncode == ExitCode.OK, done.stderr[-3000:]
     events = _json_lines(done.stdout)
     kinds = [e["event"] for e in events]
-    assert kinds == ["start", "progress", "progress", "checkpoint", "progress", "checkpoint", "done"]
+    assert kinds == ["start", "progress", "progress", "checkpoint", "progress", "checkpoint", "finished"]
     assert events[0]["iterations"] == 3 and events[0]["start_iteration"] == 0
     progress = events[1]
     assert progress["iteration"] == 1 and progress["iterations"] == 3
     assert {"total_loss", "mask_loss", "rpn_cls_loss"} <= set(progress["losses"])
     assert progress["lr"] > 0 and progress["images_per_s"] > 0
     assert events[-1]["model"] == str(out / FINAL_MODEL)
-    # metrics.jsonl holds the same events
-    assert _json_lines((out / "metrics.jsonl").read_text()) == events
+    # the metrics log holds the same events, and each line is a typed event of the protocol
+    assert [parse_event(line).to_dict() for line in done.stdout.splitlines()] == events
+    assert _json_lines((out / METRICS_LOG).read_text()) == events
     model = load_model(out / FINAL_MODEL)
     assert model.config.category_ids == CATEGORY_IDS and model.config.class_names == ("circle", "square")
     assert (out / LAST_CHECKPOINT).is_file()
@@ -190,15 +191,15 @@ def test_bad_input_exits_2_with_a_report_naming_images_and_annotations(
     out = tmp_path / "run"
     malformed = tmp_path / "malformed.json"
     malformed.write_text('{"images": [')
-    assert main([*_train_args(malformed, images, out), "--iterations", "1"]) == EXIT_BAD_INPUT
+    assert main([*_train_args(malformed, images, out), "--iterations", "1"]) == ExitCode.BAD_INPUT
     err = capsys.readouterr().err
     assert err.startswith("error:") and "malformed.json" in err and "JSON" in err
 
     no_images_key = _broken_copy(shapes, tmp_path, lambda c: c.pop("images"))
-    assert main([*_train_args(no_images_key, images, out), "--iterations", "1"]) == EXIT_BAD_INPUT
+    assert main([*_train_args(no_images_key, images, out), "--iterations", "1"]) == ExitCode.BAD_INPUT
     assert "images" in capsys.readouterr().err
 
-    assert main(["evaluate", "--gt", str(malformed), "--pred", str(malformed)]) == EXIT_BAD_INPUT
+    assert main(["evaluate", "--gt", str(malformed), "--pred", str(malformed)]) == ExitCode.BAD_INPUT
     assert "cannot read the ground truth" in capsys.readouterr().err
     assert main(["predict", "--weights", "nowhere.pt", "--images", str(images), "--out", "r.json"]) == 2
     assert "nowhere.pt" in capsys.readouterr().err
@@ -211,11 +212,11 @@ def test_bad_input_exits_2_with_a_report_naming_images_and_annotations(
     ):
         broken = _broken_copy(shapes, tmp_path, edit)
         code = main(["evaluate", "--gt", str(broken), "--weights", "x.pt", "--images", str(tmp_path / "no")])
-        assert code == EXIT_BAD_INPUT  # no images folder: fatal
+        assert code == ExitCode.BAD_INPUT  # no images folder: fatal
         assert "does not exist" in capsys.readouterr().err
         results = tmp_path / "r.json"
         args = ["predict", "--weights", "missing.pt", "--images", str(images), "--coco", str(broken)]
-        assert main([*args, "--out", str(results)]) == EXIT_BAD_INPUT  # the weights are missing ...
+        assert main([*args, "--out", str(results)]) == ExitCode.BAD_INPUT  # the weights are missing ...
         err = capsys.readouterr().err
         assert "skipped" in err and all(e in err for e in expected), err  # ... after the report
 
@@ -229,7 +230,7 @@ def test_training_refuses_fatal_problems_and_skips_the_rest(shapes: Path, tmp_pa
     command = _train_command(shapes, tmp_path / "fatal", "--iterations", "1")
     command[command.index(str(shapes / "train.json"))] = str(fatal)
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=ENV)
-    assert done.returncode == EXIT_BAD_INPUT, done.stderr[-2000:]
+    assert done.returncode == ExitCode.BAD_INPUT, done.stderr[-2000:]
     assert "fatal" in done.stderr and "duplicate" in done.stderr.lower() and "1" in done.stderr
     assert not (tmp_path / "fatal" / FINAL_MODEL).exists()
 
@@ -242,7 +243,7 @@ def test_training_refuses_fatal_problems_and_skips_the_rest(shapes: Path, tmp_pa
     command = _train_command(shapes, tmp_path / "partial", "--iterations", "1")
     command[command.index(str(shapes / "train.json"))] = str(partial)
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=ENV)
-    assert done.returncode == EXIT_OK, done.stderr[-2000:]
+    assert done.returncode == ExitCode.OK, done.stderr[-2000:]
     assert "skipped 1 images and 1 annotations" in done.stderr
     assert "annotation 1, image 1" in done.stderr and "image 2" in done.stderr
     start = _json_lines(done.stdout)[0]
@@ -264,7 +265,7 @@ def test_sigterm_writes_a_checkpoint_exits_3_and_resume_finishes(shapes: Path, t
         rest, err = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == EXIT_CANCELLED, err[-2000:]
+    assert process.returncode == ExitCode.CANCELLED, err[-2000:]
     events = _json_lines("".join(lines) + rest)
     cancelled = events[-1]
     assert cancelled["event"] == "cancelled" and events[-2]["event"] == "checkpoint"
@@ -274,12 +275,12 @@ def test_sigterm_writes_a_checkpoint_exits_3_and_resume_finishes(shapes: Path, t
     assert "--resume" in err
 
     done = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=180, env=ENV)
-    assert done.returncode == EXIT_OK, done.stderr[-2000:]
+    assert done.returncode == ExitCode.OK, done.stderr[-2000:]
     resumed = _json_lines(done.stdout)
     assert resumed[0]["event"] == "start" and resumed[0]["start_iteration"] == stopped_at
-    assert resumed[-1]["event"] == "done" and resumed[-1]["iteration"] == int(iterations)
+    assert resumed[-1]["event"] == "finished" and resumed[-1]["iteration"] == int(iterations)
     # the log of both runs together has every iteration once
-    logged = _json_lines((out / "metrics.jsonl").read_text())
+    logged = _json_lines((out / METRICS_LOG).read_text())
     steps = [e["iteration"] for e in logged if e["event"] == "progress"]
     assert steps == list(range(1, int(iterations) + 1))
     assert load_model(out / FINAL_MODEL).checkpoint_metadata["iteration"] == int(iterations)
@@ -314,6 +315,6 @@ def test_a_bad_nice_value_is_refused_before_anything_runs(tmp_path, capsys, nice
     out = tmp_path / "synthetic"
     with pytest.raises(SystemExit) as exited:
         main(["--nice", niceness, "synthetic", str(out), "--num-images", "1"])
-    assert exited.value.code == EXIT_BAD_INPUT
+    assert exited.value.code == ExitCode.BAD_INPUT
     assert "--nice" in capsys.readouterr().err
     assert not out.exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -13,13 +12,17 @@ from tiny_model import TINY
 from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.data import generate_synthetic_dataset, load_coco
-from maskrcnn_core.engine.training import (
+from maskrcnn_core.engine.training import TrainConfig, TrainingError, _lr_factor, train
+from maskrcnn_core.protocol import (
     FINAL_MODEL,
     LAST_CHECKPOINT,
-    TrainConfig,
-    TrainingError,
-    _lr_factor,
-    train,
+    METRICS_LOG,
+    EvaluationEvent,
+    EventType,
+    ProgressEvent,
+    RunStatus,
+    TrainingEvent,
+    parse_event,
 )
 
 
@@ -42,27 +45,27 @@ def tiny_model(data) -> torch.nn.Module:
 
 
 def losses_of(run: Path) -> list[dict]:
-    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [e["losses"] for e in events if e["event"] == "progress"]
+    events = [parse_event(line) for line in (run / METRICS_LOG).read_text().splitlines()]
+    return [e.losses for e in events if isinstance(e, ProgressEvent)]
 
 
 class Recorder:
     def __init__(self, stop_at: int | None = None, token: CancelToken | None = None) -> None:
-        self.events: list[dict] = []
+        self.events: list[TrainingEvent] = []
         self.stop_at, self.token = stop_at, token
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event: TrainingEvent) -> None:
         self.events.append(event)
-        if self.stop_at and event["event"] == "progress" and event["iteration"] == self.stop_at:
+        if self.stop_at and isinstance(event, ProgressEvent) and event.iteration == self.stop_at:
             self.token.cancel()
 
 
 def metrics_file(run: Path):
     run.mkdir(parents=True, exist_ok=True)
 
-    def write(event: dict) -> None:
-        with (run / "metrics.jsonl").open("a") as f:
-            f.write(json.dumps(event) + "\n")
+    def write(event: TrainingEvent) -> None:
+        with (run / METRICS_LOG).open("a") as f:
+            f.write(event.to_json() + "\n")
 
     return write
 
@@ -72,7 +75,7 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(shapes, tmp_path: Path) 
 
     straight = tmp_path / "straight"
     result = train(tiny_model(shapes), shapes, straight, config, callbacks=[metrics_file(straight)])
-    assert result.status == "finished" and result.iteration == 6
+    assert result.status is RunStatus.FINISHED and result.iteration == 6
     expected = losses_of(straight)
     assert len(expected) == 6
 
@@ -86,7 +89,7 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(shapes, tmp_path: Path) 
         cancel=token,
         callbacks=[metrics_file(interrupted), Recorder(stop_at=3, token=token)],
     )
-    assert first.status == "cancelled" and first.iteration == 3
+    assert first.status is RunStatus.CANCELLED and first.iteration == 3
     assert (interrupted / LAST_CHECKPOINT).is_file() and not (interrupted / FINAL_MODEL).exists()
 
     # a fresh model object, as a new process would build; its own random init is overwritten by the resume
@@ -94,7 +97,7 @@ def test_resume_reproduces_the_uninterrupted_loss_curve(shapes, tmp_path: Path) 
     resumed = train(
         tiny_model(shapes), shapes, interrupted, config, resume=True, callbacks=[metrics_file(interrupted)]
     )
-    assert resumed.status == "finished" and resumed.iteration == 6
+    assert resumed.status is RunStatus.FINISHED and resumed.iteration == 6
     got = losses_of(interrupted)
     assert len(got) == 6
     for step, (a, b) in enumerate(zip(got, expected, strict=False), start=1):
@@ -122,12 +125,14 @@ def test_final_model_describes_itself(shapes, tmp_path: Path) -> None:
     meta = model.checkpoint_metadata
     assert meta["name"] == "tiny" and meta["iteration"] == 2 and meta["training"]["num_train_images"] == 6
     assert set(meta["final_losses"]) >= {"total_loss", "mask_loss"}
-    kinds = [e["event"] for e in recorder.events]
-    assert kinds[0] == "start" and kinds[-1] == "done" and "evaluation" in kinds
-    progress = [e for e in recorder.events if e["event"] == "progress"]
-    assert {"iteration", "iterations", "losses", "lr", "images_per_s", "eta_s", "epoch"} <= set(progress[0])
-    evaluation = next(e for e in recorder.events if e["event"] == "evaluation")
-    assert 0.0 <= evaluation["metrics"]["segm"]["ap"] <= 1.0
+    kinds = [e.type for e in recorder.events]
+    assert kinds[0] is EventType.START and kinds[-1] is EventType.FINISHED and EventType.EVALUATION in kinds
+    progress = [e for e in recorder.events if isinstance(e, ProgressEvent)]
+    assert [e.iteration for e in progress] == [1, 2] and progress[0].iterations == 2
+    assert progress[0].lr > 0 and progress[0].images_per_s > 0 and progress[0].epoch == pytest.approx(2 / 6)
+    evaluation = next(e for e in recorder.events if isinstance(e, EvaluationEvent))
+    assert 0.0 <= evaluation.metrics["segm"]["ap"] <= 1.0
+    assert recorder.events[-1].validation == evaluation.metrics  # the final validation is the one reported
 
 
 def test_learning_rate_warms_up_then_steps_down() -> None:
