@@ -118,8 +118,8 @@ class InferenceWorker(QObject):
         checkpoint file it is built from (its SHA-256 names the version), else the model's own."""
         try:
             predictor = factory()
-            path = path or predictor.model_info.path
-            digest = file_sha256(path) if path and Path(path).is_file() else None
+            checkpoint = path or predictor.model_info.path
+            digest = file_sha256(checkpoint) if checkpoint and Path(checkpoint).is_file() else None
         except Exception as exc:  # noqa: BLE001 - any failure becomes a message; the window must live on
             self.modelFailed.emit(f"{type(exc).__name__}: {exc}")
             return
