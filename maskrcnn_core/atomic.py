@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Call ``write(f)`` on a temp file beside ``path``, fsync it, rename it over ``path``, fsync the folder.
+
+    What ``write`` returns is ignored (it may be ``f.write``'s byte count).
 
     The new file gets the usual permissions (0666 less the umask), not the temp file's private 0600.
     """
