@@ -530,11 +530,11 @@ class ProjectStore:
                 if cur.rowcount != 1:
                     raise StaleImageError(f"image {image_id} has no instance {record.id} to update")
             for record in restore:
+                if db.execute("SELECT 1 FROM instances WHERE id = ?", (record.id,)).fetchone():
+                    raise IdTakenError(f"instance id {record.id} belongs to another instance now")
                 db.execute(
                     f"INSERT INTO instances (id, image_id, {_VALUE_COLUMNS}, created_at, updated_at) "
                     f"VALUES (?, ?, {_VALUE_MARKS}, ?, ?)",
-                if db.execute("SELECT 1 FROM instances WHERE id = ?", (record.id,)).fetchone():
-                    raise IdTakenError(f"instance id {record.id} belongs to another instance now")
                     (record.id, image_id, *_instance_values(record)[1:], record.created_at, now),
                 )
             new_ids = [self._insert(db, image_id, instance, now) for instance in add]
