@@ -40,6 +40,8 @@ print(json.dumps({"imported": imported, "pulled_in_qt": pulled_in_qt}))
 _TORCH_FREE = [
     "maskrcnn_core",
     "maskrcnn_core.types",
+    "maskrcnn_core.protocol",
+    "maskrcnn_core.atomic",
     "maskrcnn_core.cancel",
     "maskrcnn_core.masks",
     "maskrcnn_core.image_io",
