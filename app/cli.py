@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--only",
         choices=("verified", "annotated"),
         default=None,
-        help="only accepted images, or only images a person edited or accepted (default: every image "
+        help="only verified images, or only images a person edited or verified (default: every image "
         "a person or the model has looked at)",
     )
     exp.add_argument(

@@ -17,7 +17,7 @@ class Provenance(StrEnum):
 
     PREDICTED = "predicted"  # made by a model and not touched since
     EDITED = "edited"  # changed (or drawn) by a person
-    VERIFIED = "verified"  # checked and accepted by a person
+    VERIFIED = "verified"  # checked by a person (Accept instance)
     IMPORTED = "imported"  # read from a COCO file; a person's work as far as we know, so never replaced
 
 
@@ -27,7 +27,7 @@ class ImageStatus(StrEnum):
     NEW = "new"  # no model has looked at it and nobody has edited it
     PREDICTED = "predicted"  # holds only model output
     CORRECTED = "corrected"  # a person edited it (or its annotations were imported)
-    VERIFIED = "verified"  # a person accepted the whole image
+    VERIFIED = "verified"  # a person checked the whole image (Accept image)
 
 
 @dataclass(frozen=True)
@@ -94,25 +94,6 @@ class NewInstance:
     score: float | None = None
     model_version_id: int | None = None
     iscrowd: bool = False
-
-
-@dataclass(frozen=True)
-class ImportCounts:
-    """What importing annotations did to one image (or, summed, to a whole file).
-
-    ``added``: imported instances written; ``duplicates``: imported instances identical (same category,
-    same mask) to one the image already held, or to an earlier one of the same file, so not written again;
-    ``replaced``: untouched predictions removed because the imported annotations replace them.
-    """
-
-    added: int = 0
-    duplicates: int = 0
-    replaced: int = 0
-
-    def __add__(self, other: ImportCounts) -> ImportCounts:
-        return ImportCounts(
-            self.added + other.added, self.duplicates + other.duplicates, self.replaced + other.replaced
-        )
 
 
 @dataclass(frozen=True)

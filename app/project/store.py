@@ -38,14 +38,12 @@ from app.project.records import (
     CategoryRecord,
     ImageRecord,
     ImageStatus,
-    ImportCounts,
     InstanceRecord,
     ModelVersionRecord,
     NewInstance,
     Provenance,
     TrainingRunRecord,
 )
-from app.project.truth import is_untouched_prediction
 from maskrcnn_core.protocol import RunStatus
 
 DB_NAME = "project.sqlite"
@@ -362,7 +360,7 @@ class ProjectStore:
                 )
 
     def set_verified(self, image_id: int, verified: bool) -> ImageRecord:
-        """Mark an image accepted (or not); counts as an edit, so pending model results are dropped."""
+        """Mark an image verified (or not); counts as an edit, so pending model results are dropped."""
         with self.transaction() as db:
             image = self._image_in(db, image_id)
             if verified:
@@ -567,9 +565,9 @@ class ProjectStore:
             image = self._image_in(db, image_id)
             if image.revision != expected_revision:
                 return False
-            self._delete_untouched_predictions(db, image_id)
+            db.execute("DELETE FROM instances WHERE image_id = ? AND provenance = 'predicted'", (image_id,))
             for instance in instances:
-                if not is_untouched_prediction(instance):
+                if instance.provenance is not Provenance.PREDICTED:
                     raise ValueError(
                         f"a model result can only add predicted instances, got {instance.provenance}"
                     )
@@ -582,42 +580,29 @@ class ProjectStore:
             )
         return True
 
-    def import_instances(self, image_id: int, instances: Sequence[NewInstance]) -> ImportCounts:
-        """Make imported annotations (a person's truth) the image's annotations, in one transaction.
+    def import_instances(self, image_id: int, instances: Sequence[NewInstance]) -> int:
+        """Add imported instances that the image does not already hold (same category and same mask).
 
-        When ``instances`` is not empty, every untouched prediction of the image is removed: the file's
-        annotations are a person's full answer for the image, so a prediction left beside them would be a
-        second copy of one of them or an object the person chose not to annotate, and the export and a
-        fine-tune would count it. Instances a person edited, verified or imported earlier are never
-        removed. An imported instance identical (same category, same mask) to one the image already
-        holds, or to an earlier one of ``instances``, is counted as a duplicate and not written again, so
-        re-importing a file changes nothing. An empty ``instances`` changes nothing (a file that lists an
-        image without annotations has not annotated it). When anything changed, the image becomes
-        ``corrected`` (``verified`` stays) and its revision goes up, so a model result computed before
-        the import is not applied over it.
+        Returns how many were added; re-importing the same file adds nothing.
         """
-        if not instances:
-            return ImportCounts()
         now = _now()
         with self.transaction() as db:
             image = self._image_in(db, image_id)
-            replaced = self._delete_untouched_predictions(db, image_id)
             existing = {
                 (int(c), str(counts))
                 for c, counts in db.execute(
                     "SELECT category_id, rle_counts FROM instances WHERE image_id = ?", (image_id,)
                 )
             }
-            added = duplicates = 0
+            added = 0
             for instance in instances:
                 key = (instance.category_id, _counts_str(instance.rle))
                 if key in existing:
-                    duplicates += 1
                     continue
                 existing.add(key)
                 self._insert(db, image_id, instance, now)
                 added += 1
-            if added or replaced:
+            if added:
                 height, width = instances[0].rle["size"]
                 status = (
                     ImageStatus.VERIFIED if image.status is ImageStatus.VERIFIED else ImageStatus.CORRECTED
@@ -627,7 +612,7 @@ class ProjectStore:
                     "updated_at = ? WHERE id = ?",
                     (status.value, int(height), int(width), now, image_id),
                 )
-        return ImportCounts(added=added, duplicates=duplicates, replaced=replaced)
+        return added
 
     # -------------------------------------------------------------------------------------- model versions
     def add_model_version(
@@ -746,12 +731,6 @@ class ProjectStore:
         if row is None:
             raise StaleImageError(f"no image with id {image_id} in this project")
         return _image(row)
-
-    def _delete_untouched_predictions(self, db: sqlite3.Connection, image_id: int) -> int:
-        """Remove the image's untouched predictions (the truth rule decides which); returns how many."""
-        doomed = [r.id for r in self.instances(image_id) if is_untouched_prediction(r)]
-        db.executemany("DELETE FROM instances WHERE id = ?", [(i,) for i in doomed])
-        return len(doomed)
 
     @staticmethod
     def _has_prediction(db: sqlite3.Connection, image_id: int) -> bool:

@@ -108,7 +108,7 @@ class InstanceChange:
 
 
 class EditCommand(QUndoCommand):
-    """An edit of one image: changed, added and deleted instances, and optionally the image's accepted
+    """An edit of one image: changed, added and deleted instances, and optionally the image's verified
     state ``verified = (before, after)``. Build it with the functions below, then push it."""
 
     def __init__(

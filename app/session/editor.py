@@ -228,7 +228,7 @@ class Editor(QObject):
             self.context, self.image_id, self.instances(), whole_image=True, image_was_verified=verified
         )
         if not self.push(command):
-            self.message.emit("This image is already accepted")
+            self.message.emit("This image is already verified")
 
     def toggle_hidden(self) -> None:
         """Hide the selected instances, or show them again when they are all hidden."""

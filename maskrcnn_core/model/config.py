@@ -1,9 +1,9 @@
-"""`MaskRCNNConfig`: the seed API's configuration, plus what a real model needs.
+"""`MaskRCNNConfig`: the model's published configuration, plus what a real model needs.
 
-The first thirteen fields are the seed documents' (``../shared/seeds/000``/``001``); the rest carry what a
-product needs around them: the class names and dataset category ids, the input resize range, the RPN and
-RoI-head sampling settings (torchvision's defaults), and the layout switches that the ResNet-50-FPN v2
-variant uses. Every check raises ``ValueError`` naming the offending field.
+The first thirteen fields are the model's original public API, kept as they are for its callers; the rest
+carry what a product needs around them: the class names and dataset category ids, the input resize range,
+the RPN and RoI-head sampling settings (torchvision's defaults), and the layout switches that the
+ResNet-50-FPN v2 variant uses. Every check raises ``ValueError`` naming the offending field.
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ class MaskRCNNConfig:
     mask_hidden_channels: int = 256
     mask_out_size: int = 28
 
-    # --- beyond the seed -------------------------------------------------------------------------
+    # --- beyond the original thirteen fields --------------------------------------------------------
     #: one name per foreground class; defaults to ``class_1 .. class_K``
     class_names: tuple[str, ...] | None = None
     #: the dataset's category id of each class (COCO ``category_id``); defaults to ``1 .. K``
     category_ids: tuple[int, ...] | None = None
-    #: one mask per RoI instead of one per class (seed 003: lighter when there are many classes)
+    #: one mask per RoI instead of one per class (lighter when there are many classes)
     class_agnostic_masks: bool = False
     #: shorter-side target size; several values mean scale jitter, drawn per image by ``get_loss``
     min_size: int | tuple[int, ...] = 800
@@ -75,7 +75,7 @@ class MaskRCNNConfig:
     box_bg_iou_thresh: float = 0.5
     box_batch_size_per_image: int = 512
     box_positive_fraction: float = 0.25
-    #: 0: the seed's two-layer MLP box head; N > 0: N 3x3 convs then one FC layer (the v2 layout)
+    #: 0: the original two-layer MLP box head; N > 0: N 3x3 convs then one FC layer (the v2 layout)
     box_head_conv_layers: int = 0
     mask_head_layers: int = 4
     #: BatchNorm inside the box-conv and mask heads (the v2 layout)

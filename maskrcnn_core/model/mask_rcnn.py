@@ -1,4 +1,4 @@
-"""`MaskRCNN`: torchvision's detection parts composed behind the seed API's three verbs.
+"""`MaskRCNN`: torchvision's detection parts composed behind three verbs: forward, predict, get_loss.
 
 The module tree (``transform``, ``backbone``, ``rpn``, ``roi_heads``) is torchvision's, so a state dict of
 torchvision's ``maskrcnn_resnet50_fpn`` loads into the matching variant unchanged. What differs is the
@@ -160,7 +160,7 @@ class MaskRCNN(nn.Module):
         top_k: int = 100,
         mask_thresh: float = 0.5,
     ) -> list[dict[str, Tensor]]:
-        """Detections per image, in input pixels, with full-size masks (the seed API).
+        """Detections per image, in input pixels, with full-size masks (the public API's promise).
 
         Returns one dict per image: ``boxes`` ``(N, 4)`` float xyxy, ``scores`` ``(N,)`` sorted high to low,
         ``labels`` ``(N,)`` int64 in ``1..num_classes``, ``masks`` ``(N, H, W)`` bool at the input size.

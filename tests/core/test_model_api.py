@@ -1,4 +1,5 @@
-"""The seed API: MaskRCNNConfig, and MaskRCNN's forward / predict / get_loss on real and bad input."""
+"""The model's public API: MaskRCNNConfig, and MaskRCNN's forward / predict / get_loss on real and bad
+input."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from maskrcnn_core.model.mask_rcnn import LOSS_KEYS
 
 
 class SimpleBackbone(nn.Module):
-    """The seed document's example backbone: one stride-4 feature map of 128 channels."""
+    """The example backbone of the model's API documentation: one stride-4 feature map of 128 channels."""
 
     def __init__(self) -> None:
         super().__init__()
