@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from PySide6.QtCore import QEventLoop, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from maskrcnn_core.types import Category, CroppedMask, ModelInfo, Prediction  # noqa: E402
+from maskrcnn_core.types import Category, ClassMap, CroppedMask, ModelInfo, Prediction  # noqa: E402
 
 BUDGET_MS = 50.0
 TICK_MS = 5
@@ -37,7 +37,7 @@ class BusyPredictor:
 
     def __init__(self, seconds: float = 0.15) -> None:
         self.model_info = ModelInfo(
-            "busy-stand-in", "numpy", (Category(1, "blob"), Category(2, "other")), None
+            "busy-stand-in", "numpy", ClassMap((Category(1, "blob"), Category(2, "other"))), None
         )
         self.device = "cpu"
         self.seconds = seconds

@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from maskrcnn_core.types import Category, CroppedMask, ModelInfo, Prediction  # noqa: E402
+from maskrcnn_core.types import ClassMap, CroppedMask, ModelInfo, Prediction  # noqa: E402
 
 PHOTOS = ROOT / "tests" / "data" / "photos"
 
@@ -33,7 +33,7 @@ class GrabCutPredictor:
     """Finds the main object of a photo: GrabCut started from a centred box."""
 
     def __init__(self) -> None:
-        self.model_info = ModelInfo("grabcut-stand-in", "opencv-grabcut", (Category(1, "object"),), None)
+        self.model_info = ModelInfo("grabcut-stand-in", "opencv-grabcut", ClassMap.from_lists(["object"]))
         self.device = "cpu"
 
     def predict(self, images, *, score_thresh=0.05, cancel=None, progress=None):  # noqa: ANN001, ANN201

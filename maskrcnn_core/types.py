@@ -11,7 +11,10 @@ Coordinate conventions used everywhere in the product:
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +25,162 @@ class Category:
 
     id: int
     name: str
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """The one place where model labels, the dataset's category ids and class names are mapped.
+
+    A model predicts contiguous labels ``1..K`` (0 is background and has no category); a dataset
+    names its classes by COCO ``category_id``, which need not be contiguous. Label ``i`` is
+    ``categories[i - 1]``. Ids and names are unique, so every lookup goes both ways. Immutable;
+    checkpoints, :class:`ModelInfo` and COCO data each carry one.
+    """
+
+    categories: tuple[Category, ...]
+    _label_of_id: dict[int, int] = field(init=False, repr=False, compare=False)
+    _label_of_name: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        categories = tuple(self.categories)
+        if not categories:
+            raise ValueError("a class map needs at least one class")
+        for c in categories:
+            if not isinstance(c, Category):
+                raise ValueError(f"a class map holds Category entries, got {c!r}")
+            if not isinstance(c.id, int | np.integer) or isinstance(c.id, bool):
+                raise ValueError(f"category ids must be integers, got {c.id!r} for {c.name!r}")
+            if not isinstance(c.name, str) or not c.name:
+                raise ValueError(f"class names must be non-empty strings, got {c.name!r} (id {c.id})")
+        categories = tuple(Category(int(c.id), c.name) for c in categories)
+        ids = [c.id for c in categories]
+        names = [c.name for c in categories]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"category ids must be unique, got repeated ids {_repeated(ids)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"class names must be unique, got repeated names {_repeated(names)}")
+        object.__setattr__(self, "categories", categories)
+        object.__setattr__(self, "_label_of_id", {i: label for label, i in enumerate(ids, start=1)})
+        object.__setattr__(self, "_label_of_name", {n: label for label, n in enumerate(names, start=1)})
+
+    # ------------------------------------------------------------------------------- building one
+
+    @classmethod
+    def from_lists(cls, names: Iterable[str], category_ids: Iterable[int] | None = None) -> ClassMap:
+        """Label ``i`` is ``names[i - 1]`` with ``category_ids[i - 1]`` (default: ids ``1..K``)."""
+        names = tuple(names)
+        ids = tuple(range(1, len(names) + 1)) if category_ids is None else tuple(category_ids)
+        if len(ids) != len(names):
+            raise ValueError(f"{len(names)} class names but {len(ids)} category ids: one id per class")
+        return cls(tuple(Category(i, n) for i, n in zip(ids, names, strict=True)))
+
+    @classmethod
+    def numbered(cls, num_classes: int) -> ClassMap:
+        """``class_1 .. class_K`` with ids ``1..K``: the classes of a model nobody has named."""
+        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+        return cls.from_lists(f"class_{i}" for i in range(1, num_classes + 1))
+
+    @classmethod
+    def telling_apart_repeated_names(cls, names: Sequence[str], category_ids: Sequence[int]) -> ClassMap:
+        """For class lists written before names had to be unique (torchvision's COCO list repeats
+        ``"N/A"`` for its unused ids): a repeated name gets its id, ``"N/A (id 12)"``."""
+        counts = Counter(names)
+        pairs = zip(names, category_ids, strict=True)
+        return cls.from_lists([n if counts[n] == 1 else f"{n} (id {i})" for n, i in pairs], category_ids)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClassMap:
+        """The inverse of :meth:`to_dict`."""
+        missing = [k for k in ("class_names", "category_ids") if k not in data]
+        if missing:
+            raise ValueError(f"a class map needs {missing}; got keys {sorted(data)}")
+        return cls.from_lists(data["class_names"], data["category_ids"])
+
+    def to_dict(self) -> dict[str, list]:
+        """Plain data, as checkpoints store it: ``class_names`` and ``category_ids``, label order."""
+        return {"class_names": list(self.names), "category_ids": list(self.category_ids)}
+
+    # ---------------------------------------------------------------------------------- the table
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.categories)
+
+    @property
+    def category_ids(self) -> tuple[int, ...]:
+        return tuple(c.id for c in self.categories)
+
+    @property
+    def num_classes(self) -> int:
+        """``K``, background excluded."""
+        return len(self.categories)
+
+    @property
+    def labels(self) -> range:
+        return range(1, len(self.categories) + 1)
+
+    def __len__(self) -> int:
+        return len(self.categories)
+
+    def __iter__(self) -> Iterator[Category]:
+        return iter(self.categories)
+
+    # ------------------------------------------------------------------------------------ lookups
+
+    def category(self, label: int) -> Category:
+        """The category of model label ``label`` (``1..K``)."""
+        label = int(label)
+        if not 1 <= label <= len(self.categories):
+            raise ValueError(f"labels must be in 1..{len(self.categories)}, got {label}")
+        return self.categories[label - 1]
+
+    def label_to_category_id(self, label: int) -> int:
+        return self.category(label).id
+
+    def label_to_name(self, label: int) -> str:
+        return self.category(label).name
+
+    def category_id_to_label(self, category_id: int) -> int:
+        label = self._label_of_id.get(int(category_id))
+        if label is None:
+            raise ValueError(f"unknown category ids [{int(category_id)}]; known: {list(self.category_ids)}")
+        return label
+
+    def category_id_to_name(self, category_id: int) -> str:
+        return self.categories[self.category_id_to_label(category_id) - 1].name
+
+    def name_to_label(self, name: str) -> int:
+        label = self._label_of_name.get(name)
+        if label is None:
+            raise ValueError(f"unknown class name {name!r}; known: {list(self.names)}")
+        return label
+
+    def has_name(self, name: str) -> bool:
+        return name in self._label_of_name
+
+    def has_category_id(self, category_id: int) -> bool:
+        return int(category_id) in self._label_of_id
+
+    def labels_to_category_ids(self, labels: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Model labels ``(N,)`` in ``1..K`` to category ids ``(N,)`` int64."""
+        labels = np.asarray(labels, dtype=np.int64)
+        bad = labels[(labels < 1) | (labels > len(self.categories))]
+        if bad.size:
+            raise ValueError(f"labels must be in 1..{len(self.categories)}, got {sorted(set(bad.tolist()))}")
+        return np.asarray(self.category_ids, dtype=np.int64)[labels - 1]
+
+    def category_ids_to_labels(self, category_ids: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Category ids ``(N,)`` to model labels ``(N,)`` int64 in ``1..K``."""
+        category_ids = np.asarray(category_ids, dtype=np.int64)
+        unknown = sorted({int(i) for i in category_ids.tolist() if int(i) not in self._label_of_id})
+        if unknown:
+            raise ValueError(f"unknown category ids {unknown}; known: {list(self.category_ids)}")
+        return np.array([self._label_of_id[int(i)] for i in category_ids.tolist()], dtype=np.int64)
+
+
+def _repeated(values: Sequence[Any]) -> list[Any]:
+    return [value for value, count in Counter(values).items() if count > 1]
 
 
 @dataclass(frozen=True, eq=False)
@@ -155,10 +314,14 @@ class ModelInfo:
 
     name: str
     arch: str
-    categories: tuple[Category, ...]
+    class_map: ClassMap
     path: str | None = None
     metadata: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
+    def categories(self) -> tuple[Category, ...]:
+        return self.class_map.categories
+
+    @property
     def class_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.categories)
+        return self.class_map.names

@@ -25,7 +25,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 from app.project.file_hash import file_sha256
 from app.project.records import Detection, ImageResult
 from maskrcnn_core.cancel import CancelToken
-from maskrcnn_core.types import ModelInfo, Prediction
+from maskrcnn_core.types import ClassMap, ModelInfo, Prediction
 
 # The lowest score kept from the model: the score slider then re-filters without running it again.
 STORED_SCORE_THRESHOLD = 0.05
@@ -171,8 +171,7 @@ class InferenceWorker(QObject):
                 raise RuntimeError("the loaded model cannot segment a drawn box" if predictor else "no model")
             labels = None if job.label is None else np.array([job.label], dtype=np.int64)
             prediction = predictor.segment_boxes(job.path, np.array([job.box], dtype=np.float32), labels)
-            names = {c.id: c.name for c in predictor.model_info.categories}
-            result = to_image_result(job.image_id, prediction, names)
+            result = to_image_result(job.image_id, prediction, predictor.model_info.class_map)
         except Exception as exc:  # noqa: BLE001 - reported to the user; the worker lives on
             result = ImageResult(job.image_id, (0, 0), (), f"{type(exc).__name__}: {exc}")
         self.boxReady.emit(job.id, result)
@@ -189,18 +188,18 @@ class InferenceWorker(QObject):
             return
         if flag.cancelled and len(predictions) < len(chunk):
             return  # the predictor stopped early: what it did not finish is simply not reported
-        names = {c.id: c.name for c in self._predictor.model_info.categories}
+        class_map = self._predictor.model_info.class_map
         # Not strict: a cancelled predictor returns the images it finished, and only those are reported.
         for (image_id, _), prediction in zip(chunk, predictions, strict=False):
             try:
-                result = to_image_result(image_id, prediction, names)
+                result = to_image_result(image_id, prediction, class_map)
             except Exception as exc:  # noqa: BLE001 - one bad output must not end the whole run
                 self.imageFailed.emit(job_id, image_id, f"{type(exc).__name__}: {exc}")
                 continue
             self.resultReady.emit(job_id, result)
 
 
-def to_image_result(image_id: int, prediction: Prediction, names: dict[int, str]) -> ImageResult:
+def to_image_result(image_id: int, prediction: Prediction, class_map: ClassMap) -> ImageResult:
     """Encode a ``Prediction`` for the store: RLE masks, category names; empty masks are dropped."""
     from maskrcnn_core.masks import mask_to_rle
 
@@ -220,7 +219,7 @@ def to_image_result(image_id: int, prediction: Prediction, names: dict[int, str]
         rle = mask_to_rle(mask)
         detections.append(
             Detection(
-                category_name=names.get(int(category_id), f"class {int(category_id)}"),
+                category_name=class_map.category_id_to_name(category_id),
                 rle={"size": [int(v) for v in rle["size"]], "counts": rle["counts"]},
                 box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
                 area=area,

@@ -41,7 +41,7 @@ from maskrcnn_core.masks import (
     rle_to_mask,
     segmentation_to_mask,
 )
-from maskrcnn_core.types import Category, CroppedMask, Prediction
+from maskrcnn_core.types import Category, ClassMap, CroppedMask, Prediction
 
 Severity = Literal["fatal", "skipped", "warning"]
 
@@ -177,15 +177,20 @@ class CocoImage:
 
 @dataclass(frozen=True)
 class CocoData:
-    """A validated COCO dataset: categories sorted by id (label ``i + 1`` is ``categories[i]``) and images."""
+    """A validated COCO dataset: categories sorted by id and images.
+
+    ``class_map`` gives the model label of each category: label ``i + 1`` is ``categories[i]``.
+    """
 
     categories: tuple[Category, ...]
     images: list[CocoImage]
+    class_map: ClassMap = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ids = [c.id for c in self.categories]
         if not ids or ids != sorted(set(ids)):
             raise ValueError(f"categories must be non-empty, sorted by id and unique, got ids {ids}")
+        object.__setattr__(self, "class_map", ClassMap(self.categories))
 
     @property
     def num_classes(self) -> int:
@@ -193,7 +198,7 @@ class CocoData:
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.categories)
+        return self.class_map.names
 
     @property
     def num_annotations(self) -> int:
@@ -201,22 +206,11 @@ class CocoData:
 
     def label_to_category_id(self, labels: np.ndarray) -> np.ndarray:
         """Map model labels ``(N,)`` in ``1..K`` to the dataset's category ids ``(N,)`` int64."""
-        labels = np.asarray(labels, dtype=np.int64)
-        bad = labels[(labels < 1) | (labels > self.num_classes)]
-        if bad.size:
-            raise ValueError(f"labels must be in 1..{self.num_classes}, got {sorted(set(bad.tolist()))}")
-        ids = np.array([c.id for c in self.categories], dtype=np.int64)
-        return ids[labels - 1]
+        return self.class_map.labels_to_category_ids(labels)
 
     def category_id_to_label(self, category_ids: np.ndarray) -> np.ndarray:
         """Map the dataset's category ids ``(N,)`` to model labels ``(N,)`` int64 in ``1..K``."""
-        category_ids = np.asarray(category_ids, dtype=np.int64)
-        ids = np.array([c.id for c in self.categories], dtype=np.int64)
-        index = np.clip(np.searchsorted(ids, category_ids), 0, len(ids) - 1)
-        unknown = category_ids[ids[index] != category_ids]
-        if unknown.size:
-            raise ValueError(f"unknown category ids {sorted(set(unknown.tolist()))}; known: {ids.tolist()}")
-        return index + 1
+        return self.class_map.category_ids_to_labels(category_ids)
 
 
 class _Invalid(Exception):
@@ -242,8 +236,8 @@ def load_coco(json_path: str | Path, images_dir: str | Path) -> tuple[CocoData, 
     if report.fatal:
         raise CocoValidationError(report)
 
-    label_of = {c.id: i + 1 for i, c in enumerate(categories)}
-    anns_of = _group_annotations(dataset["annotations"], set(image_entries), label_of, report)
+    class_map = ClassMap(tuple(categories))
+    anns_of = _group_annotations(dataset["annotations"], set(image_entries), class_map, report)
     images = []
     for image_id, entry in image_entries.items():
         try:
@@ -255,7 +249,7 @@ def load_coco(json_path: str | Path, images_dir: str | Path) -> tuple[CocoData, 
         annotations = []
         for ann in anns_of.get(image_id, ()):
             try:
-                annotations.append(_check_annotation(ann, image_id, height, width, label_of, report))
+                annotations.append(_check_annotation(ann, image_id, height, width, class_map, report))
             except _Invalid as err:
                 report._add("skipped", str(err), image_id, ann["id"])
         images.append(CocoImage(image_id, file_name, path, height, width, tuple(annotations)))
@@ -300,6 +294,7 @@ def _as_int(value: Any) -> int | None:
 
 def _check_categories(entries: list, report: ValidationReport) -> list[Category]:
     categories: dict[int, Category] = {}
+    names: set[str] = set()
     for index, entry in enumerate(entries):
         cat_id = _as_int(entry.get("id")) if isinstance(entry, dict) else None
         if cat_id is None:
@@ -308,7 +303,11 @@ def _check_categories(entries: list, report: ValidationReport) -> list[Category]
             report._add("fatal", f"duplicate category id {cat_id}")
         else:
             name = entry.get("name")
-            categories[cat_id] = Category(cat_id, name if isinstance(name, str) else str(cat_id))
+            name = name if isinstance(name, str) and name else str(cat_id)
+            if name in names:
+                report._add("fatal", f"duplicate category name {name!r} (id {cat_id})")
+            names.add(name)
+            categories[cat_id] = Category(cat_id, name)
     if not entries:
         report._add("fatal", "no categories: the file must define at least one")
     return [categories[i] for i in sorted(categories)]
@@ -328,7 +327,7 @@ def _check_image_ids(entries: list, report: ValidationReport) -> dict[int, dict]
 
 
 def _group_annotations(
-    entries: list, image_ids: set[int], label_of: dict[int, int], report: ValidationReport
+    entries: list, image_ids: set[int], class_map: ClassMap, report: ValidationReport
 ) -> dict[int, list[dict]]:
     """Annotations per image id, dropping those whose ids cannot be trusted."""
     seen: set[int] = set()
@@ -346,7 +345,8 @@ def _group_annotations(
         if image_id not in image_ids:
             report._add("skipped", f"unknown image id {ann.get('image_id')!r}", None, ann_id)
             continue
-        if _as_int(ann.get("category_id")) not in label_of:
+        category_id = _as_int(ann.get("category_id"))
+        if category_id is None or not class_map.has_category_id(category_id):
             report._add("skipped", f"unknown category id {ann.get('category_id')!r}", image_id, ann_id)
             continue
         grouped.setdefault(image_id, []).append({**ann, "id": ann_id})
@@ -391,7 +391,7 @@ def _check_image(entry: dict, images_root: Path, report: ValidationReport) -> tu
 
 
 def _check_annotation(
-    ann: dict, image_id: int, height: int, width: int, label_of: dict[int, int], report: ValidationReport
+    ann: dict, image_id: int, height: int, width: int, class_map: ClassMap, report: ValidationReport
 ) -> CocoAnnotation:
     iscrowd = ann.get("iscrowd", 0)
     if iscrowd not in (0, 1):  # also admits True/False: tools write either
@@ -412,7 +412,7 @@ def _check_annotation(
         raise _Invalid("empty mask (no pixel inside the image)")
     category_id = _as_int(ann["category_id"])
     annotation = CocoAnnotation(
-        ann["id"], category_id, label_of[category_id], mask_to_rle(mask), bool(iscrowd)
+        ann["id"], category_id, class_map.category_id_to_label(category_id), mask_to_rle(mask), bool(iscrowd)
     )
     if "bbox" in ann:
         x, y, w, h = mask_bbox_xywh(mask)

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from maskrcnn_core.data.coco import CocoData, CocoImage
 from maskrcnn_core.data.transforms import Target, Transform
 from maskrcnn_core.image_io import ImageReadError, read_image
-from maskrcnn_core.types import Category
+from maskrcnn_core.types import Category, ClassMap
 
 
 class InstanceDataset(Dataset):
@@ -37,6 +37,11 @@ class InstanceDataset(Dataset):
     @property
     def categories(self) -> tuple[Category, ...]:
         return self.data.categories
+
+    @property
+    def class_map(self) -> ClassMap:
+        """Which category each target label stands for."""
+        return self.data.class_map
 
     @property
     def num_classes(self) -> int:

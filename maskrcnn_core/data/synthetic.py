@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, write_coco
-from maskrcnn_core.types import Category, CroppedMask
+from maskrcnn_core.types import Category, ClassMap, CroppedMask
 
 #: an instance must keep this share of its own pixels visible, and at least MIN_AREA pixels
 MIN_VISIBLE_FRACTION = 0.4
@@ -120,7 +120,8 @@ def generate_synthetic_dataset(
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     categories = [Category(i, name) for i, name in zip(category_ids, class_names, strict=True)]
-    label_of = {cat_id: label for label, cat_id in enumerate(sorted(category_ids), start=1)}
+    # the labels that loading the written file gives (categories sorted by id, as CocoData keeps them)
+    class_map = ClassMap(tuple(sorted(categories, key=lambda c: c.id)))
     drawers = [SHAPES[name] for name in class_names]
     yy, xx = np.mgrid[0 : image_size[0], 0 : image_size[1]].astype(np.float32)
     grid = (yy / image_size[0] - 0.5, xx / image_size[1] - 0.5)
@@ -147,7 +148,8 @@ def generate_synthetic_dataset(
         for class_index, full_mask in instances:
             cat_id = category_ids[class_index]
             mask = CroppedMask.from_full(full_mask)
-            annotations.append(CocoAnnotation.from_mask(next_ann_id, cat_id, label_of[cat_id], mask))
+            label = class_map.category_id_to_label(cat_id)
+            annotations.append(CocoAnnotation.from_mask(next_ann_id, cat_id, label, mask))
             next_ann_id += 1
         images.append(CocoImage(index + 1, file_name, path, image_size[0], image_size[1], tuple(annotations)))
 

@@ -95,7 +95,7 @@ class Predictor:
         if self.device.type == "cuda" and mixed_precision:
             self._autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.model_info: ModelInfo = model_info(self.model, weights)
-        self._category_ids = np.asarray(self.model.config.category_ids, dtype=np.int64)
+        self._class_map = self.model.class_map
 
     @property
     def device_name(self) -> str:
@@ -220,7 +220,7 @@ class Predictor:
             boxes=boxes.float().cpu().numpy(),
             scores=scores.float().cpu().numpy(),
             labels=labels_np,
-            category_ids=self._category_ids[labels_np - 1] if len(labels_np) else np.zeros(0, np.int64),
+            category_ids=self._class_map.labels_to_category_ids(labels_np),
             masks=tuple(masks),
             source=source,
         )

@@ -37,10 +37,9 @@ def evaluate_model(
     if failed:
         raise ValueError(f"{len(failed)} validation images could not be read, e.g. {failed[0].error}")
     images = data.images[: len(predictions)]  # fewer when cancelled: score what was predicted
-    known = {c.id for c in data.categories}
     results = [
         r
         for r in predictions_to_coco_results(predictions, [im.id for im in images])
-        if r["category_id"] in known
+        if data.class_map.has_category_id(r["category_id"])
     ]
     return evaluate_coco(coco_dict(images, data.categories), results)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
+from maskrcnn_core.types import ClassMap
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -46,9 +48,9 @@ class MaskRCNNConfig:
     mask_out_size: int = 28
 
     # --- beyond the original thirteen fields --------------------------------------------------------
-    #: one name per foreground class; defaults to ``class_1 .. class_K``
+    #: one name per foreground class, unique; defaults to ``class_1 .. class_K`` (see ``class_map``)
     class_names: tuple[str, ...] | None = None
-    #: the dataset's category id of each class (COCO ``category_id``); defaults to ``1 .. K``
+    #: the dataset's category id of each class (COCO ``category_id``), unique; defaults to ``1 .. K``
     category_ids: tuple[int, ...] | None = None
     #: one mask per RoI instead of one per class (lighter when there are many classes)
     class_agnostic_masks: bool = False
@@ -106,22 +108,18 @@ class MaskRCNNConfig:
                 f"mask_out_size must equal 2 * mask_pool_size[0] = {2 * self.mask_pool_size[0]} "
                 f"(the mask head upsamples once by 2), got {self.mask_out_size}"
             )
-        if self.class_names is None:
-            self.class_names = tuple(f"class_{i}" for i in range(1, self.num_classes + 1))
-        self.class_names = tuple(str(n) for n in self.class_names)
-        if len(self.class_names) != self.num_classes:
-            raise ValueError(
-                f"class_names has {len(self.class_names)} names but num_classes is {self.num_classes}"
-            )
-        if self.category_ids is None:
-            self.category_ids = tuple(range(1, self.num_classes + 1))
-        self.category_ids = tuple(int(i) for i in self.category_ids)
-        if len(self.category_ids) != self.num_classes:
-            raise ValueError(
-                f"category_ids has {len(self.category_ids)} ids but num_classes is {self.num_classes}"
-            )
-        if len(set(self.category_ids)) != len(self.category_ids):
-            raise ValueError(f"category_ids must be unique, got {self.category_ids}")
+        numbered = ClassMap.numbered(self.num_classes)
+        names = numbered.names if self.class_names is None else tuple(str(n) for n in self.class_names)
+        if len(names) != self.num_classes:
+            raise ValueError(f"class_names has {len(names)} names but num_classes is {self.num_classes}")
+        ids = numbered.category_ids if self.category_ids is None else tuple(int(i) for i in self.category_ids)
+        if len(ids) != self.num_classes:
+            raise ValueError(f"category_ids has {len(ids)} ids but num_classes is {self.num_classes}")
+        try:
+            ClassMap.from_lists(names, ids)
+        except ValueError as exc:
+            raise ValueError(f"class_names / category_ids: {exc}") from None
+        self.class_names, self.category_ids = names, ids
         sizes = (self.min_size,) if isinstance(self.min_size, int) else tuple(self.min_size)
         if not sizes or any(int(s) <= 0 for s in sizes):
             raise ValueError(f"min_size must be positive, got {self.min_size}")
@@ -155,6 +153,11 @@ class MaskRCNNConfig:
             _positive_int(name, getattr(self, name))
         if self.box_head_conv_layers < 0:
             raise ValueError(f"box_head_conv_layers must be >= 0, got {self.box_head_conv_layers}")
+
+    @property
+    def class_map(self) -> ClassMap:
+        """Which category id and name each label ``1..num_classes`` stands for."""
+        return ClassMap.from_lists(self.class_names, self.category_ids)
 
     @property
     def num_anchors_per_location(self) -> int:

@@ -2,11 +2,18 @@
 
 Every builder records how it was called in ``config.arch`` (``{"name": ..., "kwargs": {...}}``), which
 checkpoints store, so a checkpoint rebuilds its own architecture without pickled code.
+
+The classes (a :class:`~maskrcnn_core.types.ClassMap`) come from ``class_map=``, or ``class_names=`` (and
+``category_ids=``); else from ``weights=`` when ``num_classes`` is left out or equals the checkpoint's class
+count; else they are ``class_1..class_K`` (torchvision's COCO classes when nothing is given). With
+``weights=``, the class-specific rows are kept for the classes both sides name, and a warning names the
+classes that start untrained or are left out.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,10 +22,10 @@ from torchvision.models._meta import _COCO_CATEGORIES
 from maskrcnn_core.model import backbones
 from maskrcnn_core.model.config import MaskRCNNConfig
 from maskrcnn_core.model.mask_rcnn import MaskRCNN
+from maskrcnn_core.types import ClassMap
 
-#: torchvision's COCO layout: label i is COCO category id i; "N/A" fills the unused ids
-COCO_CLASS_NAMES: tuple[str, ...] = tuple(_COCO_CATEGORIES[1:])
-COCO_CATEGORY_IDS: tuple[int, ...] = tuple(range(1, len(_COCO_CATEGORIES)))
+#: torchvision's COCO layout: label i is COCO category id i; its unused ids are "N/A (id 12)" etc.
+COCO_CLASS_MAP = ClassMap.telling_apart_repeated_names(_COCO_CATEGORIES[1:], range(1, len(_COCO_CATEGORIES)))
 
 FPN_ANCHOR_SIZES = (32, 64, 128, 256, 512)
 
@@ -71,7 +78,9 @@ def mask_rcnn_mobilenet_v2_fpn(
 
 
 def build_model(arch: dict, **overrides: Any) -> MaskRCNN:
-    """Rebuild a model from a checkpoint's ``arch`` record (``{"name": ..., "kwargs": {...}}``)."""
+    """Rebuild a model from a checkpoint's ``arch`` record (``{"name": ..., "kwargs": {...}}``).
+
+    The classes come from ``class_map=`` (or ``class_names=``/``category_ids=``) in ``overrides``."""
     name = arch.get("name")
     if name not in _VARIANTS:
         raise ValueError(f"unknown architecture {name!r}; known: {sorted(_VARIANTS)}")
@@ -92,7 +101,7 @@ def _build(name: str, num_classes: int | None, weights: WeightsArg, kwargs: dict
         # the checkpoint's own layout (widths, norm, sizes) unless the caller says otherwise
         kwargs = {**(checkpoint.arch or {}).get("kwargs", {}), **kwargs}
         kwargs.setdefault("backbone_weights", None)  # the checkpoint overwrites the backbone anyway
-    class_names, category_ids = _resolve_classes(num_classes, kwargs, checkpoint)
+    class_map = _resolve_classes(num_classes, kwargs, checkpoint)
     default_backbone_weights = "imagenet" if name == "mobilenet_v2_fpn" else None
     pretrained = (
         checkpoint is not None or kwargs.get("backbone_weights", default_backbone_weights) is not None
@@ -101,40 +110,64 @@ def _build(name: str, num_classes: int | None, weights: WeightsArg, kwargs: dict
     # BatchNorm and every stage; v2 always uses BatchNorm
     kwargs.setdefault("norm", "batch" if name == "resnet50_fpn_v2" or not pretrained else "frozen")
     kwargs.setdefault("trainable_backbone_layers", 3 if pretrained else 5)
-    model = _VARIANTS[name](class_names=class_names, category_ids=category_ids, **kwargs)
+    model = _VARIANTS[name](class_map=class_map, **kwargs)
     if checkpoint is not None:
-        weights_module.load_weights_into(model, checkpoint)
+        untrained = weights_module.load_weights_into(model, checkpoint)
+        left_out = [n for n in checkpoint.class_map.names if not class_map.has_name(n)]
+        if untrained or left_out:
+            # stacklevel 3: the line that called the public factory
+            warnings.warn(_class_mismatch_message(untrained, left_out, checkpoint.source), stacklevel=3)
     return model
 
 
-def _resolve_classes(
-    num_classes: int | None, kwargs: dict[str, Any], checkpoint: Any
-) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def _class_mismatch_message(untrained: list[str], left_out: list[str], source: str) -> str:
+    def listed(names: list[str]) -> str:
+        return ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+
+    parts = []
+    if untrained:
+        parts.append(f"classes that start untrained: {listed(untrained)}")
+    if left_out:
+        parts.append(f"its classes left out: {listed(left_out)}")
+    return (
+        f"the model's classes differ from those of {source}: {'; '.join(parts)}. Classes are matched by "
+        "name; to keep the checkpoint's classes, leave num_classes out or pass its class count, and no names"
+    )
+
+
+def _resolve_classes(num_classes: int | None, kwargs: dict[str, Any], checkpoint: Any) -> ClassMap:
+    """The model's classes: ``class_map``, or ``class_names`` (+ ``category_ids``), or the checkpoint's
+    when ``num_classes`` is left out or equals its count, else ``class_1..class_K``; COCO's by default."""
+    class_map = kwargs.pop("class_map", None)
     class_names = kwargs.pop("class_names", None)
     category_ids = kwargs.pop("category_ids", None)
-    if class_names is not None:
-        class_names = tuple(class_names)
-        if num_classes is not None and num_classes != len(class_names):
-            raise ValueError(f"num_classes is {num_classes} but {len(class_names)} class_names were given")
-        num_classes = len(class_names)
-    if num_classes is None:
-        if checkpoint is not None:
-            return tuple(checkpoint.class_names), tuple(checkpoint.category_ids)
-        return COCO_CLASS_NAMES, COCO_CATEGORY_IDS
-    if not isinstance(num_classes, int) or num_classes < 1:
+    if num_classes is not None and (
+        not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1
+    ):
         raise ValueError(f"num_classes must be a positive integer (background excluded), got {num_classes!r}")
-    if class_names is None:
-        class_names = tuple(f"class_{i}" for i in range(1, num_classes + 1))
-    if category_ids is None:
-        category_ids = tuple(range(1, num_classes + 1))
-    return class_names, tuple(int(i) for i in category_ids)
+    if class_map is not None and (class_names is not None or category_ids is not None):
+        raise ValueError("give either class_map or class_names/category_ids, not both")
+    if class_map is None and class_names is not None:
+        class_map = ClassMap.from_lists(class_names, category_ids)
+    if class_map is not None:
+        if not isinstance(class_map, ClassMap):
+            raise ValueError(f"class_map must be a ClassMap, got {type(class_map).__name__}")
+        if num_classes is not None and num_classes != class_map.num_classes:
+            raise ValueError(f"num_classes is {num_classes} but {class_map.num_classes} classes were given")
+        return class_map
+    if checkpoint is None and num_classes is None:
+        known = COCO_CLASS_MAP
+    elif checkpoint is not None and num_classes in (None, checkpoint.class_map.num_classes):
+        known = checkpoint.class_map
+    else:
+        known = ClassMap.numbered(num_classes)
+    return known if category_ids is None else ClassMap.from_lists(known.names, category_ids)
 
 
 def _resnet_variant(depth: int, v2: bool = False) -> Callable[..., MaskRCNN]:
     def build(
         *,
-        class_names: Sequence[str],
-        category_ids: Sequence[int],
+        class_map: ClassMap,
         norm: str,
         trainable_backbone_layers: int,
         backbone_weights: str | None = None,
@@ -146,7 +179,7 @@ def _resnet_variant(depth: int, v2: bool = False) -> Callable[..., MaskRCNN]:
         class_agnostic_masks: bool = False,
     ) -> MaskRCNN:
         arch_kwargs = dict(locals())
-        for key in ("class_names", "category_ids", "backbone_weights"):
+        for key in ("class_map", "backbone_weights"):
             arch_kwargs.pop(key)
         arch_kwargs.pop("depth", None)
         arch_kwargs.pop("v2", None)
@@ -162,14 +195,14 @@ def _resnet_variant(depth: int, v2: bool = False) -> Callable[..., MaskRCNN]:
         config = MaskRCNNConfig(
             backbone=backbone,
             feat_channels=fpn_channels,
-            num_classes=len(class_names),
+            num_classes=class_map.num_classes,
             use_fpn=True,
             anchor_sizes=FPN_ANCHOR_SIZES,
             hidden_dim=hidden_dim,
             dropout=0.0,
             mask_hidden_channels=mask_hidden_channels,
-            class_names=tuple(class_names),
-            category_ids=tuple(category_ids),
+            class_names=class_map.names,
+            category_ids=class_map.category_ids,
             class_agnostic_masks=class_agnostic_masks,
             min_size=_size(min_size),
             max_size=max_size,
@@ -185,8 +218,7 @@ def _resnet_variant(depth: int, v2: bool = False) -> Callable[..., MaskRCNN]:
 
 def _mobilenet_v2_variant(
     *,
-    class_names: Sequence[str],
-    category_ids: Sequence[int],
+    class_map: ClassMap,
     norm: str,
     trainable_backbone_layers: int,
     backbone_weights: str | None = "imagenet",
@@ -200,7 +232,7 @@ def _mobilenet_v2_variant(
     class_agnostic_masks: bool = False,
 ) -> MaskRCNN:
     arch_kwargs = dict(locals())
-    for key in ("class_names", "category_ids", "backbone_weights"):
+    for key in ("class_map", "backbone_weights"):
         arch_kwargs.pop(key)
     backbone = backbones.mobilenet_v2_fpn(
         norm=norm,
@@ -215,14 +247,14 @@ def _mobilenet_v2_variant(
     config = MaskRCNNConfig(
         backbone=backbone,
         feat_channels=fpn_channels,
-        num_classes=len(class_names),
+        num_classes=class_map.num_classes,
         use_fpn=True,
         anchor_sizes=tuple(anchor_sizes),
         hidden_dim=hidden_dim,
         dropout=0.0,
         mask_hidden_channels=mask_hidden_channels,
-        class_names=tuple(class_names),
-        category_ids=tuple(category_ids),
+        class_names=class_map.names,
+        category_ids=class_map.category_ids,
         class_agnostic_masks=class_agnostic_masks,
         min_size=_size(min_size),
         max_size=max_size,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +30,7 @@ from maskrcnn_core.model.heads import ImageTransform, MLPBoxHead
 from maskrcnn_core.model.inputs import ImagesLike, check_images, check_targets
 from maskrcnn_core.model.pooling import ParallelMultiScaleRoIAlign
 from maskrcnn_core.protocol import LOSS_KEYS
+from maskrcnn_core.types import ClassMap
 
 
 class MaskRCNNLoss(TypedDict):
@@ -53,6 +54,9 @@ class MaskRCNN(nn.Module):
     def __init__(self, config: MaskRCNNConfig) -> None:
         super().__init__()
         self.config = config
+        #: what the checkpoint this model was loaded from says about it (name, parent, training data,
+        #: metrics); empty for a model built from scratch. ``load_model`` fills it.
+        self.checkpoint_metadata: dict[str, Any] = {}
         c = config
         min_size = (c.min_size,) if isinstance(c.min_size, int) else tuple(c.min_size)
         self.transform = ImageTransform(min_size, c.max_size, list(c.image_mean), list(c.image_std))
@@ -112,6 +116,11 @@ class MaskRCNN(nn.Module):
                 c.mask_hidden_channels, c.mask_hidden_channels, num_mask_channels
             ),
         )
+
+    @property
+    def class_map(self) -> ClassMap:
+        """Which category id and name each predicted label stands for."""
+        return self.config.class_map
 
     # ------------------------------------------------------------------ the three verbs
 

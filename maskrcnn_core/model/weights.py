@@ -5,7 +5,7 @@ code is refused)::
 
     {"format": "maskrcnn-studio-checkpoint", "format_version": 1,
      "arch": {"name": "resnet50_fpn", "kwargs": {...}},   # rebuilds the model, see model.factories
-     "class_names": [...], "category_ids": [...],          # label i -> class_names[i-1], category_ids[i-1]
+     "class_names": [...], "category_ids": [...],          # the ClassMap: label i -> [i-1] of each
      "state_dict": {...}, "metadata": {...},               # metadata: training data, metrics, parent, ...
      "training_state": {...}}                              # optional: optimizer, scheduler, RNG, iteration
 """
@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from maskrcnn_core.atomic import atomic_write
-from maskrcnn_core.types import Category, ModelInfo
+from maskrcnn_core.model.mask_rcnn import MaskRCNN
+from maskrcnn_core.types import ClassMap, ModelInfo
 
 FORMAT = "maskrcnn-studio-checkpoint"
 FORMAT_VERSION = 1
@@ -51,8 +52,7 @@ class Checkpoint:
     kind: str  # "studio" or "torchvision"
     state_dict: dict[str, Tensor]
     arch: dict | None
-    class_names: tuple[str, ...]
-    category_ids: tuple[int, ...]
+    class_map: ClassMap
     metadata: dict = field(default_factory=dict)
     training_state: dict | None = None
     #: torchvision's v1 COCO file was trained with FrozenBatchNorm eps 0
@@ -112,11 +112,11 @@ def load_weights_into(model: torch.nn.Module, checkpoint: Checkpoint) -> list[st
     metadata = getattr(checkpoint.state_dict, "_metadata", None)
     if metadata is not None:
         state._metadata = metadata  # version info torchvision's old key layouts need
-    same_classes = tuple(config.class_names) == tuple(checkpoint.class_names)
+    same_classes = config.class_map.names == checkpoint.class_map.names
     new_classes: list[str] = []
     if not same_classes:
         class_state = {k: state.pop(k) for k in list(state) if k.startswith(CLASS_SPECIFIC_PREFIXES)}
-        new_classes = _copy_shared_class_rows(model, class_state, checkpoint.class_names)
+        new_classes = _copy_shared_class_rows(model, class_state, checkpoint.class_map)
     try:
         result = model.load_state_dict(state, strict=False)
     except RuntimeError as exc:
@@ -139,8 +139,9 @@ def load_weights_into(model: torch.nn.Module, checkpoint: Checkpoint) -> list[st
     return new_classes
 
 
-def load_model(weights: str | os.PathLike, *, device: str | torch.device = "cpu") -> torch.nn.Module:
-    """The model a checkpoint describes, with its weights, in eval mode on ``device``."""
+def load_model(weights: str | os.PathLike, *, device: str | torch.device = "cpu") -> MaskRCNN:
+    """The model a checkpoint describes, with its weights, classes and ``checkpoint_metadata``, in eval
+    mode on ``device``."""
     from maskrcnn_core.model.factories import build_model
 
     checkpoint = read_checkpoint(weights)
@@ -150,11 +151,11 @@ def load_model(weights: str | os.PathLike, *, device: str | torch.device = "cpu"
     # Built on the meta device, then given uninitialised memory that the checkpoint fills: the random
     # initialisation it would overwrite was 0.5-0.7 s of a ResNet-50 load, holding the GIL in pieces.
     with torch.device("meta"):
-        model = build_model(arch, class_names=checkpoint.class_names, category_ids=checkpoint.category_ids)
+        model = build_model(arch, class_map=checkpoint.class_map)
     model.to_empty(device="cpu")
     not_in_checkpoint = {name for name, _ in model.named_buffers()} - set(model.state_dict())
     if not_in_checkpoint:  # pragma: no cover - a module with non-persistent buffers: initialise for real
-        model = build_model(arch, class_names=checkpoint.class_names, category_ids=checkpoint.category_ids)
+        model = build_model(arch, class_map=checkpoint.class_map)
     load_weights_into(model, checkpoint)  # raises unless every parameter and buffer is in the checkpoint
     model.checkpoint_metadata = dict(checkpoint.metadata)
     return model.to(device).eval()
@@ -185,8 +186,7 @@ def save_checkpoint(
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "arch": config.arch,
-        "class_names": list(config.class_names),
-        "category_ids": list(config.category_ids),
+        **config.class_map.to_dict(),
         "state_dict": OrderedDict((k, v.detach().cpu()) for k, v in state.items()),
         "metadata": dict(metadata or {}),
     }
@@ -200,17 +200,14 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
-def model_info(model: torch.nn.Module, path: str | os.PathLike | None = None) -> ModelInfo:
+def model_info(model: MaskRCNN, path: str | os.PathLike | None = None) -> ModelInfo:
     """The plain description of a model that the app shows and stores."""
-    config = model.config
-    metadata = dict(getattr(model, "checkpoint_metadata", {}) or {})
+    metadata = dict(model.checkpoint_metadata)
     name = metadata.get("name") or (Path(path).stem if path is not None else _arch_name(model))
     return ModelInfo(
         name=str(name),
         arch=_arch_name(model),
-        categories=tuple(
-            Category(int(i), n) for i, n in zip(config.category_ids, config.class_names, strict=False)
-        ),
+        class_map=model.class_map,
         path=os.fspath(path) if path is not None else None,
         metadata=metadata,
     )
@@ -246,30 +243,33 @@ def _read_studio(raw: dict, source: str) -> Checkpoint:
     for key in ("arch", "class_names", "category_ids", "state_dict"):
         if key not in raw:
             raise CheckpointError(f"{source} is missing '{key}'")
+    try:
+        # files written before class names had to be unique may repeat one (COCO's "N/A")
+        class_map = ClassMap.telling_apart_repeated_names(raw["class_names"], raw["category_ids"])
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{source} has an invalid class list: {exc}") from None
     return Checkpoint(
         source=source,
         kind="studio",
         state_dict=raw["state_dict"],
         arch=raw["arch"],
-        class_names=tuple(raw["class_names"]),
-        category_ids=tuple(int(i) for i in raw["category_ids"]),
+        class_map=class_map,
         metadata=dict(raw.get("metadata") or {}),
         training_state=raw.get("training_state"),
     )
 
 
 def _read_torchvision(state: dict[str, Tensor], source: str) -> Checkpoint:
-    from maskrcnn_core.model.factories import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+    from maskrcnn_core.model.factories import COCO_CLASS_MAP
 
     cls_key = "roi_heads.box_predictor.cls_score.weight"
     if cls_key not in state:
         raise CheckpointError(f"{source} is not a Mask R-CNN state dict (no {cls_key})")
     num_classes = int(state[cls_key].shape[0]) - 1
-    if num_classes == len(COCO_CLASS_NAMES):
-        class_names, category_ids = COCO_CLASS_NAMES, COCO_CATEGORY_IDS
-    else:
-        class_names = tuple(f"class_{i}" for i in range(1, num_classes + 1))
-        category_ids = tuple(range(1, num_classes + 1))
+    if num_classes < 1:
+        raise CheckpointError(f"{source} has a classifier for background only ({cls_key})")
+    # a state dict names no classes: COCO's when it has as many, else class_1..class_K
+    class_map = COCO_CLASS_MAP if num_classes == len(COCO_CLASS_MAP) else ClassMap.numbered(num_classes)
     arch = _infer_torchvision_arch(state)
     legacy_v1 = Path(source).name.startswith("maskrcnn_resnet50_fpn_coco-")
     return Checkpoint(
@@ -277,8 +277,7 @@ def _read_torchvision(state: dict[str, Tensor], source: str) -> Checkpoint:
         kind="torchvision",
         state_dict=state,
         arch=arch,
-        class_names=class_names,
-        category_ids=category_ids,
+        class_map=class_map,
         frozen_bn_eps=0.0 if legacy_v1 else None,
     )
 
@@ -299,13 +298,16 @@ def _infer_torchvision_arch(state: dict[str, Tensor]) -> dict | None:
 
 
 def _copy_shared_class_rows(
-    model: torch.nn.Module, class_state: dict[str, Tensor], old_names: tuple[str, ...]
+    model: MaskRCNN, class_state: dict[str, Tensor], checkpoint_classes: ClassMap
 ) -> list[str]:
     """Copy the checkpoint's rows for the classes both sides name (and background) into ``model``."""
-    new_names = tuple(model.config.class_names)
-    old_index = {name: i + 1 for i, name in enumerate(old_names)}
-    # (new row, old row) pairs, background first
-    pairs = [(0, 0)] + [(j + 1, old_index[n]) for j, n in enumerate(new_names) if n in old_index]
+    ours = model.class_map
+    # (new label, old label) pairs, background first
+    pairs = [(0, 0)] + [
+        (ours.name_to_label(name), checkpoint_classes.name_to_label(name))
+        for name in ours.names
+        if checkpoint_classes.has_name(name)
+    ]
     own = model.state_dict()
     with torch.no_grad():
         for key, old in class_state.items():
@@ -326,7 +328,7 @@ def _copy_shared_class_rows(
                 n, o = new_row * rows_per_class, old_row * rows_per_class
                 if o + rows_per_class <= old.shape[0] and n + rows_per_class <= target.shape[0]:
                     target[n : n + rows_per_class] = old[o : o + rows_per_class]
-    return [n for n in new_names if n not in old_index]
+    return [name for name in ours.names if not checkpoint_classes.has_name(name)]
 
 
 def _arch_name(model: torch.nn.Module) -> str:

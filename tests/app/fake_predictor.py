@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from maskrcnn_core.types import Category, CroppedMask, ModelInfo, Prediction
+from maskrcnn_core.types import Category, ClassMap, CroppedMask, ModelInfo, Prediction
 
 if TYPE_CHECKING:
     from app.ui.main_window import MainWindow
@@ -27,7 +27,7 @@ class FakePredictor:
     """Finds a "square" covering the image's central quarter (0.9) and a "circle" in its top-left (0.3)."""
 
     def __init__(self, *, delay: float = 0.0, gate: threading.Event | None = None, gate_on: str = "") -> None:
-        self.model_info = ModelInfo(name="fake", arch="none", categories=FAKE_CATEGORIES, path=None)
+        self.model_info = ModelInfo(name="fake", arch="none", class_map=ClassMap(FAKE_CATEGORIES), path=None)
         self.device = "cpu"
         self.delay = delay
         self.gate = gate

@@ -7,6 +7,7 @@ the same photographs.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,17 @@ from maskrcnn_core.model.mask_rcnn import LOSS_KEYS
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, torch.nn.Module]:
+def reference_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
     # a smaller input size than COCO's 800 keeps the test fast on 2 CPU cores; both models get the same
     reference = build_reference(min_size=480, max_size=800)
     path = tmp_path_factory.mktemp("weights") / "reference_maskrcnn_r50_fpn.pth"
     torch.save(reference.state_dict(), path)
+    return reference, path
 
+
+@pytest.fixture(scope="module")
+def models(reference_file) -> tuple[torch.nn.Module, torch.nn.Module]:
+    reference, path = reference_file
     ours = mask_rcnn_resnet_50_fpn(weights=path, min_size=480, max_size=800)
     return reference, ours.eval()
 
@@ -62,6 +68,23 @@ def test_predict_matches_torchvision(models, photo: Path) -> None:
     assert agreement >= 0.99, f"masks agree on only {agreement:.4%} of pixels"
     # decisive masks: the comparison is not between empty masks
     assert expected_masks.flatten(1).any(dim=1).float().mean() > 0.5
+
+
+def test_num_classes_of_the_file_gives_torchvisions_detections(reference_file) -> None:
+    """Passing the class count the file has (90) keeps its classes and rows: no warning, same output."""
+    reference, path = reference_file
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours = mask_rcnn_resnet_50_fpn(num_classes=90, weights=path, min_size=480, max_size=800).eval()
+    assert ours.class_map.label_to_name(18) == "dog" and ours.class_map.label_to_category_id(18) == 18
+    image = load_photo(PHOTOS[0])
+    with torch.no_grad():
+        expected = reference.eval()([image])[0]
+    got = ours.predict([image])[0]
+    assert len(expected["boxes"]) > 5
+    torch.testing.assert_close(got["boxes"], expected["boxes"], rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(got["scores"], expected["scores"], rtol=1e-4, atol=1e-5)
+    assert torch.equal(got["labels"], expected["labels"])
 
 
 def test_losses_match_torchvision(models) -> None:

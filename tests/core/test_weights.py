@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,10 @@ from maskrcnn_core import (
     mask_rcnn_resnet_101_fpn,
     save_checkpoint,
 )
-from maskrcnn_core.model.weights import CheckpointError, hub_checkpoint_path, read_checkpoint
+from maskrcnn_core.model.weights import CheckpointError, hub_checkpoint_path, model_info, read_checkpoint
+from maskrcnn_core.types import ClassMap
+
+DEMO_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "demo.pt"
 
 SMALL = dict(fpn_channels=32, hidden_dim=64, mask_hidden_channels=32, min_size=96, max_size=128)
 
@@ -67,7 +71,10 @@ def test_new_class_set_keeps_backbone_rpn_and_shared_classes(tmp_path: Path) -> 
     base = small_model()
     path = save_checkpoint(tmp_path / "base.pt", base)
     # "dog" is kept (moved to label 1), "cat"/"bird" dropped, "fox" new
-    tuned = mask_rcnn_mobilenet_v2_fpn(class_names=("dog", "fox"), category_ids=(5, 6), weights=path, **SMALL)
+    with pytest.warns(UserWarning, match="start untrained: fox; its classes left out: cat, bird"):
+        tuned = mask_rcnn_mobilenet_v2_fpn(
+            class_names=("dog", "fox"), category_ids=(5, 6), weights=path, **SMALL
+        )
     assert tuned.config.num_classes == 2
     base_state, tuned_state = base.state_dict(), tuned.state_dict()
     for key in base_state:
@@ -81,6 +88,87 @@ def test_new_class_set_keeps_backbone_rpn_and_shared_classes(tmp_path: Path) -> 
     assert torch.equal(tuned_state[bbox][4:8], base_state[bbox][8:12])
     logits = "roi_heads.mask_predictor.mask_fcn_logits.weight"
     assert torch.equal(tuned_state[logits][1], base_state[logits][2])
+
+
+def _coco_count_state_dict(tmp_path: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """A torchvision-format state dict (tensors only) with COCO's 90 classes, on a small ResNet-18-FPN."""
+    torch.manual_seed(0)
+    model = mask_rcnn_resnet_18_fpn(num_classes=90, norm="frozen", **SMALL)  # torchvision's layout
+    state = model.state_dict()
+    path = tmp_path / "maskrcnn_r18_90_classes.pth"
+    torch.save(state, path)
+    return state, path
+
+
+def test_num_classes_equal_to_the_state_dicts_keeps_every_class_row(tmp_path: Path) -> None:
+    state, path = _coco_count_state_dict(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # keeping every class is no cause for a warning
+        given = mask_rcnn_resnet_18_fpn(num_classes=90, weights=path, **SMALL)
+        left_out = mask_rcnn_resnet_18_fpn(weights=path, **SMALL)
+    assert given.class_map == left_out.class_map
+    assert given.class_map.label_to_name(1) == "person" and given.class_map.category_id_to_label(90) == 90
+    for key, value in state.items():
+        assert torch.equal(given.state_dict()[key], value), key
+
+
+def test_another_class_count_warns_which_classes_start_untrained(tmp_path: Path) -> None:
+    state, path = _coco_count_state_dict(tmp_path)
+    with pytest.warns(UserWarning) as caught:
+        model = mask_rcnn_resnet_18_fpn(num_classes=2, weights=path, **SMALL)
+    message = str(caught[0].message)
+    assert "classes that start untrained: class_1, class_2;" in message
+    assert "its classes left out: person, bicycle, car" in message and "and 82 more" in message
+    assert str(path) in message
+    assert caught[0].filename == __file__, "the warning points at the caller's line"
+    assert model.class_map.names == ("class_1", "class_2")
+    cls = "roi_heads.box_predictor.cls_score.weight"
+    assert torch.equal(model.state_dict()[cls][0], state[cls][0])  # background is kept
+    fpn = "backbone.fpn.inner_blocks.0.0.weight"
+    assert torch.equal(model.state_dict()[fpn], state[fpn])
+
+
+def test_other_class_names_keep_the_shared_rows_and_warn_about_the_rest(tmp_path: Path) -> None:
+    state, path = _coco_count_state_dict(tmp_path)
+    with pytest.warns(UserWarning, match="start untrained: zebra crossing; its classes left out: bicycle"):
+        model = mask_rcnn_resnet_18_fpn(
+            class_names=("kite", "person", "zebra crossing"), category_ids=(1, 2, 3), weights=path, **SMALL
+        )
+    cls = "roi_heads.box_predictor.cls_score.weight"
+    coco = model.class_map  # the model's own labels
+    assert coco.name_to_label("kite") == 1
+    assert torch.equal(model.state_dict()[cls][1], state[cls][38])  # kite: COCO label 38
+    assert torch.equal(model.state_dict()[cls][2], state[cls][1])  # person: COCO label 1
+
+
+def test_class_arguments_that_contradict_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="num_classes is 3 but 2 classes were given"):
+        mask_rcnn_mobilenet_v2_fpn(3, class_names=("a", "b"), backbone_weights=None, **SMALL)
+    with pytest.raises(ValueError, match="class names must be unique"):
+        mask_rcnn_mobilenet_v2_fpn(class_names=("a", "a"), backbone_weights=None, **SMALL)
+    with pytest.raises(ValueError, match="not both"):
+        mask_rcnn_mobilenet_v2_fpn(
+            class_map=ClassMap.numbered(2), class_names=("a", "b"), backbone_weights=None, **SMALL
+        )
+
+
+def test_old_checkpoint_with_repeated_names_loads_with_told_apart_names(tmp_path: Path) -> None:
+    """Checkpoints written before names had to be unique kept torchvision's repeated "N/A"."""
+    path = save_checkpoint(tmp_path / "m.pt", small_model(names=("cat", "dog", "bird"), ids=(1, 12, 26)))
+    raw = torch.load(path, weights_only=True)
+    raw["class_names"] = ["cat", "N/A", "N/A"]
+    torch.save(raw, path)
+    model = load_model(path)
+    assert model.class_map.names == ("cat", "N/A (id 12)", "N/A (id 26)")
+    assert model.class_map.category_ids == (1, 12, 26)
+
+
+def test_demo_checkpoint_loads_with_its_class_map_and_metadata() -> None:
+    model = load_model(DEMO_MODEL)
+    assert model.class_map == ClassMap.from_lists(("circle", "square", "triangle", "ring"), (1, 2, 3, 4))
+    assert model.checkpoint_metadata["name"] == "demo-shapes"
+    info = model_info(model, DEMO_MODEL)
+    assert info.class_map == model.class_map and info.name == "demo-shapes"
 
 
 def test_checkpoint_for_another_architecture_is_refused(tmp_path: Path) -> None:

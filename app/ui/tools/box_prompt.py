@@ -43,8 +43,8 @@ class BoxPrompter(QObject):
         label = None
         if not self.use_model_category and self.editor.current_category >= 0:
             name = self.editor.document.category(self.editor.current_category).name
-            names = list(model.info.class_names)
-            label = names.index(name) + 1 if name in names else None
+            classes = model.info.class_map
+            label = classes.name_to_label(name) if classes.has_name(name) else None
         job_id = self.segmentation.segment_box(image_id, box, label)
         self._pending[job_id] = image_id
         self.editor.message.emit("Box prompt: segmenting…")
