@@ -4,6 +4,10 @@ Validation and the file format itself are ``maskrcnn_core.data.coco``'s (``load_
 this module maps between COCO and the store: categories by name (a new category keeps the file's id when
 it is free, so ids are stable from import to export), images by file name, masks as RLE. labelme files
 (:mod:`app.project.labelme_io`) are imported the same way. An import is one transaction: all of it or nothing.
+
+What an import does to an image the file annotates is the store's rule (``ProjectStore.import_instances``):
+the file's annotations replace the image's untouched predictions, a person's instances are kept, and an
+annotation the image already holds is counted as a duplicate instead of being added twice.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from pathlib import Path
 from typing import Literal
 
 from app.project.labelme_io import LabelmeReport, is_labelme, labelme_files, read_labelme
-from app.project.records import ImageStatus, NewInstance, Provenance
+from app.project.records import ImageStatus, ImportCounts, NewInstance, Provenance
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
+from app.project.truth import annotations
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, load_coco, write_coco
 from maskrcnn_core.image_io import ImageReadError, image_size
 from maskrcnn_core.masks import mask_to_rle
@@ -26,8 +31,21 @@ from maskrcnn_core.types import Category
 @dataclass(frozen=True)
 class ImportSummary:
     images: int  # images of the file found in the folder
-    added: int  # annotations added (those already in the project are not added again)
+    added: int  # annotations added
+    duplicates: int  # annotations identical to one already there (or earlier in the file): not added again
+    replaced: int  # untouched predictions the file's annotations replaced
     report: str  # the validator's summary: what was skipped or clipped, and why
+
+    def headline(self) -> str:
+        """One line saying what the import did, for the command line and the window alike."""
+        return (
+            f"imported {self.added} annotations on {self.images} images; replaced {self.replaced} "
+            f"predictions; {self.duplicates} duplicates of annotations already there were not added again"
+        )
+
+    @classmethod
+    def of(cls, images: int, counts: ImportCounts, report: str) -> ImportSummary:
+        return cls(images, counts.added, counts.duplicates, counts.replaced, report)
 
 
 @dataclass(frozen=True)
@@ -38,15 +56,16 @@ class ExportSummary:
 
 
 def import_coco(store: ProjectStore, json_path: Path) -> ImportSummary:
-    """Add the annotations of a COCO file whose images are in the project's folder.
+    """Import the annotations of a COCO file whose images are in the project's folder.
 
-    Re-importing the same file adds nothing: an annotation identical to one the image already holds
-    (same category, same mask) is skipped. Imported instances have provenance ``imported`` and are never
-    replaced by a model run. Raises ``CocoValidationError`` (a ``ValueError``) for an unusable file.
+    In each image the file annotates they replace the untouched predictions; re-importing the same file
+    changes nothing (every annotation is a duplicate). Imported instances have provenance ``imported``
+    and are never replaced by a model run. Raises ``CocoValidationError`` (a ``ValueError``) for an
+    unusable file.
     """
     data, report = load_coco(json_path, store.images_dir)
     names = {c.id: c.name for c in data.categories}
-    added = 0
+    counts = ImportCounts()
     with store.transaction():  # all of the file or nothing
         category_ids = store.ensure_categories(
             [c.name for c in data.categories], preferred_ids={c.name: c.id for c in data.categories}
@@ -65,19 +84,20 @@ def import_coco(store: ProjectStore, json_path: Path) -> ImportSummary:
                 )
                 for ann in image.annotations
             ]
-            added += store.import_instances(record.id, instances)
-    return ImportSummary(images=len(data.images), added=added, report=report.summary())
+            counts += store.import_instances(record.id, instances)
+    return ImportSummary.of(len(data.images), counts, report.summary())
 
 
 def import_labelme(store: ProjectStore, path: Path) -> ImportSummary:
-    """Add the instances of a labelme JSON file (or of every labelme file in a directory).
+    """Import the instances of a labelme JSON file (or of every labelme file in a directory).
 
-    Labels become categories by name; each instance is ``imported``; re-importing adds nothing.
+    Labels become categories by name; each instance is ``imported`` and replaces the image's untouched
+    predictions as a COCO import does; re-importing changes nothing.
     """
     report = LabelmeReport(str(path))
     read = [read_labelme(f, store.images_dir, report) for f in labelme_files(Path(path))]
     images = [image for image in read if image is not None]
-    added = 0
+    counts = ImportCounts()
     with store.transaction():  # all of it or nothing
         labels = sorted({label for image in images for label, _ in image.instances})
         category_ids = store.ensure_categories(labels) if labels else {}
@@ -94,9 +114,8 @@ def import_labelme(store: ProjectStore, path: Path) -> ImportSummary:
                 )
                 for label, mask in image.instances
             ]
-            if instances:
-                added += store.import_instances(record.id, instances)
-    return ImportSummary(images=len(images), added=added, report=report.summary())
+            counts += store.import_instances(record.id, instances)
+    return ImportSummary.of(len(images), counts, report.summary())
 
 
 def import_annotations(store: ProjectStore, path: Path) -> ImportSummary:
@@ -133,8 +152,9 @@ def export_coco(
     Images nobody and no model has looked at yet (status ``new``) and unusable files are left out:
     an unlabelled image is not an image without objects; ``only`` narrows it further (see
     ``EXPORT_SELECTIONS``). Predictions scoring below ``score_threshold`` (default: the project's slider
-    setting) are left out, as they are hidden in the app. ``segmentation``: compressed RLE (pixel-exact,
-    holes kept) or polygons (RLE for the masks that polygons cannot redraw exactly).
+    setting) are left out, as they are hidden in the app: each image holds what the truth rule
+    (:mod:`app.project.truth`) counts. ``segmentation``: compressed RLE (pixel-exact, holes kept) or
+    polygons (RLE for the masks that polygons cannot redraw exactly).
     """
     if segmentation not in ("rle", "polygon"):
         raise ValueError(f'the export format must be "rle" or "polygon", got {segmentation!r}')
@@ -160,12 +180,11 @@ def export_coco(
             except ImageReadError as exc:
                 skipped.append(f"{image.file_name}: {exc}")
                 continue
-        annotations = tuple(
+        coco_annotations = tuple(
             CocoAnnotation(r.id, r.category_id, label_of[r.category_id], r.rle, r.iscrowd)
-            for r in store.instances(image.id)
-            if r.provenance is not Provenance.PREDICTED or (r.score or 0.0) >= threshold
+            for r in annotations(store.instances(image.id), threshold)
         )
-        images.append(CocoImage(image.id, image.file_name, path, height, width, annotations))
+        images.append(CocoImage(image.id, image.file_name, path, height, width, coco_annotations))
     if not coco_categories:
         raise ValueError("the project has no categories yet, so there is nothing to export")
     write_coco(

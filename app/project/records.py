@@ -97,6 +97,25 @@ class NewInstance:
 
 
 @dataclass(frozen=True)
+class ImportCounts:
+    """What importing annotations did to one image (or, summed, to a whole file).
+
+    ``added``: imported instances written; ``duplicates``: imported instances identical (same category,
+    same mask) to one the image already held, or to an earlier one of the same file, so not written again;
+    ``replaced``: untouched predictions removed because the imported annotations replace them.
+    """
+
+    added: int = 0
+    duplicates: int = 0
+    replaced: int = 0
+
+    def __add__(self, other: ImportCounts) -> ImportCounts:
+        return ImportCounts(
+            self.added + other.added, self.duplicates + other.duplicates, self.replaced + other.replaced
+        )
+
+
+@dataclass(frozen=True)
 class ModelVersionRecord:
     """A checkpoint the project has used; ``path`` is where it was loaded from."""
 

@@ -38,12 +38,14 @@ from app.project.records import (
     CategoryRecord,
     ImageRecord,
     ImageStatus,
+    ImportCounts,
     InstanceRecord,
     ModelVersionRecord,
     NewInstance,
     Provenance,
     TrainingRunRecord,
 )
+from app.project.truth import is_untouched_prediction
 from maskrcnn_core.protocol import RunStatus
 
 DB_NAME = "project.sqlite"
@@ -565,9 +567,9 @@ class ProjectStore:
             image = self._image_in(db, image_id)
             if image.revision != expected_revision:
                 return False
-            db.execute("DELETE FROM instances WHERE image_id = ? AND provenance = 'predicted'", (image_id,))
+            self._delete_untouched_predictions(db, image_id)
             for instance in instances:
-                if instance.provenance is not Provenance.PREDICTED:
+                if not is_untouched_prediction(instance):
                     raise ValueError(
                         f"a model result can only add predicted instances, got {instance.provenance}"
                     )
@@ -580,29 +582,42 @@ class ProjectStore:
             )
         return True
 
-    def import_instances(self, image_id: int, instances: Sequence[NewInstance]) -> int:
-        """Add imported instances that the image does not already hold (same category and same mask).
+    def import_instances(self, image_id: int, instances: Sequence[NewInstance]) -> ImportCounts:
+        """Make imported annotations (a person's truth) the image's annotations, in one transaction.
 
-        Returns how many were added; re-importing the same file adds nothing.
+        When ``instances`` is not empty, every untouched prediction of the image is removed: the file's
+        annotations are a person's full answer for the image, so a prediction left beside them would be a
+        second copy of one of them or an object the person chose not to annotate, and the export and a
+        fine-tune would count it. Instances a person edited, verified or imported earlier are never
+        removed. An imported instance identical (same category, same mask) to one the image already
+        holds, or to an earlier one of ``instances``, is counted as a duplicate and not written again, so
+        re-importing a file changes nothing. An empty ``instances`` changes nothing (a file that lists an
+        image without annotations has not annotated it). When anything changed, the image becomes
+        ``corrected`` (``verified`` stays) and its revision goes up, so a model result computed before
+        the import is not applied over it.
         """
+        if not instances:
+            return ImportCounts()
         now = _now()
         with self.transaction() as db:
             image = self._image_in(db, image_id)
+            replaced = self._delete_untouched_predictions(db, image_id)
             existing = {
                 (int(c), str(counts))
                 for c, counts in db.execute(
                     "SELECT category_id, rle_counts FROM instances WHERE image_id = ?", (image_id,)
                 )
             }
-            added = 0
+            added = duplicates = 0
             for instance in instances:
                 key = (instance.category_id, _counts_str(instance.rle))
                 if key in existing:
+                    duplicates += 1
                     continue
                 existing.add(key)
                 self._insert(db, image_id, instance, now)
                 added += 1
-            if added:
+            if added or replaced:
                 height, width = instances[0].rle["size"]
                 status = (
                     ImageStatus.VERIFIED if image.status is ImageStatus.VERIFIED else ImageStatus.CORRECTED
@@ -612,7 +627,7 @@ class ProjectStore:
                     "updated_at = ? WHERE id = ?",
                     (status.value, int(height), int(width), now, image_id),
                 )
-        return added
+        return ImportCounts(added=added, duplicates=duplicates, replaced=replaced)
 
     # -------------------------------------------------------------------------------------- model versions
     def add_model_version(
@@ -731,6 +746,12 @@ class ProjectStore:
         if row is None:
             raise StaleImageError(f"no image with id {image_id} in this project")
         return _image(row)
+
+    def _delete_untouched_predictions(self, db: sqlite3.Connection, image_id: int) -> int:
+        """Remove the image's untouched predictions (the truth rule decides which); returns how many."""
+        doomed = [r.id for r in self.instances(image_id) if is_untouched_prediction(r)]
+        db.executemany("DELETE FROM instances WHERE id = ?", [(i,) for i in doomed])
+        return len(doomed)
 
     @staticmethod
     def _has_prediction(db: sqlite3.Connection, image_id: int) -> bool:

@@ -9,12 +9,13 @@ so every edit is committed to the store in the same step as it is shown.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
+from app.project.coco_io import ImportSummary, import_annotations
 from app.project.folder_scan import scan_folder
+from app.project.model_results import ApplyOutcome, apply_model_result, needs_segmentation
 from app.project.records import (
     CategoryRecord,
     ImageRecord,
@@ -22,23 +23,11 @@ from app.project.records import (
     ImageStatus,
     InstanceRecord,
     NewInstance,
-    Provenance,
 )
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
 from app.project.training_set import eligible_images
-
-# A new prediction overlapping a kept (edited / verified / imported) instance this much is the same object.
-DUPLICATE_IOU = 0.5
-
-
-@dataclass(frozen=True)
-class ApplyOutcome:
-    """What happened to a model result: applied (with how many instances), or why not."""
-
-    applied: bool
-    added: int = 0
-    reason: str = ""
+from app.project.truth import annotations
 
 
 class Document(QObject):
@@ -90,13 +79,30 @@ class Document(QObject):
         self.imagesReset.emit()
         return added
 
-    def reload_instances(self) -> None:
-        """Drop the cached instances and categories after a bulk write to the store (an import)."""
+    def import_annotations(self, path: Path) -> ImportSummary:
+        """Import a COCO or labelme file (or a folder of labelme files) as a person's annotations.
+
+        One store transaction (see :func:`app.project.coco_io.import_annotations`: in each image the file
+        annotates, its annotations replace the untouched predictions). Raises ``ValueError`` for an
+        unusable file, with nothing imported. The caches are reloaded and the views told through the
+        usual signals.
+        """
+        summary = import_annotations(self.store, path)
         self._instances.clear()
         self._reload_categories()
         self.categoriesChanged.emit()
-        if self._current >= 0:
-            self.instancesChanged.emit(self._current)
+        stored = self.store.images()
+        if [image.id for image in stored] != [image.id for image in self._images]:
+            self.scan()  # the file named images the list did not hold yet: the list is rebuilt
+        else:  # only the images the import changed are announced, so the views keep their place
+            changed = [new.id for old, new in zip(self._images, stored, strict=True) if new != old]
+            self._images = stored
+            for image_id in changed:
+                self.imageChanged.emit(image_id)
+                self.instancesChanged.emit(image_id)
+        if self._current < 0:
+            self.restore_current_image()
+        return summary
 
     def images(self) -> list[ImageRecord]:
         """All images in browser order (by file name)."""
@@ -217,12 +223,7 @@ class Document(QObject):
     def visible_instances(self, image_id: int) -> list[InstanceRecord]:
         """What is shown and exported: a person's instances, and predictions scoring at least the
         threshold."""
-        threshold = self._score_threshold
-        return [
-            r
-            for r in self.instances(image_id)
-            if r.provenance is not Provenance.PREDICTED or (r.score is not None and r.score >= threshold)
-        ]
+        return annotations(self.instances(image_id), self._score_threshold)
 
     @property
     def score_threshold(self) -> float:
@@ -265,45 +266,22 @@ class Document(QObject):
     def apply_result(
         self, result: ImageResult, *, expected_revision: int, model_version_id: int | None
     ) -> ApplyOutcome:
-        """Store a model result for one image, unless a person edited the image since the run started.
-
-        Only untouched predictions are replaced. A new detection that overlaps one of the person's
-        instances (mask IoU >= 0.5) is dropped, so a re-run does not duplicate corrected objects.
-        """
-        image_id = result.image_id
-        if result.error is not None:
-            self.set_image_error(image_id, result.error)
-            return ApplyOutcome(False, reason=result.error)
-        if self.image(image_id).revision != expected_revision:
-            return ApplyOutcome(False, reason="edited since the run started; your edit is kept")
-        kept = [r for r in self.instances(image_id) if r.provenance is not Provenance.PREDICTED]
-        detections = _drop_duplicates(result.detections, kept)
-        ids = self.ensure_categories(sorted({d.category_name for d in detections}))
-        new = [
-            NewInstance(
-                category_id=ids[d.category_name],
-                rle=d.rle,
-                box=d.box,
-                area=d.area,
-                provenance=Provenance.PREDICTED,
-                score=d.score,
-                model_version_id=model_version_id,
-            )
-            for d in detections
-        ]
-        applied = self.store.apply_prediction(
-            image_id,
-            expected_revision=expected_revision,
-            instances=new,
-            model_version_id=model_version_id,
-            image_size=result.image_size,
+        """Store a model result for one image, unless a person edited the image since the run started
+        (the rule is :func:`app.project.model_results.apply_model_result`)."""
+        categories = set(self._categories)
+        outcome = apply_model_result(
+            self.store, result, expected_revision=expected_revision, model_version_id=model_version_id
         )
-        self._instances.pop(image_id, None)
+        image_id = result.image_id
+        if outcome.applied:
+            self._instances.pop(image_id, None)
+            self._reload_categories()
+            if set(self._categories) != categories:
+                self.categoriesChanged.emit()
         self._refresh_image(image_id)
-        if applied:
+        if outcome.applied:
             self.instancesChanged.emit(image_id)
-            return ApplyOutcome(True, added=len(new))
-        return ApplyOutcome(False, reason="edited since the run started; your edit is kept")
+        return outcome
 
     def images_to_segment(self) -> tuple[list[ImageRecord], int]:
         """The images "Auto-segment all" runs on: new or predicted ones without an error.
@@ -315,7 +293,7 @@ class Document(QObject):
         for image in self._images:
             if self.image_error(image.id):
                 continue
-            if image.status in (ImageStatus.NEW, ImageStatus.PREDICTED):
+            if needs_segmentation(image):
                 todo.append(image)
             else:
                 skipped += 1
@@ -324,12 +302,3 @@ class Document(QObject):
     def _refresh_image(self, image_id: int) -> None:
         self._images[self._row_of[image_id]] = self.store.image(image_id)
         self.imageChanged.emit(image_id)
-
-
-def _drop_duplicates(detections: Sequence, kept: Sequence[InstanceRecord]) -> list:
-    if not kept or not detections:
-        return list(detections)
-    from pycocotools import mask as mask_utils
-
-    ious = mask_utils.iou([d.rle for d in detections], [r.rle for r in kept], [0] * len(kept))
-    return [d for d, row in zip(detections, ious, strict=True) if float(max(row)) < DUPLICATE_IOU]

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.project.coco_io import ImportSummary, export_coco, import_annotations
+from app.project.coco_io import ImportSummary, export_coco
 from app.project.model_sources import bundled_demo_model
 from app.project.recent import add_recent_folder, recent_folders
 from app.project.records import ImageStatus
@@ -226,19 +226,14 @@ class MainWindow(QMainWindow):
             QMessageBox.critical(self, "Import COCO", str(exc))
             return
         QMessageBox.information(
-            self,
-            "Import COCO",
-            f"Added {summary.added} annotations on {summary.images} images.\n\n{summary.report}",
+            self, "Import COCO", f"{summary.headline().capitalize()}.\n\n{summary.report}"
         )
 
     def import_annotation_file(self, path: Path) -> ImportSummary:
-        """Import a COCO or labelme file into the open project and refresh the views; what the menu
-        item does, without its dialogs. Raises ``ValueError`` (nothing imported) for a bad file."""
-        summary = import_annotations(self.document.store, path)
-        self.document.scan()
-        self.document.reload_instances()
-        self.document.restore_current_image()
-        return summary
+        """Import a COCO or labelme file into the open project (the document's import, which keeps the
+        views right); what the menu item does, without its dialogs. Raises ``ValueError`` (nothing
+        imported) for a bad file."""
+        return self.document.import_annotations(path)
 
     def export_coco_file(self) -> None:
         if self.document is None:

@@ -16,7 +16,7 @@ from pycocotools import mask as mask_utils
 
 from app.project.locations import ProjectLocationError, remember_project_dir
 from app.project.lock import ProjectLockedError
-from app.project.records import ImageStatus, NewInstance, Provenance
+from app.project.records import ImageStatus, ImportCounts, NewInstance, Provenance
 from app.project.store import DB_NAME, SCHEMA_VERSION, ProjectStore, StaleImageError, StoreError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,10 +177,30 @@ def test_import_does_not_duplicate(store):
         _instance(0, 0, 5, 5, provenance=Provenance.IMPORTED),
         _instance(3, 3, 9, 9, provenance=Provenance.IMPORTED),
     ]
-    assert store.import_instances(image_id, imported) == 2
-    assert store.import_instances(image_id, imported) == 0
+    assert store.import_instances(image_id, imported) == ImportCounts(added=2)
+    assert store.import_instances(image_id, imported) == ImportCounts(duplicates=2)
     assert len(store.instances(image_id)) == 2
     assert store.image(image_id).status is ImageStatus.CORRECTED
+
+
+def test_import_replaces_untouched_predictions_and_keeps_a_persons_instances(store):
+    image_id = store.image_by_name("a.png").id
+    predicted = [_instance(0, 0, 5, 5, provenance=Provenance.PREDICTED, score=s) for s in (0.9, 0.1)]
+    store.apply_prediction(
+        image_id, expected_revision=0, instances=predicted, model_version_id=None, image_size=(40, 50)
+    )
+    (edited,) = store.apply_edit(image_id, add=[_instance(20, 20, 30, 30)])
+    revision = store.image(image_id).revision
+    imported = [_instance(0, 0, 5, 5, provenance=Provenance.IMPORTED)] * 2  # the same object twice
+    assert store.import_instances(image_id, imported) == ImportCounts(added=1, duplicates=1, replaced=2)
+    kept = store.instances(image_id)
+    assert [(r.id, r.provenance) for r in kept] == [
+        (edited, Provenance.EDITED),
+        (kept[1].id, Provenance.IMPORTED),
+    ]
+    assert store.image(image_id).revision == revision + 1  # a model result made before it is not applied
+    assert store.import_instances(image_id, []) == ImportCounts()  # an image listed without annotations
+    assert len(store.instances(image_id)) == 2
 
 
 def test_settings_models_and_training_runs_persist(tmp_path):
