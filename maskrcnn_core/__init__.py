@@ -27,6 +27,7 @@ _LAZY = {
     "Predictor": "maskrcnn_core.engine.predictor",
     "CancelToken": "maskrcnn_core.cancel",
     "Category": "maskrcnn_core.types",
+    "ClassMap": "maskrcnn_core.types",
     "CroppedMask": "maskrcnn_core.types",
     "ModelInfo": "maskrcnn_core.types",
     "Prediction": "maskrcnn_core.types",
@@ -63,4 +64,4 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from maskrcnn_core.model.mask_rcnn import MaskRCNN
     from maskrcnn_core.model.weights import load_model, save_checkpoint
-    from maskrcnn_core.types import Category, CroppedMask, ModelInfo, Prediction
+    from maskrcnn_core.types import Category, ClassMap, CroppedMask, ModelInfo, Prediction
