@@ -1,5 +1,5 @@
 """``maskrcnn-studio [FOLDER] [--weights CKPT] [--demo]`` (also ``python -m app``), and the
-``import`` / ``export`` commands, which need no display."""
+``import`` / ``export`` / ``segment`` commands, which need no display."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="maskrcnn-studio",
         description="Mask R-CNN Studio: open a folder of images, auto-segment it, correct the masks. "
-        "Also: 'maskrcnn-studio import FOLDER COCO.json' and 'maskrcnn-studio export FOLDER --out FILE'.",
+        "Also: 'maskrcnn-studio import FOLDER COCO.json', 'maskrcnn-studio export FOLDER --out FILE' and "
+        "'maskrcnn-studio segment FOLDER [--weights CKPT] [--batch-size N]'.",
     )
     parser.add_argument("folder", nargs="?", type=Path, help="a folder of images to open")
     parser.add_argument("--weights", type=Path, help="a checkpoint to load (remembered in the project)")
@@ -27,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("import", "export"):
+    if argv and argv[0] in ("import", "export", "segment"):
         from app.cli import main as cli_main
 
         return cli_main(argv)

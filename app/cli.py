@@ -1,6 +1,8 @@
-"""``maskrcnn-studio import`` and ``maskrcnn-studio export``: the project store from the command line.
+"""``maskrcnn-studio import``, ``export`` and ``segment``: the project from the command line.
 
-No display needed and no Qt imported. Errors are one line on stderr and exit status 1 (2 for usage).
+No display needed. ``import`` and ``export`` import neither Qt nor torch; ``segment`` runs the app's own
+inference worker and document (QtCore, no event loop, no window), so its results are stored by the same
+rules as the app's "Auto-segment all". Errors are one line on stderr and exit status 1 (2 for usage).
 """
 
 from __future__ import annotations
@@ -11,7 +13,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.project.coco_io import export_coco, import_annotations
+from app.project.records import ImageResult
 from app.project.store import ProjectStore
+
+# The exit status of a command stopped with Ctrl+C (128 + SIGINT), as shells report it.
+INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,20 +53,46 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="lowest score of predictions to include (default: the project's setting)",
     )
-    for p in (imp, exp):
+    seg = sub.add_parser(
+        "segment",
+        help="auto-segment FOLDER's new and predicted images into its project (corrected and verified "
+        "images are left alone)",
+    )
+    seg.add_argument("folder", type=Path, help="the images folder (its project is created if needed)")
+    seg.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="the checkpoint to segment with; it becomes the project's model (default: the project's "
+        "model, else the bundled demo model)",
+    )
+    seg.add_argument("--batch-size", type=_positive_int, default=1, help="images per model call (default: 1)")
+    for p in (imp, exp, seg):
         p.add_argument(
             "--project-dir", type=Path, default=None, help="where the project lives when FOLDER is read-only"
         )
     return parser
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text!r}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "segment":
+        return _run_segment(args)
     try:
         with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
             if args.command == "import":
                 summary = import_annotations(store, args.coco_json)
-                print(f"imported {summary.added} annotations on {summary.images} images into {store.db_path}")
+                print(f"{summary.headline()} (into {store.db_path})")
                 print(summary.report)
             else:
                 summary = export_coco(
@@ -77,3 +109,105 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"maskrcnn-studio {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_segment(args: argparse.Namespace) -> int:
+    try:
+        if args.weights is not None and not args.weights.is_file():
+            raise ValueError(f"--weights {args.weights}: no such checkpoint file")
+        with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
+            segment_folder(store, weights=args.weights, batch_size=args.batch_size)
+    except KeyboardInterrupt:
+        print("maskrcnn-studio segment: interrupted; the images already segmented are saved", file=sys.stderr)
+        return INTERRUPTED
+    except ValueError as exc:
+        print(f"maskrcnn-studio segment: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def segment_folder(store: ProjectStore, *, weights: Path | None = None, batch_size: int = 1) -> int:
+    """Auto-segment the project's new and predicted images, as "Auto-segment all" does; returns how many
+    images got a result.
+
+    The app's own parts do the work: the project document scans the folder, picks the images
+    (``images_to_segment``) and stores each result (``apply_result``: untouched predictions replaced,
+    a person's instances kept); the model registry picks the model (``weights``, else the project's
+    active model, else the bundled demo model) and registers it as a version; the inference worker runs
+    the predictor, here in this thread. Each image is committed as it is done, so an interrupted run
+    keeps what it finished. Progress is a bar on stderr; a ``ValueError`` says why the model cannot run.
+    """
+    from tqdm import tqdm
+
+    from app.project.model_sources import bundled_demo_model
+    from app.session.document import Document
+    from app.session.model_registry import ModelRegistry
+    from app.workers.inference import InferenceWorker, Job, checkpoint_factory
+
+    document = Document(store)
+    document.scan()
+    registry = ModelRegistry(store, document)
+    chosen, messages = [], []
+    registry.activeChanged.connect(chosen.append)
+    registry.message.connect(messages.append)
+    demo = bundled_demo_model()
+    registry.restore(weights=str(weights) if weights else None, fallback=str(demo) if demo else None)
+    if not chosen:
+        raise ValueError(messages[-1] if messages else "the project has no model yet: pass --weights CKPT")
+    active = chosen[-1]
+
+    worker = InferenceWorker()
+    loaded, failed = [], []
+    worker.modelLoaded.connect(loaded.append)
+    worker.modelFailed.connect(failed.append)
+    worker.load(checkpoint_factory(active.path), active.path)
+    if not loaded:
+        registry.load_failed(active)
+        raise ValueError(f"cannot load the model {active.path}: {failed[-1] if failed else 'unknown error'}")
+    model = loaded[-1]
+    version_id = registry.loaded(active, model.info, model.sha256)
+
+    todo, skipped = document.images_to_segment()
+    revisions = {image.id: image.revision for image in todo}
+    job = Job(1, tuple((image.id, str(document.image_path(image.id))) for image in todo), batch_size)
+    applied, left_out, errors = [], [], []
+    bar = tqdm(total=len(todo), desc=f"segment ({model.info.name} on {model.device})", unit="image")
+
+    def on_result(job_id: int, result: ImageResult) -> None:  # a worker signal: exceptions would be lost
+        try:
+            outcome = document.apply_result(
+                result, expected_revision=revisions[result.image_id], model_version_id=version_id
+            )
+        except Exception as exc:  # noqa: BLE001 - re-raised below, once the worker has stopped
+            errors.append(exc)
+            worker.cancel(job_id)
+            return
+        name = document.image(result.image_id).file_name
+        if outcome.applied:
+            applied.append(name)
+        else:
+            left_out.append(f"{name}: {outcome.reason}")
+
+    def on_finished(_job: int, _cancelled: bool, error: str) -> None:
+        if error:
+            errors.append(ValueError(error))
+
+    worker.resultReady.connect(on_result)
+    worker.imageFailed.connect(
+        lambda _job, image_id, error: left_out.append(f"{document.image(image_id).file_name}: {error}")
+    )
+    worker.progress.connect(lambda _job, done, _total: bar.update(done - bar.n))
+    worker.jobFinished.connect(on_finished)
+    try:
+        worker.run(job)
+    finally:
+        bar.close()
+    if errors:
+        raise errors[0]
+    print(
+        f"segmented {len(applied)} images with {model.info.name} (model version {version_id}) into "
+        f"{store.db_path}; left {skipped} corrected or verified images alone"
+    )
+    for line in left_out:
+        print(f"left out {line}", file=sys.stderr)
+    return len(applied)
