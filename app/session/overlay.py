@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from PySide6.QtGui import QColor
 
 from app.project.records import CategoryRecord, InstanceRecord, Provenance
+from app.project.truth import is_untouched_prediction
 from maskrcnn_core.masks import rle_to_mask
 from maskrcnn_core.types import CroppedMask
 
@@ -72,7 +73,7 @@ def build_overlays(
                 box=record.box,
                 color=instance_color(record.id),
                 label=category.name if category else f"category {record.category_id}",
-                score=record.score if record.provenance is Provenance.PREDICTED else None,
+                score=record.score if is_untouched_prediction(record) else None,
                 provenance=record.provenance,
             )
         )
