@@ -97,7 +97,7 @@ class MainWindow(QMainWindow):
         self._wire_finetune_views()
         self.view_controls = ViewControls()
         self.view_controls.set_opacity(self.canvas.opacity)
-        self.view_controls.opacityChanged.connect(self.canvas.set_opacity)
+        self.view_controls.opacityChanged.connect(self._set_opacity)
         toolbar = QToolBar("View")
         toolbar.setObjectName("view-toolbar")
         toolbar.addWidget(self.view_controls)
@@ -133,6 +133,8 @@ class MainWindow(QMainWindow):
         self._wire_project(document, self.segmentation, self.browser)
         self.finetune = self._build_finetune(document, self.registry, self.segmentation)
         self.view_controls.set_score_threshold(document.score_threshold)
+        self.canvas.set_opacity(document.settings.overlay_opacity)
+        self.view_controls.set_opacity(self.canvas.opacity)
         document.scan()
         document.restore_current_image()
         self.setWindowTitle(f"{folder.name} — {APP_NAME}")
@@ -473,8 +475,14 @@ class MainWindow(QMainWindow):
             action.setEnabled(enabled)
 
     def _nudge_opacity(self, delta: float) -> None:
-        self.canvas.set_opacity(self.canvas.opacity + delta)
+        self._set_opacity(self.canvas.opacity + delta)
+
+    def _set_opacity(self, opacity: float) -> None:
+        """Draw the fills at ``opacity`` (clamped to [0, 1]); the project remembers it."""
+        self.canvas.set_opacity(opacity)
         self.view_controls.set_opacity(self.canvas.opacity)
+        if self.document is not None:
+            self.document.settings.overlay_opacity = self.canvas.opacity
 
     def _cancel(self) -> None:
         if self.editor is not None:

@@ -167,6 +167,7 @@ def test_close_and_reopen_restores_everything(qtbot, images_folder, tmp_path):
     last = doc.images()[3].id
     doc.set_current_image(last)
     window.view_controls.score_slider.setValue(25)
+    window.view_controls.opacity_slider.setValue(70)
     before = [(r.id, r.rle["counts"], r.provenance) for r in doc.store.instances()]
     window.close()
     assert window.document is None
@@ -178,6 +179,7 @@ def test_close_and_reopen_restores_everything(qtbot, images_folder, tmp_path):
     assert again.browser.currentIndex().row() == 3
     assert doc.score_threshold == pytest.approx(0.25)
     assert again.view_controls.score_slider.value() == 25
+    assert (again.canvas.opacity, again.view_controls.opacity_slider.value()) == (pytest.approx(0.7), 70)
     assert [(r.id, r.rle["counts"], r.provenance) for r in doc.store.instances()] == before
     assert again.registry.active().path.endswith("fake.pt")
     qtbot.waitUntil(lambda: len(again.canvas.instance_ids()) == 2, timeout=3000)

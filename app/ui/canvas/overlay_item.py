@@ -22,11 +22,11 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QFont, QImage, QPainter, QPainterPath, QPen, QTextLayout, QTransform
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
+from app.project.settings import DEFAULT_OVERLAY_OPACITY
 from app.session.overlay import Overlay
 from app.ui.canvas.outline import FULL_RESOLUTION_TOLERANCE, contours, outline_paths
 
 SELECTED_OPACITY_BOOST = 0.35  # a selected instance's fill is this much more opaque
-DEFAULT_OPACITY = 0.45
 # Screen pixels around an instance's crop and box that its outline (2 px) and box pen (1.5 px) may touch,
 # antialiasing included; and around a caption's background.
 _PEN_MARGIN = 3.0
@@ -161,7 +161,7 @@ class OverlayItem(QGraphicsItem):
         self._selected: set[int] = set()
         self._hidden: set[int] = set()
         # Not QGraphicsItem's opacity, which would fade outlines and captions too.
-        self.fill_opacity = DEFAULT_OPACITY
+        self.fill_opacity = DEFAULT_OVERLAY_OPACITY  # until a project is open; then its setting
         self.show_boxes = False
         self.show_labels = True
         self.show_scores = True
