@@ -25,7 +25,7 @@ from app.project.truth import annotations
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, load_coco, write_coco
 from maskrcnn_core.image_io import ImageReadError, image_size
 from maskrcnn_core.masks import mask_to_rle
-from maskrcnn_core.types import Category
+from maskrcnn_core.types import Category, ClassMap
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,9 @@ def export_coco(
     threshold = ProjectSettings(store).score_threshold if score_threshold is None else score_threshold
     categories = store.categories()
     coco_categories = [Category(c.id, c.name) for c in categories]
-    label_of = {c.id: i + 1 for i, c in enumerate(categories)}
+    if not coco_categories:
+        raise ValueError("the project has no categories yet, so there is nothing to export")
+    class_map = ClassMap(tuple(coco_categories))
     images, skipped = [], []
     for image in store.images():
         if image.status not in statuses:
@@ -181,12 +183,12 @@ def export_coco(
                 skipped.append(f"{image.file_name}: {exc}")
                 continue
         coco_annotations = tuple(
-            CocoAnnotation(r.id, r.category_id, label_of[r.category_id], r.rle, r.iscrowd)
+            CocoAnnotation(
+                r.id, r.category_id, class_map.category_id_to_label(r.category_id), r.rle, r.iscrowd
+            )
             for r in annotations(store.instances(image.id), threshold)
         )
         images.append(CocoImage(image.id, image.file_name, path, height, width, coco_annotations))
-    if not coco_categories:
-        raise ValueError("the project has no categories yet, so there is nothing to export")
     write_coco(
         out, images, coco_categories, segmentation=segmentation, info={"description": "Mask R-CNN Studio"}
     )

@@ -22,7 +22,7 @@ from app.project.store import ProjectStore
 from app.project.truth import annotations
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, write_coco, write_json_atomic
 from maskrcnn_core.image_io import ImageReadError, image_size
-from maskrcnn_core.types import Category
+from maskrcnn_core.types import Category, ClassMap
 
 DEFAULT_VAL_FRACTION = 0.2
 TRAIN_JSON = "train.json"
@@ -110,8 +110,8 @@ def build_training_set(
         raise TrainingSetError(
             "the training images hold no instances to learn from; draw or keep at least one object"
         )
-    label_of = {c.id: i + 1 for i, c in enumerate(categories)}
     coco_categories = [Category(c.id, c.name) for c in categories]
+    class_map = ClassMap(tuple(coco_categories))
 
     def coco_images(names: Sequence[str]) -> list[CocoImage]:
         out = []
@@ -125,7 +125,9 @@ def build_training_set(
                 except ImageReadError as exc:
                     raise TrainingSetError(f"{name} cannot be read: {exc}") from None
             annotations = tuple(
-                CocoAnnotation(r.id, r.category_id, label_of[r.category_id], r.rle, r.iscrowd)
+                CocoAnnotation(
+                    r.id, r.category_id, class_map.category_id_to_label(r.category_id), r.rle, r.iscrowd
+                )
                 for r in truth[name]
             )
             out.append(CocoImage(image.id, name, path, height, width, annotations))
