@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.project.records import NewInstance, Provenance  # noqa: E402
+from app.project.settings import ProjectSettings  # noqa: E402
 from app.project.store import ProjectStore  # noqa: E402
 
 IMAGES = ("a.png", "b.png", "c.png")
@@ -116,7 +117,7 @@ def run_child(folder: Path, seed: int) -> None:
         else:
             plan = {"op": "setting", "value": step}
             print("BEGIN", json.dumps(plan), flush=True)
-            store.set_setting("last_image_id", step)
+            ProjectSettings(store).last_image_id = step
         print("DONE", json.dumps(plan), flush=True)
 
 
@@ -194,7 +195,7 @@ def check_run(folder: Path, lines: list[str]) -> str | None:
         found = Counter(
             (r.image_id, r.category_id, r.rle["counts"], r.provenance.value) for r in store.instances()
         )
-        setting = store.get_setting("last_image_id")
+        setting = ProjectSettings(store).last_image_id
     for model in candidates:
         if found == model.contents() and setting == model.setting:
             return None

@@ -18,6 +18,7 @@ from fake_predictor import FakePredictor
 from PySide6.QtWidgets import QMessageBox
 
 from app.project.records import ImageStatus, NewInstance, Provenance
+from app.project.settings import ProjectSettings
 from app.ui.main_window import MainWindow
 
 pytestmark = pytest.mark.gui
@@ -83,7 +84,7 @@ def test_open_auto_segment_all_and_filter(qtbot, images_folder, tmp_path):
     window.view_controls.score_slider.setValue(20)
     assert sorted(window.canvas.instance_ids()) == sorted(r.id for r in store.instances(current))
     assert len(predictor.calls) == calls
-    assert store.get_setting("score_threshold") == pytest.approx(0.2)
+    assert ProjectSettings(store).score_threshold == pytest.approx(0.2)
     assert window.category_panel.count() == 2
     window.close()
 
