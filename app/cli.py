@@ -134,7 +134,7 @@ def segment_folder(store: ProjectStore, *, weights: Path | None = None, batch_si
     (``images_to_segment``) and stores each result (``apply_result``: untouched predictions replaced,
     a person's instances kept); the model registry picks the model (``weights``, else the project's
     active model, else the bundled demo model) and registers it as a version; the inference worker runs
-    the predictor, here in this thread. Each image is committed as it is done, so an interrupted run
+    the predictor, here in this thread. Each image is committed once segmented, so an interrupted run
     keeps what it finished. Progress is a bar on stderr; a ``ValueError`` says why the model cannot run.
     """
     from tqdm import tqdm

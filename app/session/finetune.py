@@ -4,7 +4,7 @@
 ``<project dir>/runs/<run>/``, starts ``python -m maskrcnn_core train ... --progress jsonl`` through a
 :class:`~app.workers.training_runner.TrainingRunner` and, at the same time, scores the base model on the
 same validation images with ``python -m maskrcnn_core evaluate`` (a second child process: torch never
-loads in the window's process). When the run is done the new checkpoint becomes a model version of the
+loads in the window's process). When the run has finished the new checkpoint becomes a model version of the
 project, the two mask APs are compared, and the new version is proposed to the
 :class:`~app.session.model_registry.ModelRegistry`, which makes it active when it is better (or when the
 user says so). Run records are read and written through the registry too. Cancel keeps the last

@@ -22,7 +22,7 @@ from app.workers.inference import BoxJob, InferenceWorker, Job, LoadedModel, Pre
 
 
 def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
-    """Seconds left at the average pace so far; ``None`` before the first image is done."""
+    """Seconds left at the average pace so far; ``None`` before the first image is segmented."""
     if done <= 0 or total <= done:
         return None if done <= 0 else 0.0
     return elapsed / done * (total - done)

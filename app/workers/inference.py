@@ -101,7 +101,7 @@ class InferenceWorker(QObject):
     jobStarted = Signal(int, int)  # job id, number of images
     resultReady = Signal(int, object)  # job id, ImageResult
     imageFailed = Signal(int, int, str)  # job id, image id, message: the model failed, not the file
-    progress = Signal(int, int, int)  # job id, images done, total
+    progress = Signal(int, int, int)  # job id, images segmented, total
     jobFinished = Signal(int, bool, str)  # job id, cancelled, error message ("" when none)
     boxReady = Signal(int, object)  # box job id, ImageResult (one detection, or none, or an error)
 
@@ -136,7 +136,7 @@ class InferenceWorker(QObject):
 
     @Slot(object)
     def run(self, job: Job) -> None:
-        """Segment the job's images, emitting one ``resultReady`` per image as soon as it is done."""
+        """Segment the job's images, emitting one ``resultReady`` per image as soon as it is segmented."""
         flag = CancelToken()
         with self._lock:
             self._flags[job.id] = flag

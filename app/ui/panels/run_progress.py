@@ -1,4 +1,4 @@
-"""The status-bar progress of an auto-segment run: bar, images done, ETA, and a Cancel button."""
+"""The status-bar progress of an auto-segment run: bar, images segmented, ETA, and a Cancel button."""
 
 from __future__ import annotations
 
