@@ -1,22 +1,22 @@
 """Fine-tuning from the window: settings, the run's life cycle, and the new model version (QtCore only).
 
 :class:`FinetuneController` writes the training set of the project's checked images into
-``<project dir>/runs/<run>/``, starts ``python -m maskrcnn_core train ... --progress jsonl`` through a
+``<project dir>/runs/<run>/``, starts ``python -m maskrcnn_core train ... --progress jsonl`` (a
+:class:`~maskrcnn_core.protocol.TrainRequest`, see :func:`train_request`) through a
 :class:`~app.workers.training_runner.TrainingRunner` and, at the same time, scores the base model on the
 same validation images with ``python -m maskrcnn_core evaluate`` (a second child process: torch never
 loads in the window's process). When the run has finished the new checkpoint becomes a model version of the
 project, the two mask APs are compared, and the new version is proposed to the
 :class:`~app.session.model_registry.ModelRegistry`, which makes it active when it is better (or when the
 user says so). Run records are read and written through the registry too. Cancel keeps the last
-checkpoint; a cancelled, failed or interrupted run resumes with the same arguments plus ``--resume``.
+checkpoint; a cancelled, failed or interrupted run resumes with the same request plus ``--resume``.
 The project and the active model are never touched by a failure.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -34,11 +34,17 @@ from app.project.training_set import (
 from app.session.document import Document
 from app.session.model_registry import ModelRegistry
 from app.session.run_history import BASE_ERROR, BASE_MODEL, BASE_VALIDATION, VALIDATION, PastRun, last_run
-from app.workers.training_runner import EvaluationRunner, RunOutcome, TrainingRunner, core_arguments
-from maskrcnn_core.protocol import RunStatus
+from app.workers.training_runner import EvaluationRunner, RunOutcome, TrainingRunner
+from maskrcnn_core.protocol import (
+    LAST_CHECKPOINT,
+    EvaluateRequest,
+    RunStatus,
+    TrainRequest,
+    default_lr,
+    iterations_of_run,
+)
 
 RUNS_DIR = "runs"
-LAST_CHECKPOINT = "checkpoint_last.pt"  # written by maskrcnn_core.engine.training
 TRAIN_LOG = "train.log"
 BASE_EVAL_LOG = "evaluate_base.log"
 
@@ -47,10 +53,11 @@ BASE_EVAL_LOG = "evaluate_base.log"
 class FinetuneSettings:
     """What the Fine-tune dialog asks; the defaults make a one-click run sensible.
 
-    ``iterations`` wins over ``epochs``. ``trainable_backbone_layers`` counts backbone stages that train,
-    from the last (``None``: the model's own policy). ``eval_every`` / ``checkpoint_every`` ``None``: four
-    validations and ten checkpoints per run. ``extra_arguments`` go to the train command as they are
-    (e.g. ``--min-size 128``).
+    ``iterations`` wins over ``epochs``. ``lr`` ``None``: :func:`finetune_learning_rate`.
+    ``trainable_backbone_layers`` counts backbone stages that train, from the last (``None``: the model's
+    own policy). ``eval_every`` / ``checkpoint_every`` ``None``: four validations and ten checkpoints per
+    run (``eval_every`` 0: validation at the end only). ``request_options`` are further
+    :class:`~maskrcnn_core.protocol.TrainRequest` fields, e.g. ``(("min_size", 128),)``.
     """
 
     base_version_id: int
@@ -66,13 +73,18 @@ class FinetuneSettings:
     num_threads: int | None = None
     eval_every: int | None = None
     checkpoint_every: int | None = None
-    extra_arguments: tuple[str, ...] = ()
+    request_options: tuple[tuple[str, object], ...] = ()
 
     def total_iterations(self, num_train_images: int) -> int:
-        """Optimizer steps of the run (the CLI's own rule for ``--epochs``)."""
-        if self.iterations is not None:
-            return self.iterations
-        return max(1, math.ceil((self.epochs or 1.0) * num_train_images / self.batch_size))
+        """Optimizer steps of the run (the engine's rule; the app trains in one process)."""
+        return iterations_of_run(self.iterations, self.epochs, num_train_images, self.batch_size)
+
+
+def finetune_learning_rate(batch_size: int, lr: float | None = None) -> float:
+    """The learning rate of a fine-tune started from the menu: the one the user gave, else the engine's
+    default for the batch (:func:`maskrcnn_core.protocol.default_lr`; the app trains in one process, so
+    the batch is the global batch). The run is always started with this rate written out."""
+    return lr if lr is not None else default_lr(batch_size)
 
 
 @dataclass
@@ -82,13 +94,13 @@ class _Run:
     id: int
     name: str
     run_dir: Path
-    arguments: list[str]
+    request: TrainRequest
     base: ModelVersionRecord
     val_json: str
     val_images: int
     train_images: int
     categories: list[list]
-    eval_arguments: list[str]
+    evaluate_request: EvaluateRequest
     base_metrics: dict | None = None
     base_error: str = ""
     new_metrics: dict | None = None
@@ -99,8 +111,8 @@ class _Run:
         return {
             "name": self.name,
             "run_dir": str(self.run_dir),
-            "arguments": self.arguments,
-            "eval_arguments": self.eval_arguments,
+            "request": self.request.to_dict(),
+            "evaluate_request": asdict(self.evaluate_request),
             "val_json": self.val_json,
             "num_train_images": self.train_images,
             "num_val_images": self.val_images,
@@ -112,7 +124,7 @@ class FinetuneController(QObject):
     """One fine-tuning run at a time for the open project (a child of its document)."""
 
     runStarted = Signal(dict)  # {"run_id", "name", "train_images", "val_images", "iterations", "run_dir"}
-    trainingEvent = Signal(dict)  # every JSON line of the training process
+    trainingEvent = Signal(object)  # every training event of the process (maskrcnn_core.protocol)
     runEnded = Signal(object)  # RunOutcome
     comparisonReady = Signal(object)  # Comparison
     resumableChanged = Signal(bool)
@@ -127,7 +139,7 @@ class FinetuneController(QObject):
         self.registry = registry
         self.runner = TrainingRunner(self)
         self.base_evaluation = EvaluationRunner(self)
-        self.runner.event.connect(self.trainingEvent)
+        self.runner.trainingEvent.connect(self.trainingEvent)
         self.runner.finished.connect(self._on_training_finished)
         self.base_evaluation.finished.connect(self._on_base_evaluated)
         self._hashed.connect(self._on_hashed)
@@ -164,7 +176,7 @@ class FinetuneController(QObject):
             run is not None
             and not self.running
             and run.outcome is not None
-            and run.outcome.status != "done"
+            and run.outcome.status is not RunStatus.FINISHED
             and (run.run_dir / LAST_CHECKPOINT).is_file()
         )
 
@@ -193,35 +205,35 @@ class FinetuneController(QObject):
             score_threshold=self.document.score_threshold,
         )
         total = settings.total_iterations(len(training_set.train_images))
-        arguments = _train_arguments(settings, training_set, base, run_dir, name, total)
-        eval_arguments = self._base_eval_arguments(settings, training_set, base, run_dir)
+        request = train_request(settings, training_set, base, run_dir, name, total)
+        evaluate_request = self._base_evaluate_request(settings, training_set, base, run_dir)
         run = _Run(
             id=0,
             name=name,
             run_dir=run_dir,
-            arguments=arguments,
+            request=request,
             base=base,
             val_json=str(training_set.val_json),
             val_images=len(training_set.val_images),
             train_images=len(training_set.train_images),
             categories=[list(c) for c in training_set.categories],
-            eval_arguments=eval_arguments,
+            evaluate_request=evaluate_request,
         )
         config = {**_plain_settings(settings), **run.config(), "iterations": total}
         run.id = self.registry.start_run(base_version_id=base.id, config=config)
         self.base_evaluation.shutdown()  # a previous run's scoring must not be taken for this run's
-        self._begin(run, arguments, total)
+        self._begin(run, request, total)
         return run.id
 
     def resume(self) -> None:
-        """Continue the last cancelled or failed run from its last checkpoint (same arguments)."""
+        """Continue the last cancelled or failed run from its last checkpoint (the same request)."""
         run = self.run
         if not self.can_resume() or run is None:
             raise RuntimeError("there is no interrupted run with a checkpoint to resume")
         self.registry.resume_run(run.id)
         record = self.registry.run(run.id)
         total = record.config.get("iterations", 0) if record is not None else 0
-        self._begin(run, [*run.arguments, "--resume"], int(total))
+        self._begin(run, run.request.resumed(), int(total))
 
     def cancel(self) -> None:
         """Stop the run cleanly: it writes its last checkpoint, which :meth:`resume` continues from."""
@@ -243,16 +255,16 @@ class FinetuneController(QObject):
         self.runner.shutdown()
 
     # --------------------------------------------------------------------------------------- internals
-    def _begin(self, run: _Run, arguments: list[str], total: int) -> None:
+    def _begin(self, run: _Run, request: TrainRequest, total: int) -> None:
         self.run = run
         self.new_version_id = None
         self.comparison = None
         run.outcome = None
-        self.runner.start(arguments, workdir=run.run_dir, log_path=run.run_dir / TRAIN_LOG)
+        self.runner.start(request, workdir=run.run_dir, log_path=run.run_dir / TRAIN_LOG)
         if run.base_metrics is None and not self.base_evaluation.running:
             run.base_error = ""
             self.base_evaluation.start(
-                run.eval_arguments, workdir=run.run_dir, log_path=run.run_dir / BASE_EVAL_LOG
+                run.evaluate_request, workdir=run.run_dir, log_path=run.run_dir / BASE_EVAL_LOG
             )
         self.resumableChanged.emit(False)
         self.runStarted.emit(
@@ -271,24 +283,24 @@ class FinetuneController(QObject):
             f"({run.val_images} for validation)"
         )
 
-    def _base_eval_arguments(
+    def _base_evaluate_request(
         self, settings: FinetuneSettings, training_set: TrainingSet, base: ModelVersionRecord, run_dir: Path
-    ) -> list[str]:
+    ) -> EvaluateRequest:
         gt = ground_truth_for_model(training_set.val_json, base.categories, run_dir / "val_for_base.json")
-        arguments = ["evaluate", "--gt", str(gt), "--weights", str(base.path)]
-        arguments += ["--images", str(self.store.images_dir), "--json"]
-        if settings.device != "auto":
-            arguments += ["--device", settings.device]
-        if settings.num_threads:
-            arguments += ["--num-threads", str(settings.num_threads)]
-        return core_arguments(*arguments)
+        return EvaluateRequest(
+            gt=str(gt),
+            weights=str(base.path),
+            images=str(self.store.images_dir),
+            device=settings.device,
+            num_threads=settings.num_threads,
+        )
 
     def _on_training_finished(self, outcome: RunOutcome) -> None:
         run = self.run
         if run is None:
             return
         run.outcome = outcome
-        if outcome.status == "done":
+        if outcome.status is RunStatus.FINISHED:
             run.new_metrics = outcome.validation
             run.metrics = {
                 VALIDATION: outcome.validation,
@@ -296,11 +308,11 @@ class FinetuneController(QObject):
                 "model": outcome.model_path,
             }
             self.registry.finish_run(run.id, RunStatus.FINISHED, run.metrics)
-            self.message.emit(f"Fine-tuning {run.name} done; registering the new model version…")
+            self.message.emit(f"Fine-tuning {run.name} finished; registering the new model version…")
             path = str(outcome.model_path)
             QThreadPool.globalInstance().start(lambda: self._hashed.emit(path, file_sha256(path)))
         else:
-            status = RunStatus.CANCELLED if outcome.status == "cancelled" else RunStatus.FAILED
+            status = outcome.status
             metrics = {"error": outcome.message, "checkpoint": outcome.checkpoint}
             self.registry.finish_run(run.id, status, metrics)
             if status is RunStatus.CANCELLED:
@@ -374,75 +386,61 @@ class FinetuneController(QObject):
         record = unfinished[-1]
         config = record.config
         base = versions.get(record.base_model_version_id)
-        if base is None or "arguments" not in config or not config.get("run_dir"):
-            return
+        if base is None or "request" not in config or not config.get("run_dir"):
+            return  # not resumable from the app (e.g. recorded by an older version, which kept an argv)
         self.run = _Run(
             id=record.id,
             name=config["name"],
             run_dir=Path(config["run_dir"]),
-            arguments=list(config["arguments"]),
+            request=TrainRequest.from_dict(config["request"]),
             base=base,
             val_json=config["val_json"],
             val_images=int(config["num_val_images"]),
             train_images=int(config["num_train_images"]),
             categories=list(config["categories"]),
-            eval_arguments=list(config["eval_arguments"]),
-            outcome=RunOutcome("failed", None, message=str(record.metrics.get("error", ""))),
+            evaluate_request=EvaluateRequest(**config["evaluate_request"]),
+            outcome=RunOutcome(RunStatus.FAILED, None, message=str(record.metrics.get("error", ""))),
         )
 
 
-def _train_arguments(
+def train_request(
     settings: FinetuneSettings,
     training_set: TrainingSet,
     base: ModelVersionRecord,
     run_dir: Path,
     name: str,
     total: int,
-) -> list[str]:
-    """The ``python -m maskrcnn_core train`` argument list of a run."""
-    arguments = [
-        "train",
-        "--train-json",
-        str(training_set.train_json),
-        "--val-json",
-        str(training_set.val_json),
-        "--images",
-        str(training_set.images_dir),
-        "--out",
-        str(run_dir),
-        "--weights",
-        str(base.path),
-        "--name",
-        name,
-        "--progress",
-        "jsonl",
-        "--batch-size",
-        str(settings.batch_size),
-        "--device",
-        settings.device,
-    ]
-    if settings.iterations is not None:
-        arguments += ["--iterations", str(settings.iterations)]
-    else:
-        arguments += ["--epochs", str(settings.epochs)]
-    if settings.lr is not None:
-        arguments += ["--lr", str(settings.lr)]
-    if settings.trainable_backbone_layers is not None:
-        arguments += ["--trainable-backbone-layers", str(settings.trainable_backbone_layers)]
-    if settings.num_threads:
-        arguments += ["--num-threads", str(settings.num_threads)]
+) -> TrainRequest:
+    """The ``python -m maskrcnn_core train`` request of a run from the base version's weights."""
     eval_every = settings.eval_every if settings.eval_every is not None else max(1, total // 4)
-    if eval_every > 0:
-        arguments += ["--eval-every", str(eval_every)]
-    checkpoint_every = settings.checkpoint_every or max(1, total // 10)
-    arguments += ["--checkpoint-every", str(checkpoint_every)]
-    return core_arguments(*arguments, *settings.extra_arguments)
+    request = TrainRequest(
+        train_json=str(training_set.train_json),
+        val_json=str(training_set.val_json),
+        images=str(training_set.images_dir),
+        out=str(run_dir),
+        weights=str(base.path),
+        name=name,
+        progress="jsonl",
+        iterations=settings.iterations,
+        epochs=settings.epochs if settings.iterations is None else None,
+        batch_size=settings.batch_size,
+        lr=finetune_learning_rate(settings.batch_size, settings.lr),
+        trainable_backbone_layers=settings.trainable_backbone_layers,
+        device=settings.device,
+        num_threads=settings.num_threads or None,
+        eval_every=eval_every if eval_every > 0 else None,
+        checkpoint_every=settings.checkpoint_every or max(1, total // 10),
+    )
+    try:
+        return replace(request, **dict(settings.request_options))
+    except TypeError as exc:  # a name TrainRequest does not have
+        raise ValueError(f"fine-tune options: {exc}") from None
 
 
 def _plain_settings(settings: FinetuneSettings) -> dict:
     plain = asdict(settings)
     plain["statuses"] = [str(s) for s in settings.statuses]
-    plain["extra_arguments"] = list(settings.extra_arguments)
+    plain["request_options"] = [list(option) for option in settings.request_options]
     return plain
 
 

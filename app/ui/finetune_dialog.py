@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from app.project.records import ImageStatus, ModelVersionRecord
 from app.project.training_set import DEFAULT_VAL_FRACTION, split_images
-from app.session.finetune import FinetuneSettings
+from app.session.finetune import FinetuneSettings, finetune_learning_rate
 
 IMAGE_CHOICES = (
     ("Corrected and verified images", (ImageStatus.VERIFIED, ImageStatus.CORRECTED)),
@@ -82,10 +82,11 @@ class FinetuneDialog(QDialog):
         self.lr.setDecimals(5)
         self.lr.setRange(0.0, 1.0)
         self.lr.setSingleStep(0.0005)
-        self.lr.setSpecialValueText("automatic (0.02 × batch / 16)")
         self.batch_size = QSpinBox()
         self.batch_size.setRange(1, 64)
-        self.batch_size.setValue(2)
+        self.batch_size.setValue(FinetuneSettings.batch_size)
+        self.batch_size.valueChanged.connect(self._show_automatic_lr)
+        self._show_automatic_lr()
         self.frozen = QSpinBox()
         self.frozen.setRange(-1, BACKBONE_STAGES)
         self.frozen.setSpecialValueText("the model's default")
@@ -155,6 +156,11 @@ class FinetuneDialog(QDialog):
         self.val_list.clear()
         self.val_list.addItems(val)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
+
+    def _show_automatic_lr(self) -> None:
+        """0 in the learning-rate box means automatic: say which rate that is for the batch."""
+        automatic = finetune_learning_rate(self.batch_size.value())
+        self.lr.setSpecialValueText(f"automatic ({automatic:g} for this batch)")
 
     def _length_unit_changed(self, unit: str) -> None:
         self.epochs.setVisible(unit == "epochs")

@@ -2,9 +2,10 @@
 
 ``python -m maskrcnn_core train ... --progress jsonl`` runs in a ``QProcess``, so an out-of-memory error
 or a crash ends that process, never the window, and the GUI and headless training are one code path.
-Its stdout carries one JSON object per line (``start``, ``progress``, ``evaluation``, ``checkpoint``,
-``done``, ``cancelled``, ``error``); its stderr, the human-readable log, goes straight to a file in the
-run folder, so a crash can be reported with its log and the log outlives the app.
+Both ends speak :mod:`maskrcnn_core.protocol`: the command line is a ``TrainRequest``'s, its stdout
+carries one training event per line (parsed into the protocol's typed events), and its exit code is an
+``ExitCode``. Its stderr, the human-readable log, goes straight to a file in the run folder, so a crash
+can be reported with its log and the log outlives the app.
 
 Everything here is asynchronous: the GUI thread reads the few bytes that arrive and never waits on the
 process (except for a bounded wait when the project closes).
@@ -20,8 +21,21 @@ from pathlib import Path
 
 from PySide6.QtCore import QIODevice, QObject, QProcess, QProcessEnvironment, QTimer, Signal
 
-# Exit codes of `python -m maskrcnn_core` (maskrcnn_core/cli.py; not imported: that would load the engine).
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 3
+from maskrcnn_core.protocol import (
+    CancelledEvent,
+    CheckpointEvent,
+    ErrorEvent,
+    EvaluateRequest,
+    ExitCode,
+    FinishedEvent,
+    ProtocolError,
+    RunStatus,
+    TrainingEvent,
+    TrainRequest,
+    engine_argv,
+    parse_event,
+)
+
 LOG_TAIL_LINES = 40
 # How long a cancelled run may take to write its last checkpoint before it is killed: an iteration of a
 # large model on a CPU can take tens of seconds, and the run only stops between iterations.
@@ -32,12 +46,12 @@ CANCEL_GRACE_MS = 120_000
 class RunOutcome:
     """How a training process ended.
 
-    ``status`` is ``"done"`` (``model_path`` is the final model), ``"cancelled"`` (``checkpoint`` holds
-    the last state, resumable) or ``"failed"`` (``message`` says why; ``log_tail`` is the end of the log;
+    ``status`` is ``FINISHED`` (``model_path`` is the final model), ``CANCELLED`` (``checkpoint`` holds
+    the last state, resumable) or ``FAILED`` (``message`` says why; ``log_tail`` is the end of the log;
     ``checkpoint`` is the last one written before it failed, if any).
     """
 
-    status: str
+    status: RunStatus
     exit_code: int | None
     message: str = ""
     model_path: str | None = None
@@ -50,12 +64,6 @@ class RunOutcome:
 # How much lower than the app's the CPU priority of its training and scoring processes is: on a machine
 # whose every core trains, the window's thread still gets a core the moment it wakes up.
 BACKGROUND_NICENESS = 10
-
-
-def core_arguments(*arguments: str) -> list[str]:
-    """``python -m maskrcnn_core ARGUMENTS`` as a ``QProcess`` argument list (program: ``sys.executable``),
-    at background priority."""
-    return ["-m", "maskrcnn_core", "--nice", str(BACKGROUND_NICENESS), *arguments]
 
 
 def read_log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -92,9 +100,10 @@ def _new_process(
 
 
 class TrainingRunner(QObject):
-    """One training process at a time. ``event`` carries every JSON line; ``finished`` the outcome."""
+    """One training process at a time. ``trainingEvent`` carries every training event; ``finished`` the
+    outcome."""
 
-    event = Signal(dict)
+    trainingEvent = Signal(object)  # a maskrcnn_core.protocol training event
     finished = Signal(object)  # RunOutcome
 
     def __init__(self, parent: QObject | None = None) -> None:
@@ -102,8 +111,9 @@ class TrainingRunner(QObject):
         self._process: QProcess | None = None
         self._buffer = b""
         self._log_path: Path | None = None
-        self._stray: list[str] = []  # stdout lines that were not JSON (shown with the log on failure)
-        self._last: dict[str, dict] = {}  # the latest event of each kind
+        self._stray: list[str] = []  # stdout lines that were not events (shown with the log on failure)
+        self._protocol_error = ""  # why the last such line was not one
+        self._last: dict[type, TrainingEvent] = {}  # the latest event of each kind
         self._cancelling = False
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
@@ -118,11 +128,16 @@ class TrainingRunner(QObject):
         """The process id (0 when nothing runs)."""
         return int(self._process.processId()) if self._process is not None else 0
 
-    def start(self, arguments: Sequence[str], *, workdir: Path, log_path: Path) -> None:
-        """Start ``python -m maskrcnn_core train ARGUMENTS`` (``arguments`` from :func:`core_arguments`)."""
+    def start(self, request: TrainRequest, *, workdir: Path, log_path: Path) -> None:
+        """Start ``python -m maskrcnn_core train`` as ``request`` says, at background priority."""
+        self.start_command(engine_argv(request.to_argv(), nice=BACKGROUND_NICENESS), workdir, log_path)
+
+    def start_command(self, arguments: Sequence[str], workdir: Path, log_path: Path) -> None:
+        """Start ``python ARGUMENTS``, a process that speaks the training protocol on its stdout."""
         if self._process is not None:
             raise RuntimeError("a training process is already running")
         self._buffer, self._stray, self._last, self._cancelling = b"", [], {}, False
+        self._protocol_error = ""
         self._log_path = log_path
         self._process = _new_process(self, arguments, workdir, log_path)
         self._process.start()  # after the assignment: a failed start reports at once, to _on_error
@@ -165,19 +180,18 @@ class TrainingRunner(QObject):
         if not text:
             return
         try:
-            event = json.loads(text)
-        except json.JSONDecodeError:
-            event = None
-        if not isinstance(event, dict) or "event" not in event:
+            event = parse_event(text)
+        except ProtocolError as exc:
             self._stray.append(text)
+            self._protocol_error = str(exc)
             return
-        self._last[str(event["event"])] = event
-        self.event.emit(event)
+        self._last[type(event)] = event
+        self.trainingEvent.emit(event)
 
     def _on_error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart and self._process is not None:
             message = f"the training process could not start: {self._process.errorString()}"
-            self._end(RunOutcome("failed", None, message=message))
+            self._end(RunOutcome(RunStatus.FAILED, None, message=message))
 
     def _on_finished(self, exit_code: int, exit_status: QProcess.ExitStatus) -> None:
         if self._process is None:
@@ -190,35 +204,41 @@ class TrainingRunner(QObject):
         self._end(self._outcome(None if crashed else exit_code))
 
     def _outcome(self, code: int | None) -> RunOutcome:
-        done, cancelled = self._last.get("done"), self._last.get("cancelled")
-        checkpoint = (self._last.get("checkpoint") or {}).get("path")
+        finished = self._last.get(FinishedEvent)
+        cancelled = self._last.get(CancelledEvent)
+        error = self._last.get(ErrorEvent)
+        last_checkpoint = self._last.get(CheckpointEvent)
+        checkpoint = last_checkpoint.path if isinstance(last_checkpoint, CheckpointEvent) else None
         log = read_log_tail(self._log_path) if self._log_path else ""
         if self._stray:
             log = "\n".join([*self._stray[-10:], log]).strip()
-        if code == EXIT_OK and done is not None:
+        if code == ExitCode.OK and isinstance(finished, FinishedEvent):
             return RunOutcome(
-                "done",
+                RunStatus.FINISHED,
                 code,
-                model_path=done.get("model"),
+                model_path=finished.model,
                 checkpoint=checkpoint,
-                validation=done.get("validation"),
-                losses=done.get("losses"),
+                validation=finished.validation,
+                losses=finished.losses,
             )
-        if code == EXIT_CANCELLED:
-            return RunOutcome(
-                "cancelled", code, checkpoint=(cancelled or {}).get("checkpoint", checkpoint), log_tail=log
-            )
+        if code == ExitCode.CANCELLED:
+            if isinstance(cancelled, CancelledEvent):
+                checkpoint = cancelled.checkpoint
+            return RunOutcome(RunStatus.CANCELLED, code, checkpoint=checkpoint, log_tail=log)
         if code is None:
             message = (
                 "the training process was stopped" if self._cancelling else "the training process crashed"
             ) + " (killed, or it ran out of memory)"
-        elif "error" in self._last:
-            message = str(self._last["error"].get("message"))
+        elif isinstance(error, ErrorEvent):
+            message = error.message
+        elif code == ExitCode.OK:  # it said it succeeded, but never said where its model is
+            message = "the training process ended without reporting its model"
+            message += f" ({self._protocol_error})" if self._protocol_error else ""
         else:
             last_line = log.splitlines()[-1] if log else ""
             message = f"the training process exited with code {code}"
             message += f": {last_line}" if last_line else ""
-        return RunOutcome("failed", code, message=message, checkpoint=checkpoint, log_tail=log)
+        return RunOutcome(RunStatus.FAILED, code, message=message, checkpoint=checkpoint, log_tail=log)
 
     def _end(self, outcome: RunOutcome) -> None:
         self._kill_timer.stop()
@@ -247,7 +267,12 @@ class EvaluationRunner(QObject):
     def running(self) -> bool:
         return self._process is not None
 
-    def start(self, arguments: Sequence[str], *, workdir: Path, log_path: Path) -> None:
+    def start(self, request: EvaluateRequest, *, workdir: Path, log_path: Path) -> None:
+        """Start ``python -m maskrcnn_core evaluate`` as ``request`` says, at background priority."""
+        self.start_command(engine_argv(request.to_argv(), nice=BACKGROUND_NICENESS), workdir, log_path)
+
+    def start_command(self, arguments: Sequence[str], workdir: Path, log_path: Path) -> None:
+        """Start ``python ARGUMENTS``, a process that prints the evaluator's metrics as JSON."""
         if self._process is not None:
             raise RuntimeError("an evaluation process is already running")
         self._stdout = b""
@@ -274,7 +299,7 @@ class EvaluationRunner(QObject):
         if self._process is None:
             return
         self._read()
-        if exit_status == QProcess.ExitStatus.NormalExit and exit_code == EXIT_OK:
+        if exit_status == QProcess.ExitStatus.NormalExit and exit_code == ExitCode.OK:
             try:
                 metrics = json.loads(self._stdout.decode("utf-8"))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -33,6 +33,7 @@ from maskrcnn_core.data.coco import CocoData
 from maskrcnn_core.data.dataset import InstanceDataset, collate_detection
 from maskrcnn_core.data.transforms import Compose, RandomHorizontalFlip, RandomScale
 from maskrcnn_core.model.backbones import set_trainable_stages
+from maskrcnn_core.model.mask_rcnn import MaskRCNN, MaskRCNNLoss
 from maskrcnn_core.model.weights import read_checkpoint, save_checkpoint
 from maskrcnn_core.protocol import (
     FINAL_MODEL,
@@ -224,11 +225,11 @@ class CheckpointHook(HookBase):
 class _LossModule(nn.Module):
     """``forward = model.get_loss``: DistributedDataParallel hooks into ``forward`` only."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: MaskRCNN) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
+    def forward(self, images: list[torch.Tensor], targets: list[dict]) -> MaskRCNNLoss:
         return self.model.get_loss(images, targets)
 
 
@@ -242,7 +243,7 @@ class Trainer:
 
     def __init__(
         self,
-        model: nn.Module,
+        model: MaskRCNN,
         train_data: CocoData,
         out_dir: str | Path,
         config: TrainConfig,
@@ -410,7 +411,7 @@ class Trainer:
 
     def write_checkpoint(self) -> Path:
         """Write ``checkpoint_last.pt`` atomically (rank 0) with every rank's RNG state."""
-        rng = [_rng_state()]
+        rng: list[dict[str, Any] | None] = [_rng_state()]
         if self.world > 1:
             rng = [None] * self.world
             dist.all_gather_object(rng, _rng_state())
@@ -473,7 +474,7 @@ class Trainer:
 
 
 def train(
-    model: nn.Module,
+    model: MaskRCNN,
     train_data: CocoData,
     out_dir: str | Path,
     config: TrainConfig,
@@ -504,7 +505,7 @@ def train(
 
 
 def _augmentation(config: TrainConfig) -> Compose:
-    transforms = []
+    transforms: list[RandomHorizontalFlip | RandomScale] = []
     if config.hflip_prob > 0:
         transforms.append(RandomHorizontalFlip(config.hflip_prob))
     if config.scale_jitter is not None:

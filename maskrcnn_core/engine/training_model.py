@@ -61,6 +61,8 @@ def starting_model(request: TrainRequest, train_data: CocoData) -> StartingModel
                 f"--resume: {path} has classes {list(checkpoint.class_map.names)}, "
                 f"the training data {list(classes.names)}"
             )
+        if checkpoint.arch is None:
+            raise TrainSetupError(f"--resume: {path} does not say which architecture it is for")
         parent = (checkpoint.metadata or {}).get("parent")
         return StartingModel(build_model(checkpoint.arch, class_map=classes), parent)
     if request.weights:

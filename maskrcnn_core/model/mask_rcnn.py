@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 
 import torch
 import torch.nn.functional as F
@@ -223,7 +223,7 @@ class MaskRCNN(nn.Module):
         total = rpn_cls + rpn_reg + roi_cls + roi_reg + mask
         # named and ordered by the protocol's LOSS_KEYS, as the training events carry them
         values = (rpn_cls, rpn_reg, roi_cls, roi_reg, mask, total)
-        return MaskRCNNLoss(**dict(zip(LOSS_KEYS, values, strict=True)))
+        return cast(MaskRCNNLoss, dict(zip(LOSS_KEYS, values, strict=True)))
 
     # ------------------------------------------------------------------ inference building blocks
 

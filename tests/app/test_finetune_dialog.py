@@ -9,6 +9,7 @@ from PySide6.QtWidgets import QDialogButtonBox
 from app.project.records import ImageStatus, ModelVersionRecord
 from app.project.training_set import split_images
 from app.ui.finetune_dialog import FinetuneDialog
+from maskrcnn_core.protocol import default_lr
 
 pytestmark = pytest.mark.gui
 
@@ -69,3 +70,12 @@ def test_too_few_images_or_no_model_disable_fine_tune(qtbot):
     assert not ok.isEnabled()
     qtbot.mouseClick(ok, Qt.MouseButton.LeftButton)
     assert dialog.result() == 0
+
+
+def test_the_automatic_learning_rate_shown_follows_the_batch(qtbot):
+    dialog = FinetuneDialog([_version(1, "demo")], 1, IMAGES)
+    qtbot.addWidget(dialog)
+    assert dialog.lr.value() == 0 and f"{default_lr(2):g}" in dialog.lr.specialValueText()
+    dialog.batch_size.setValue(16)
+    assert f"{default_lr(16):g}" in dialog.lr.specialValueText()
+    assert dialog.settings().lr is None and dialog.settings().batch_size == 16

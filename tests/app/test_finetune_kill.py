@@ -6,7 +6,6 @@ iteration takes a fraction of a second; the window runs with the real predictor.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 
@@ -15,8 +14,18 @@ from PySide6.QtCore import Qt
 from tiny_model import TINY
 
 from app.project.settings import ProjectSettings
-from app.session.finetune import LAST_CHECKPOINT, FinetuneSettings
+from app.session.finetune import FinetuneSettings
 from app.ui.main_window import MainWindow
+from maskrcnn_core.protocol import (
+    LAST_CHECKPOINT,
+    METRICS_LOG,
+    CheckpointEvent,
+    FinishedEvent,
+    ProgressEvent,
+    RunStatus,
+    StartEvent,
+    parse_event,
+)
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 
@@ -77,31 +86,31 @@ def test_kill_mid_run_is_reported_nothing_is_lost_and_resume_finishes(
     store, finetune, panel = window.document.store, window.finetune, window.training_panel
     before = _snapshot(store)
     active_version = window.segmentation.model_version_id
-    checkpoints: list[dict] = []
-    finetune.trainingEvent.connect(lambda e: e["event"] == "checkpoint" and checkpoints.append(e))
+    checkpoints: list[CheckpointEvent] = []
+    finetune.trainingEvent.connect(lambda e: isinstance(e, CheckpointEvent) and checkpoints.append(e))
     finetune.start(_settings(window))
     qtbot.waitUntil(lambda: len(checkpoints) >= 2, timeout=90_000)
     with qtbot.waitSignal(finetune.runEnded, timeout=30_000) as ended:
         os.kill(finetune.runner.pid, signal.SIGKILL)  # as the OOM killer would
     outcome = ended.args[0]
-    assert outcome.status == "failed" and "crashed" in outcome.message
+    assert outcome.status is RunStatus.FAILED and "crashed" in outcome.message
     assert "Failed" in panel.figures.text() and "unchanged" in panel.figures.text()
     assert _snapshot(store) == before  # the project and the active model are untouched
     assert window.segmentation.model_version_id == active_version
-    assert store.training_runs()[-1].status == "failed"
+    assert store.training_runs()[-1].status == RunStatus.FAILED
     assert panel.resume_button.isEnabled()
 
-    starts: list[dict] = []
-    finetune.trainingEvent.connect(lambda e: e["event"] == "start" and starts.append(e))
+    starts: list[StartEvent] = []
+    finetune.trainingEvent.connect(lambda e: isinstance(e, StartEvent) and starts.append(e))
     qtbot.mouseClick(panel.resume_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: finetune.new_version_id is not None, timeout=120_000)
-    assert starts and starts[0]["start_iteration"] >= 2  # continued from the checkpoint, not from zero
+    assert starts and starts[0].start_iteration >= 2  # continued from the checkpoint, not from zero
     run = store.training_runs()[-1]
-    assert run.status == "finished" and len(store.training_runs()) == 1
+    assert run.status == RunStatus.FINISHED and len(store.training_runs()) == 1
     new = next(v for v in store.model_versions() if v.training_run_id == run.id)
     assert new.path.endswith("model_final.pt") and os.path.isfile(new.path)
-    events = [json.loads(line) for line in open(os.path.join(run.config["run_dir"], "metrics.jsonl"))]
-    assert [e["iteration"] for e in events if e["event"] == "done"] == [24]
+    events = [parse_event(line) for line in open(os.path.join(run.config["run_dir"], METRICS_LOG))]
+    assert [e.iteration for e in events if isinstance(e, FinishedEvent)] == [24]
     window.close()
 
 
@@ -110,16 +119,16 @@ def test_cancel_keeps_the_checkpoint_and_closing_the_project_offers_resume(
 ):
     window = _open_with_truth(qtbot, images_folder, synthetic_dataset, tiny_checkpoint)
     finetune, panel = window.finetune, window.training_panel
-    progress: list[dict] = []
-    finetune.trainingEvent.connect(lambda e: e["event"] == "progress" and progress.append(e))
+    progress: list[ProgressEvent] = []
+    finetune.trainingEvent.connect(lambda e: isinstance(e, ProgressEvent) and progress.append(e))
     finetune.start(_settings(window, iterations=400, checkpoint_every=1000))
     qtbot.waitUntil(lambda: len(progress) >= 1, timeout=90_000)
     with qtbot.waitSignal(finetune.runEnded, timeout=60_000) as ended:
         qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
     outcome = ended.args[0]
-    assert outcome.status == "cancelled" and outcome.checkpoint.endswith(LAST_CHECKPOINT)
+    assert outcome.status is RunStatus.CANCELLED and outcome.checkpoint.endswith(LAST_CHECKPOINT)
     assert os.path.isfile(outcome.checkpoint) and panel.resume_button.isEnabled()
-    assert window.document.store.training_runs()[-1].status == "cancelled"
+    assert window.document.store.training_runs()[-1].status == RunStatus.CANCELLED
 
     # Resume, then close the project mid-run: the run is stopped with a checkpoint and offered on reopen.
     progress.clear()
@@ -128,5 +137,5 @@ def test_cancel_keeps_the_checkpoint_and_closing_the_project_offers_resume(
     window.close_project()
     assert window.open_folder(images_folder, weights=str(tiny_checkpoint))
     assert window.finetune.can_resume() and window.training_panel.resume_button.isEnabled()
-    assert window.document.store.training_runs()[-1].status == "cancelled"
+    assert window.document.store.training_runs()[-1].status == RunStatus.CANCELLED
     window.close()

@@ -1,7 +1,8 @@
 """The Training dock: live curves of a fine-tuning run, its figures, the before/after table, and actions.
 
-A view only: it shows what :class:`~app.session.finetune.FinetuneController` reports (JSON events of the
-training process, the outcome, the comparison) and turns button clicks into signals.
+A view only: it shows what :class:`~app.session.finetune.FinetuneController` reports (the training
+process's events, typed by :mod:`maskrcnn_core.protocol`; the outcome; the comparison) and turns button
+clicks into signals.
 """
 
 from __future__ import annotations
@@ -28,10 +29,20 @@ from app.session.run_history import PastRun
 from app.ui.panels.curve_chart import CurveChart
 from app.ui.panels.run_progress import format_eta
 from app.workers.training_runner import RunOutcome
+from maskrcnn_core.protocol import (
+    LOSS_KEYS,
+    CheckpointEvent,
+    EvaluationEvent,
+    ProgressEvent,
+    RunStatus,
+    StartEvent,
+    TrainingEvent,
+)
 
 #: the height the panel asks of its dock, which the charts and the comparison table fill
 PREFERRED_HEIGHT = 560
-LOSS_TERMS = ("total_loss", "rpn_cls_loss", "rpn_reg_loss", "roi_cls_loss", "roi_reg_loss", "mask_loss")
+#: the loss curves, the total first (it is drawn first and gets the first colour)
+LOSS_TERMS = ("total_loss", *(key for key in LOSS_KEYS if key != "total_loss"))
 
 
 def _ap(value: float | None) -> str:
@@ -139,43 +150,40 @@ class TrainingPanel(QWidget):
         self.resume_button.setEnabled(False)
         self.use_new_button.setEnabled(False)
 
-    def show_event(self, event: dict) -> None:
-        """One JSON line of the training process."""
-        kind = event.get("event")
-        if kind == "start":
-            self.progress.setMaximum(max(1, int(event["iterations"])))
-            self.progress.setValue(int(event.get("start_iteration", 0)))
-            self.loss_chart.set_x_max(event["iterations"])
-            self.ap_chart.set_x_max(event["iterations"])
-            self.figures.setText(f"Training on {event.get('num_train_images', '?')} images…")
-        elif kind == "progress":
-            iteration = int(event["iteration"])
-            self.progress.setMaximum(max(1, int(event["iterations"])))
-            self.progress.setValue(iteration)
+    def show_event(self, event: TrainingEvent) -> None:
+        """One event of the training process (the end is :meth:`show_run_ended`'s)."""
+        if isinstance(event, StartEvent):
+            self.progress.setMaximum(max(1, event.iterations))
+            self.progress.setValue(event.start_iteration)
+            self.loss_chart.set_x_max(event.iterations)
+            self.ap_chart.set_x_max(event.iterations)
+            self.figures.setText(f"Training on {event.num_train_images} images…")
+        elif isinstance(event, ProgressEvent):
+            self.progress.setMaximum(max(1, event.iterations))
+            self.progress.setValue(event.iteration)
             for term in LOSS_TERMS:
-                self.loss_chart.add_point(term, iteration, (event.get("losses") or {}).get(term))
-            eta = event.get("eta_s")
+                self.loss_chart.add_point(term, event.iteration, event.losses.get(term))
             self.figures.setText(
-                f"iteration {iteration}/{event['iterations']} · epoch {event.get('epoch', 0):.2f} · "
-                f"lr {event.get('lr', 0):.2e} · {event.get('images_per_s', 0):.2f} images/s"
-                + (f" · {format_eta(eta)}" if eta is not None else "")
+                f"iteration {event.iteration}/{event.iterations} · epoch {event.epoch:.2f} · "
+                f"lr {event.lr:.2e} · {event.images_per_s:.2f} images/s"
+                + (f" · {format_eta(event.eta_s)}" if event.eta_s is not None else "")
             )
-        elif kind == "evaluation":
-            segm = (event.get("metrics") or {}).get("segm") or {}
-            self.ap_chart.add_point("mask AP", event["iteration"], segm.get("ap"))
+        elif isinstance(event, EvaluationEvent):
+            segm = event.metrics.get("segm") or {}
+            self.ap_chart.add_point("mask AP", event.iteration, segm.get("ap"))
             self.validation.setText(
                 f"Validation mask AP {_ap(segm.get('ap'))} (AP50 {_ap(segm.get('ap50'))}) "
-                f"at iteration {event['iteration']}"
+                f"at iteration {event.iteration}"
             )
-        elif kind == "checkpoint":
+        elif isinstance(event, CheckpointEvent):
             self.figures.setText(self.figures.text() + " · checkpoint saved")
 
     def show_run_ended(self, outcome: RunOutcome) -> None:
         self.cancel_button.setEnabled(False)
-        if outcome.status == "done":
+        if outcome.status is RunStatus.FINISHED:
             self.figures.setText("Finished. Comparing with the base model on the same validation images…")
             return
-        if outcome.status == "cancelled":
+        if outcome.status is RunStatus.CANCELLED:
             self.figures.setText("Cancelled. The last checkpoint is kept: Resume continues from it.")
         else:
             self.figures.setText(
@@ -241,7 +249,7 @@ class TrainingPanel(QWidget):
             }
         )
         for event in past.events:
-            self.show_event(event.to_dict())
+            self.show_event(event)
         self.cancel_button.setEnabled(False)
         if past.comparison is not None:
             self.show_comparison(past.comparison)
