@@ -146,7 +146,8 @@ class Editor(QObject):
         self.currentCategoryChanged.emit(category_id)
 
     def category_for_new(self) -> int:
-        """The current category, creating a first one ("object") in an empty project."""
+        """The current category, creating a first one ("object") in an empty project (not an undo step:
+        see :meth:`Document.ensure_categories`)."""
         if self._category < 0:
             self.set_current_category(self.document.ensure_categories([DEFAULT_CATEGORY])[DEFAULT_CATEGORY])
         return self._category

@@ -67,6 +67,8 @@ class BoxPrompter(QObject):
             return
         detection = result.detections[0]
         if self.use_model_category:
+            # The model's class becomes a category if the project lacks it; not an undo step (undoing the
+            # instance leaves the category empty), see Document.ensure_categories.
             category = editor.document.ensure_categories([detection.category_name])[detection.category_name]
         else:
             category = editor.category_for_new()
