@@ -91,19 +91,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
             if args.command == "import":
-                summary = import_annotations(store, args.coco_json)
-                print(f"{summary.headline()} (into {store.db_path})")
-                print(summary.report)
+                imported = import_annotations(store, args.coco_json)
+                print(f"{imported.headline()} (into {store.db_path})")
+                print(imported.report)
             else:
-                summary = export_coco(
+                exported = export_coco(
                     store,
                     args.out,
                     segmentation=args.format,
                     score_threshold=args.score_threshold,
                     only=args.only,
                 )
-                print(f"wrote {summary.annotations} annotations on {summary.images} images to {args.out}")
-                for line in summary.skipped_images:
+                print(f"wrote {exported.annotations} annotations on {exported.images} images to {args.out}")
+                for line in exported.skipped_images:
                     print(f"left out {line}", file=sys.stderr)
     except ValueError as exc:  # every expected failure is a ValueError subclass with a message
         print(f"maskrcnn-studio {args.command}: {exc}", file=sys.stderr)
@@ -141,13 +141,14 @@ def segment_folder(store: ProjectStore, *, weights: Path | None = None, batch_si
 
     from app.project.model_sources import bundled_demo_model
     from app.session.document import Document
-    from app.session.model_registry import ModelRegistry
-    from app.workers.inference import InferenceWorker, Job, checkpoint_factory
+    from app.session.model_registry import ActiveModel, ModelRegistry
+    from app.workers.inference import InferenceWorker, Job, LoadedModel, checkpoint_factory
 
     document = Document(store)
     document.scan()
     registry = ModelRegistry(store, document)
-    chosen, messages = [], []
+    chosen: list[ActiveModel] = []
+    messages: list[str] = []
     registry.activeChanged.connect(chosen.append)
     registry.message.connect(messages.append)
     demo = bundled_demo_model()
@@ -157,7 +158,8 @@ def segment_folder(store: ProjectStore, *, weights: Path | None = None, batch_si
     active = chosen[-1]
 
     worker = InferenceWorker()
-    loaded, failed = [], []
+    loaded: list[LoadedModel] = []
+    failed: list[str] = []
     worker.modelLoaded.connect(loaded.append)
     worker.modelFailed.connect(failed.append)
     worker.load(checkpoint_factory(active.path), active.path)
@@ -170,7 +172,9 @@ def segment_folder(store: ProjectStore, *, weights: Path | None = None, batch_si
     todo, skipped = document.images_to_segment()
     revisions = {image.id: image.revision for image in todo}
     job = Job(1, tuple((image.id, str(document.image_path(image.id))) for image in todo), batch_size)
-    applied, left_out, errors = [], [], []
+    applied: list[str] = []
+    left_out: list[str] = []
+    errors: list[Exception] = []
     bar = tqdm(total=len(todo), desc=f"segment ({model.info.name} on {model.device})", unit="image")
 
     def on_result(job_id: int, result: ImageResult) -> None:  # a worker signal: exceptions would be lost

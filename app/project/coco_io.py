@@ -21,7 +21,7 @@ from app.project.labelme_io import LabelmeReport, is_labelme, labelme_files, rea
 from app.project.records import ImageStatus, ImportCounts, NewInstance, Provenance
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
-from app.project.truth import annotations
+from app.project.truth import annotations_of
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, load_coco, write_coco
 from maskrcnn_core.image_io import ImageReadError, image_size
 from maskrcnn_core.masks import mask_to_rle
@@ -186,7 +186,7 @@ def export_coco(
             CocoAnnotation(
                 r.id, r.category_id, class_map.category_id_to_label(r.category_id), r.rle, r.iscrowd
             )
-            for r in annotations(store.instances(image.id), threshold)
+            for r in annotations_of(store.instances(image.id), threshold)
         )
         images.append(CocoImage(image.id, image.file_name, path, height, width, coco_annotations))
     write_coco(

@@ -19,7 +19,7 @@ from pathlib import Path
 from app.project.records import ImageRecord, ImageStatus
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
-from app.project.truth import annotations
+from app.project.truth import annotations_of
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, write_coco, write_json_atomic
 from maskrcnn_core.image_io import ImageReadError, image_size
 from maskrcnn_core.types import Category, ClassMap
@@ -102,7 +102,7 @@ def build_training_set(
             f"validate on); the project has {len(records)}. Correct or verify more images first."
         )
     by_name = {im.file_name: im for im in records}
-    truth = {im.file_name: annotations(store.instances(im.id), threshold) for im in records}
+    truth = {im.file_name: annotations_of(store.instances(im.id), threshold) for im in records}
     keep = set(keep_classes)
     used = {r.category_id for rs in truth.values() for r in rs}
     categories = [c for c in store.categories() if c.id in used or c.name in keep]

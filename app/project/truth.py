@@ -44,6 +44,6 @@ def counts_as_annotation(instance: _Instance, score_threshold: float) -> bool:
     return instance.score is not None and instance.score >= score_threshold
 
 
-def annotations(instances: Iterable[InstanceT], score_threshold: float) -> list[InstanceT]:
+def annotations_of(instances: Iterable[InstanceT], score_threshold: float) -> list[InstanceT]:
     """The instances that count as annotations (see :func:`counts_as_annotation`), in their order."""
     return [r for r in instances if counts_as_annotation(r, score_threshold)]

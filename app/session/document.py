@@ -27,7 +27,7 @@ from app.project.records import (
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
 from app.project.training_set import eligible_images
-from app.project.truth import annotations
+from app.project.truth import annotations_of
 
 
 class Document(QObject):
@@ -223,7 +223,7 @@ class Document(QObject):
     def visible_instances(self, image_id: int) -> list[InstanceRecord]:
         """What is shown and exported: a person's instances, and predictions scoring at least the
         threshold."""
-        return annotations(self.instances(image_id), self._score_threshold)
+        return annotations_of(self.instances(image_id), self._score_threshold)
 
     @property
     def score_threshold(self) -> float:
