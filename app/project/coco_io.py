@@ -64,7 +64,6 @@ def import_coco(store: ProjectStore, json_path: Path) -> ImportSummary:
     unusable file.
     """
     data, report = load_coco(json_path, store.images_dir)
-    names = {c.id: c.name for c in data.categories}
     counts = ImportCounts()
     with store.transaction():  # all of the file or nothing
         category_ids = store.ensure_categories(
@@ -75,7 +74,7 @@ def import_coco(store: ProjectStore, json_path: Path) -> ImportSummary:
             record = store.image_by_name(image.file_name)
             instances = [
                 NewInstance(
-                    category_id=category_ids[names[ann.category_id]],
+                    category_id=category_ids[data.class_map.category_id_to_name(ann.category_id)],
                     rle=ann.rle,
                     box=ann.bbox,
                     area=ann.area,
