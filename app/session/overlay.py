@@ -31,7 +31,7 @@ class Overlay:
     mask: CroppedMask
     box: tuple[float, float, float, float]
     color: QColor
-    label: str
+    category_name: str
     score: float | None
     provenance: Provenance
 
@@ -72,7 +72,7 @@ def build_overlays(
                 mask=decoded(record.rle),
                 box=record.box,
                 color=instance_color(record.id),
-                label=category.name if category else f"category {record.category_id}",
+                category_name=category.name if category else f"category {record.category_id}",
                 score=record.score if is_untouched_prediction(record) else None,
                 provenance=record.provenance,
             )

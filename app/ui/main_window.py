@@ -427,7 +427,7 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         for text, attr, setter, key in (
             ("Show &boxes", "show_boxes", self.canvas.set_show_boxes, "Shift+B"),
-            ("Show category &names", "show_labels", self.canvas.set_show_labels, "Shift+L"),
+            ("Show category &names", "show_category_names", self.canvas.set_show_category_names, "Shift+L"),
             ("Show &scores", "show_scores", self.canvas.set_show_scores, "Shift+S"),
         ):
             action = self._action(view, text, None, key)

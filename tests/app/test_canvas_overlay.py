@@ -69,7 +69,7 @@ def _overlays(masks: list[CroppedMask]) -> list[Overlay]:
                 mask=mask,
                 box=box,
                 color=instance_color(k + 1),
-                label="cat" if predicted else "blob",
+                category_name="cat" if predicted else "blob",
                 score=0.5 + k / 400 if predicted else None,
                 provenance=Provenance.PREDICTED if predicted else Provenance.EDITED,
             )
@@ -159,7 +159,8 @@ def _reference_view(qtbot, overlays, *, opacity=0.45, selected=(), boxes=False) 
         box.setPen(pen)
         box.setVisible(boxes)
         group.addToGroup(box)
-        text = " ".join([overlay.label] + ([f"{overlay.score:.2f}"] if overlay.score is not None else []))
+        score = [f"{overlay.score:.2f}"] if overlay.score is not None else []
+        text = " ".join([overlay.category_name, *score])
         caption = _ReferenceCaption(text, overlay.color)
         caption.setPos(x1, y1)
         group.addToGroup(caption)
@@ -405,7 +406,7 @@ def test_display_settings_repaint_everything(qtbot):
     for change, undo in [
         (lambda: canvas.set_opacity(0.9), lambda: canvas.set_opacity(0.45)),
         (lambda: canvas.set_show_boxes(True), lambda: canvas.set_show_boxes(False)),
-        (lambda: canvas.set_show_labels(False), lambda: canvas.set_show_labels(True)),
+        (lambda: canvas.set_show_category_names(False), lambda: canvas.set_show_category_names(True)),
         (lambda: canvas.set_show_scores(False), lambda: canvas.set_show_scores(True)),
     ]:
         change()
@@ -500,7 +501,7 @@ def test_empty_mask_still_draws_its_box_and_caption(qtbot):
         mask=CroppedMask(0, 0, np.zeros((0, 0), bool), (H, W)),
         box=(100.0, 100.0, 200.0, 150.0),
         color=instance_color(7),
-        label="ghost",
+        category_name="ghost",
         score=None,
         provenance=Provenance.EDITED,
     )

@@ -105,8 +105,8 @@ class InstanceDrawing:
             max(crop.x0 + w, x1, x2) if h and w else max(x1, x2),
             max(crop.y0 + h, y1, y2) if h and w else max(y1, y2),
         )
-        # The caption under the overlay's caption settings (show labels, show scores): (settings, layout)
-        # with layout = (QTextLayout, width, height), or None for no caption.
+        # The caption under the overlay's caption settings (show category names, show scores):
+        # (settings, layout) with layout = (QTextLayout, width, height), or None for no caption.
         self.caption: tuple[tuple[bool, bool], tuple[QTextLayout, float, float] | None] | None = None
         # Filled in when first painted: the mask's contours, and the outline path made of them for each
         # outline step (simplified to within FULL_RESOLUTION_TOLERANCE x step pixels: see OverlayItem.paint).
@@ -147,7 +147,7 @@ class InstanceDrawing:
 
 class OverlayItem(QGraphicsItem):
     """The instances of the image shown, painted in order above it (selected ones on top), with what the
-    view decides about them: selection, hidden instances, fill opacity, boxes, labels and scores.
+    view decides about them: selection, hidden instances, fill opacity, boxes, category names and scores.
 
     Its drawings live while it is in a scene: taken out of one (no image shown), it keeps the overlays it
     is given but draws and builds nothing."""
@@ -163,7 +163,7 @@ class OverlayItem(QGraphicsItem):
         # Not QGraphicsItem's opacity, which would fade outlines and captions too.
         self.fill_opacity = DEFAULT_OVERLAY_OPACITY  # until a project is open; then its setting
         self.show_boxes = False
-        self.show_labels = True
+        self.show_category_names = True
         self.show_scores = True
         # exposedRect tells paint() which part of the view is being redrawn (a brush move repaints a few
         # pixels: only the instances there are drawn).
@@ -228,8 +228,8 @@ class OverlayItem(QGraphicsItem):
         self.show_boxes = show
         self._repaint()
 
-    def set_show_labels(self, show: bool) -> None:
-        self.show_labels = show
+    def set_show_category_names(self, show: bool) -> None:
+        self.show_category_names = show
         self._repaint()
 
     def set_show_scores(self, show: bool) -> None:
@@ -346,14 +346,14 @@ class OverlayItem(QGraphicsItem):
         return shown
 
     def _caption_text(self, overlay: Overlay) -> str:
-        parts = [overlay.label] if self.show_labels else []
+        parts = [overlay.category_name] if self.show_category_names else []
         if self.show_scores and overlay.score is not None:
             parts.append(f"{overlay.score:.2f}")
         return " ".join(parts)
 
     def _caption(self, drawing: InstanceDrawing) -> tuple[QTextLayout, float, float] | None:
         """The laid-out caption of ``drawing`` under the current settings, or None when it has none."""
-        settings = (self.show_labels, self.show_scores)
+        settings = (self.show_category_names, self.show_scores)
         cached = drawing.caption
         if cached is None or cached[0] != settings:
             text = self._caption_text(drawing.overlay)
@@ -425,6 +425,6 @@ def _same_drawing(old: Overlay | None, new: Overlay) -> bool:
         and old.mask is new.mask
         and old.box == new.box
         and old.color == new.color
-        and old.label == new.label
+        and old.category_name == new.category_name
         and old.score == new.score
     )

@@ -113,8 +113,8 @@ class Canvas(QGraphicsView):
         return self.overlay.show_boxes
 
     @property
-    def show_labels(self) -> bool:
-        return self.overlay.show_labels
+    def show_category_names(self) -> bool:
+        return self.overlay.show_category_names
 
     @property
     def show_scores(self) -> bool:
@@ -126,8 +126,8 @@ class Canvas(QGraphicsView):
     def set_show_boxes(self, show: bool) -> None:
         self.overlay.set_show_boxes(show)
 
-    def set_show_labels(self, show: bool) -> None:
-        self.overlay.set_show_labels(show)
+    def set_show_category_names(self, show: bool) -> None:
+        self.overlay.set_show_category_names(show)
 
     def set_show_scores(self, show: bool) -> None:
         self.overlay.set_show_scores(show)

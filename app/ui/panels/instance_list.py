@@ -33,7 +33,7 @@ class InstanceList(QListWidget):
         for overlay in overlays:
             score = f"  {overlay.score:.2f}" if overlay.score is not None else ""
             item = QListWidgetItem(
-                swatch(overlay.color), f"{overlay.label}{score}  ·  {overlay.provenance.value}"
+                swatch(overlay.color), f"{overlay.category_name}{score}  ·  {overlay.provenance.value}"
             )
             item.setData(Qt.ItemDataRole.UserRole, overlay.instance_id)
             item.setToolTip(f"instance {overlay.instance_id}, {overlay.mask.area} px")
