@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """One line of the table: ``label`` is "all classes" or a class name; APs in ``[0, 1]`` or ``None``."""
+    """One line of the table: ``name`` is "all classes" or a class name; APs in ``[0, 1]`` or ``None``."""
 
-    label: str
+    name: str
     base_ap: float | None
     new_ap: float | None
 

@@ -116,7 +116,7 @@ def test_finetune_from_the_menu_beats_the_base_and_resegments(qtbot, folder_with
     probe = StallProbe()  # from here on the user keeps working while the model trains
     qtbot.waitUntil(lambda: finetune.comparison is not None, timeout=300_000)
     comparison = finetune.comparison
-    print("\n" + "\n".join(f"{r.label:12} {r.base_ap} -> {r.new_ap}" for r in comparison.rows))
+    print("\n" + "\n".join(f"{r.name:12} {r.base_ap} -> {r.new_ap}" for r in comparison.rows))
     assert comparison.overall.new_ap > comparison.overall.base_ap  # before waiting for the switch it causes
     qtbot.waitUntil(lambda: window.segmentation.model_version_id == finetune.new_version_id, timeout=60_000)
     elapsed = time.monotonic() - started

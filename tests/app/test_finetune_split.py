@@ -144,7 +144,7 @@ def test_comparison_rows_and_verdict():
         return {"num_images": 3, "segm": {"ap": ap, "per_class_ap": entries}}
 
     result = compare("base", metrics(0.4, {"circle": 0.5, "star": 0.0}), "new", metrics(0.6, {"circle": 0.7}))
-    assert [r.label for r in result.rows] == ["all classes", "circle", "star"]
+    assert [r.name for r in result.rows] == ["all classes", "circle", "star"]
     assert result.overall.delta == pytest.approx(0.2) and result.rows[2].new_ap is None
     assert result.new_is_better and result.num_images == 3
     assert not compare("base", metrics(0.6, {}), "new", metrics(0.6, {})).new_is_better

@@ -207,7 +207,7 @@ class TrainingPanel(QWidget):
         self.table.setRowCount(len(comparison.rows))
         for r, row in enumerate(comparison.rows):
             delta = row.delta
-            cells = (row.label, _ap(row.base_ap), _ap(row.new_ap), "–" if delta is None else f"{delta:+.3f}")
+            cells = (row.name, _ap(row.base_ap), _ap(row.new_ap), "–" if delta is None else f"{delta:+.3f}")
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 if c:
