@@ -411,6 +411,7 @@ def _check_annotation(
     if mask.area == 0:
         raise _Invalid("empty mask (no pixel inside the image)")
     category_id = _as_int(ann["category_id"])
+    assert category_id is not None  # _group_annotations left out the annotations without a known one
     annotation = CocoAnnotation(
         ann["id"], category_id, class_map.category_id_to_label(category_id), mask_to_rle(mask), bool(iscrowd)
     )

@@ -157,6 +157,7 @@ class MaskRCNNConfig:
     @property
     def class_map(self) -> ClassMap:
         """Which category id and name each label ``1..num_classes`` stands for."""
+        assert self.class_names is not None and self.category_ids is not None  # __post_init__ sets both
         return ClassMap.from_lists(self.class_names, self.category_ids)
 
     @property

@@ -155,10 +155,10 @@ def _resolve_classes(num_classes: int | None, kwargs: dict[str, Any], checkpoint
         if num_classes is not None and num_classes != class_map.num_classes:
             raise ValueError(f"num_classes is {num_classes} but {class_map.num_classes} classes were given")
         return class_map
-    if checkpoint is None and num_classes is None:
-        known = COCO_CLASS_MAP
-    elif checkpoint is not None and num_classes in (None, checkpoint.class_map.num_classes):
+    if checkpoint is not None and num_classes in (None, checkpoint.class_map.num_classes):
         known = checkpoint.class_map
+    elif num_classes is None:
+        known = COCO_CLASS_MAP
     else:
         known = ClassMap.numbered(num_classes)
     return known if category_ids is None else ClassMap.from_lists(known.names, category_ids)

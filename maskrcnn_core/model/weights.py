@@ -100,7 +100,7 @@ def read_checkpoint(weights: str | os.PathLike) -> Checkpoint:
     raise CheckpointError(f"{path} is neither a Mask R-CNN Studio checkpoint nor a torchvision state dict")
 
 
-def load_weights_into(model: torch.nn.Module, checkpoint: Checkpoint) -> list[str]:
+def load_weights_into(model: MaskRCNN, checkpoint: Checkpoint) -> list[str]:
     """Load ``checkpoint`` into ``model``; return the class names that start untrained.
 
     Backbone, FPN, RPN and the class-independent head layers must fit exactly. The class-specific rows
@@ -111,7 +111,7 @@ def load_weights_into(model: torch.nn.Module, checkpoint: Checkpoint) -> list[st
     state = OrderedDict(checkpoint.state_dict)
     metadata = getattr(checkpoint.state_dict, "_metadata", None)
     if metadata is not None:
-        state._metadata = metadata  # version info torchvision's old key layouts need
+        state._metadata = metadata  # type: ignore[attr-defined]  # torchvision's old key layouts need it
     same_classes = config.class_map.names == checkpoint.class_map.names
     new_classes: list[str] = []
     if not same_classes:
@@ -163,7 +163,7 @@ def load_model(weights: str | os.PathLike, *, device: str | torch.device = "cpu"
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: torch.nn.Module,
+    model: MaskRCNN,
     *,
     metadata: dict[str, Any] | None = None,
     training_state: dict[str, Any] | None = None,
@@ -331,7 +331,7 @@ def _copy_shared_class_rows(
     return [name for name in ours.names if not checkpoint_classes.has_name(name)]
 
 
-def _arch_name(model: torch.nn.Module) -> str:
+def _arch_name(model: MaskRCNN) -> str:
     return model.config.arch.get("name", "custom") if model.config.arch else "custom"
 
 
