@@ -4,6 +4,8 @@ Coordinate conventions used everywhere in the product:
 
 - Images are ``(H, W)``; a pixel ``(y, x)`` covers ``[x, x + 1) x [y, y + 1)``.
 - Boxes are float32 ``xyxy`` in original-image pixels (``x1``/``y1`` exclusive edges).
+- Model labels are contiguous, ``1..K`` (0 is background); :class:`ClassMap` is the one place that maps
+  them to the dataset's category ids and the class names.
 - A mask is a :class:`CroppedMask`: a bool array covering only its box, plus the box origin.
   A full-image mask per instance is never kept (100 of them for a 12-megapixel photo are 1.2 GB
   as bool, 4.8 GB as float).
