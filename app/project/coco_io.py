@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from app.project.labelme_io import LabelmeReport, is_labelme, labelme_files, read_labelme
+from app.project.mask_ops import instance_box
 from app.project.records import ImageStatus, ImportCounts, NewInstance, Provenance
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
@@ -72,6 +73,7 @@ def import_coco(store: ProjectStore, json_path: Path) -> ImportSummary:
         store.add_images(image.file_name for image in data.images)
         for image in data.images:
             record = store.image_by_name(image.file_name)
+            assert record is not None, "added above, in this transaction"
             instances = [
                 NewInstance(
                     category_id=category_ids[data.class_map.category_id_to_name(ann.category_id)],
@@ -103,11 +105,12 @@ def import_labelme(store: ProjectStore, path: Path) -> ImportSummary:
         store.add_images(image.file_name for image in images)
         for image in images:
             record = store.image_by_name(image.file_name)
+            assert record is not None, "added above, in this transaction"
             instances = [
                 NewInstance(
                     category_id=category_ids[label],
                     rle=mask_to_rle(mask),
-                    box=tuple(float(v) for v in mask.tight_box()),
+                    box=instance_box(mask),
                     area=mask.area,
                     provenance=Provenance.IMPORTED,
                 )

@@ -21,6 +21,18 @@ from maskrcnn_core.types import CroppedMask
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 in image pixels, x1 / y1 exclusive
 
 
+def instance_box(mask: CroppedMask) -> tuple[float, float, float, float]:
+    """The box an instance of ``mask`` is stored with: its pixels' tight ``(x0, y0, x1, y1)``, as floats.
+
+    ``ValueError`` for an empty mask: an instance needs at least one pixel.
+    """
+    box = mask.tight_box()
+    if box is None:
+        raise ValueError("an instance needs at least one mask pixel")
+    x0, y0, x1, y1 = box
+    return float(x0), float(y0), float(x1), float(y1)
+
+
 def empty_mask(image_size: tuple[int, int]) -> CroppedMask:
     return CroppedMask(0, 0, np.zeros((0, 0), dtype=bool), (int(image_size[0]), int(image_size[1])))
 

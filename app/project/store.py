@@ -412,7 +412,7 @@ class ProjectStore:
                         "INSERT INTO categories (id, name, color, supercategory) VALUES (?, ?, ?, ?)",
                         (wanted, name, color, supercategory),
                     )
-                    ids[name] = int(cur.lastrowid)
+                    ids[name] = _inserted_id(cur)
                 else:
                     ids[name] = int(row[0])
         return ids
@@ -661,7 +661,7 @@ class ProjectStore:
                     _now(),
                 ),
             )
-            return int(cur.lastrowid)
+            return _inserted_id(cur)
 
     def model_versions(self) -> list[ModelVersionRecord]:
         cur = self._query(
@@ -690,7 +690,7 @@ class ProjectStore:
                 "VALUES ('running', ?, ?, ?)",
                 (base_model_version_id, json.dumps(config), _now()),
             )
-            return int(cur.lastrowid)
+            return _inserted_id(cur)
 
     def finish_training_run(self, run_id: int, *, status: RunStatus, metrics: dict) -> None:
         if status not in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED):
@@ -765,7 +765,7 @@ class ProjectStore:
             f"VALUES (?, {_VALUE_MARKS}, ?, ?)",
             (image_id, *_instance_values(instance)[1:], now, now),
         )
-        return int(cur.lastrowid)
+        return _inserted_id(cur)
 
 
 _IMAGE_COLUMNS = "id, file_name, width, height, status, error, revision"
@@ -775,6 +775,13 @@ _VALUE_COLUMNS = (
 )
 _VALUE_MARKS = ", ".join("?" * len(_VALUE_COLUMNS.split(",")))
 _INSTANCE_COLUMNS = f"id, image_id, {_VALUE_COLUMNS}, created_at, updated_at"
+
+
+def _inserted_id(cursor: sqlite3.Cursor) -> int:
+    """The id of the row the cursor's INSERT added (``lastrowid``, which sqlite3 types as optional)."""
+    row_id = cursor.lastrowid
+    assert row_id is not None, "an INSERT always sets lastrowid"
+    return row_id
 
 
 def _image(row: tuple) -> ImageRecord:

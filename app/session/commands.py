@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from PySide6.QtGui import QUndoCommand
 
-from app.project.mask_ops import MaskDelta, merge, split
+from app.project.mask_ops import MaskDelta, instance_box, merge, split
 from app.project.records import CategoryRecord, InstanceRecord, NewInstance, Provenance
 from app.project.store import IdTakenError, StaleImageError, StoreError
 from app.session.document import Document
@@ -185,7 +185,7 @@ def _drop(command: QUndoCommand, context: EditContext, forward: bool, error: Exc
 
 def with_mask(record: InstanceRecord, mask: CroppedMask) -> InstanceRecord:
     """``record`` with ``mask`` as its RLE, and its box and area computed from the mask."""
-    return replace(record, rle=mask_to_rle(mask), box=_box(mask), area=mask.area)
+    return replace(record, rle=mask_to_rle(mask), box=instance_box(mask), area=mask.area)
 
 
 def new_instance(
@@ -199,20 +199,12 @@ def new_instance(
     return NewInstance(
         category_id=category_id,
         rle=mask_to_rle(mask),
-        box=_box(mask),
+        box=instance_box(mask),
         area=mask.area,
         provenance=provenance,
         score=score,
         model_version_id=model_version_id,
     )
-
-
-def _box(mask: CroppedMask) -> tuple[float, float, float, float]:
-    box = mask.tight_box()
-    if box is None:
-        raise ValueError("an instance needs at least one mask pixel")
-    x0, y0, x1, y1 = box
-    return float(x0), float(y0), float(x1), float(y1)
 
 
 def _as_new(record: InstanceRecord) -> NewInstance:

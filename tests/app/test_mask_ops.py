@@ -9,6 +9,7 @@ from app.project.mask_ops import (
     MaskDelta,
     combine,
     fill_holes,
+    instance_box,
     merge,
     paste,
     polygon_mask,
@@ -74,3 +75,12 @@ def test_fill_holes_merge_split_keep_holes_and_parts():
     assert [p.area for p in parts] == [ring.area, other.area]
     assert np.array_equal(_full(parts[0]), _full(ring))  # the hole stays a hole
     assert paste(both, 0, 0, np.zeros((40, 50), dtype=bool)).area == 0
+
+
+def test_instance_box_is_the_tight_box_of_the_pixels_and_refuses_an_empty_mask():
+    pixels = np.zeros((6, 8), dtype=bool)
+    pixels[2:4, 3:7] = True  # a crop with empty margins, placed at (5, 10)
+    box = instance_box(CroppedMask(x0=5, y0=10, mask=pixels, image_size=SIZE))
+    assert box == (8.0, 12.0, 12.0, 14.0) and all(type(v) is float for v in box)
+    with pytest.raises(ValueError, match="at least one mask pixel"):
+        instance_box(CroppedMask(x0=0, y0=0, mask=np.zeros((3, 3), dtype=bool), image_size=SIZE))
