@@ -3,7 +3,7 @@
 A synthetic folder (``--images`` images of ``--size``), its truth imported and verified for ``--verified``
 of them; the window loads ``--base`` (default: the bundled demo model) in its worker; then the
 fine-tuning run starts as the dialog would start it. Printed: the time to each stage (training set
-written, training process up, training done, new version registered and compared, new model active),
+written, training process up, training finished, new version registered and compared, new model active),
 the training throughput, old vs new mask AP, and the worst GUI-thread stall (10 ms timer probe) as a
 ratio of the 100 ms budget. ``--screenshot PNG`` saves the window at the end.
 
@@ -31,6 +31,7 @@ from app.project.model_sources import DEMO_MODEL  # noqa: E402
 from app.project.records import ImageStatus  # noqa: E402
 from app.session.finetune import FinetuneSettings  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
+from maskrcnn_core.protocol import FinishedEvent, ProgressEvent, RunStatus, TrainingEvent  # noqa: E402
 
 
 def main() -> int:
@@ -85,13 +86,12 @@ def main() -> int:
     marks: dict[str, float] = {}
     finetune = window.finetune
 
-    def on_event(event: dict) -> None:
-        if event["event"] == "progress" and "first progress" not in marks:
-            marks["first progress"] = time.monotonic()
-        if event["event"] == "done":
-            marks["training done"] = time.monotonic()
-        if event["event"] == "progress":
-            marks["images_per_s"] = event["images_per_s"]
+    def on_event(event: TrainingEvent) -> None:
+        if isinstance(event, ProgressEvent):
+            marks.setdefault("first progress", time.monotonic())
+            marks["images_per_s"] = event.images_per_s
+        if isinstance(event, FinishedEvent):
+            marks["training finished"] = time.monotonic()
 
     finetune.trainingEvent.connect(on_event)
     finetune.comparisonReady.connect(lambda _c: marks.setdefault("compared", time.monotonic()))
@@ -118,7 +118,7 @@ def main() -> int:
             return True
         if "compared" in marks and not finetune.comparison.new_is_better:
             return True  # stays on the base model: nothing more will happen
-        return finetune.run.outcome is not None and finetune.run.outcome.status != "done"
+        return finetune.run.outcome is not None and finetune.run.outcome.status is not RunStatus.FINISHED
 
     _wait(app, finished, 3600)
     probe.stop()

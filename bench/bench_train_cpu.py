@@ -127,9 +127,10 @@ def main() -> None:
     from maskrcnn_core.data import generate_synthetic_dataset, load_coco
     from maskrcnn_core.data.dataset import InstanceDataset
     from maskrcnn_core.engine.training import TrainConfig
+    from maskrcnn_core.protocol import default_lr
 
     height, width = (int(v) for v in args.size.split("x"))
-    lr = 0.02 * args.batch_size / 16
+    lr = default_lr(args.batch_size)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         json_path = generate_synthetic_dataset(
