@@ -388,17 +388,22 @@ class FinetuneController(QObject):
         base = versions.get(record.base_model_version_id)
         if base is None or "request" not in config or not config.get("run_dir"):
             return  # not resumable from the app (e.g. recorded by an older version, which kept an argv)
+        try:
+            request = TrainRequest.from_dict(config["request"])
+            evaluate_request = EvaluateRequest(**config["evaluate_request"])
+        except (KeyError, TypeError, ValueError):
+            return  # a record this version cannot read: the run stays listed, only not offered for resume
         self.run = _Run(
             id=record.id,
             name=config["name"],
             run_dir=Path(config["run_dir"]),
-            request=TrainRequest.from_dict(config["request"]),
+            request=request,
             base=base,
             val_json=config["val_json"],
             val_images=int(config["num_val_images"]),
             train_images=int(config["num_train_images"]),
             categories=list(config["categories"]),
-            evaluate_request=EvaluateRequest(**config["evaluate_request"]),
+            evaluate_request=evaluate_request,
             outcome=RunOutcome(RunStatus.FAILED, None, message=str(record.metrics.get("error", ""))),
         )
 
