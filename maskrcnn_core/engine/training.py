@@ -168,6 +168,10 @@ class HookBase:
 class ProgressHook(HookBase):
     """A progress event per step: losses, learning rate, epoch, speed and time left."""
 
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.images_seen = 0  # by this run of the process (a resumed run's speed counts from its start)
+
     def before_train(self, trainer: Trainer) -> None:
         self.started = time.monotonic()
         self.images_seen = 0
@@ -290,6 +294,7 @@ class Trainer:
         self.last_losses: dict[str, float] = {}
         self.last_metrics: dict | None = None
         self.checkpoint_path: Path | None = None
+        self._loss_module: nn.Module = _LossModule(model)
         self.hooks: list[HookBase] = [ProgressHook()]
         if val_data is not None:
             self.hooks.append(EvaluationHook(config.eval_every))
@@ -337,8 +342,7 @@ class Trainer:
 
     def train(self) -> TrainResult:
         """Run to the end (or to a cancel); every rank returns the same result."""
-        self._loss_module: nn.Module = _LossModule(self.model)
-        if self.world > 1:
+        if self.world > 1:  # after resume(): DDP starts every rank from rank 0's (restored) weights
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self._loss_module = nn.parallel.DistributedDataParallel(self._loss_module, device_ids=device_ids)
         self.emit(StartEvent(start_iteration=self.start_iteration, **self.run_info))

@@ -12,7 +12,7 @@ from tiny_model import TINY
 from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.data import generate_synthetic_dataset, load_coco
-from maskrcnn_core.engine.training import TrainConfig, TrainingError, _lr_factor, train
+from maskrcnn_core.engine.training import HookBase, TrainConfig, Trainer, TrainingError, _lr_factor, train
 from maskrcnn_core.protocol import (
     FINAL_MODEL,
     LAST_CHECKPOINT,
@@ -181,3 +181,41 @@ def test_checkpoints_get_ordinary_file_permissions(shapes, tmp_path: Path) -> No
         os.umask(previous)
     for path in (result.model_path, result.checkpoint_path):
         assert path.stat().st_mode & 0o777 == 0o644, oct(path.stat().st_mode)
+
+
+class StepLog(HookBase):
+    """A hook of a caller's own: what the trainer's state is at each moment it is called."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+        self.losses: list[dict[str, float]] = []
+
+    def before_train(self, trainer: Trainer) -> None:
+        self.calls.append(("before", trainer.iteration))
+
+    def after_step(self, trainer: Trainer) -> None:
+        self.calls.append(("step", trainer.iteration))
+        self.losses.append(dict(trainer.last_losses))
+
+    def after_train(self, trainer: Trainer) -> None:
+        self.calls.append(("after", trainer.iteration))
+
+
+def test_a_hook_of_ones_own_sees_every_step_and_the_end(shapes, tmp_path: Path) -> None:
+    recorder = Recorder()
+    trainer = Trainer(
+        tiny_model(shapes),
+        shapes,
+        tmp_path,
+        TrainConfig(iterations=3, checkpoint_every=2),
+        callbacks=[recorder],
+    )
+    log = StepLog()
+    trainer.hooks.append(log)
+    result = trainer.train()
+    assert log.calls == [("before", 0), ("step", 1), ("step", 2), ("step", 3), ("after", 3)]
+    progress = [e for e in recorder.events if isinstance(e, ProgressEvent)]
+    assert [e.losses for e in progress] == log.losses  # the hook sees what the progress events report
+    assert result.status is RunStatus.FINISHED and result.last_losses == log.losses[-1]
+    # the built-in checkpoint hook: at iteration 2 and at the end
+    assert [e.iteration for e in recorder.events if e.type is EventType.CHECKPOINT] == [2, 3]
