@@ -61,64 +61,48 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import torch
-    import torch.distributed as dist
-
     from maskrcnn_core.cancel import CancelToken
     from maskrcnn_core.engine.training import TrainingError
-    from maskrcnn_core.engine.training_model import run_request
+    from maskrcnn_core.engine.training_model import run_request, training_process
 
     request = TrainRequest.from_args(args)
     _set_threads(request.num_threads)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = _device(request.device, local_rank)
-    if world > 1:
-        if device.type == "cuda":
-            # NCCL's own collectives (barrier, all_gather_object) run on the current device: without
-            # this every rank would use GPU 0 for them
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    rank = dist.get_rank() if world > 1 else 0
-    try:
-        quiet = rank != 0
+    with training_process(request) as process:
+        leader = process.rank == 0  # the one process that reports and writes files
         train_data = _load_dataset(
-            request.train_json, request.images, "training", fatal_if_empty=True, quiet=quiet
+            request.train_json, request.images, "training", fatal_if_empty=True, quiet=not leader
         )
         val_data = None
         if request.val_json:
             val_images = request.val_images or request.images
             val_data = _load_dataset(
-                request.val_json, val_images, "validation", fatal_if_empty=True, quiet=quiet
+                request.val_json, val_images, "validation", fatal_if_empty=True, quiet=not leader
             )
         cancel = CancelToken()
         _cancel_on_signals(cancel)
         callbacks = []
-        if rank == 0:
+        if leader:
             callbacks = [_MetricsFile(Path(request.out) / METRICS_LOG), _progress_printer(request.progress)]
         try:
             result = run_request(
                 request,
                 train_data,
                 val_data=val_data,
-                device=device,
+                device=process.device,
                 callbacks=callbacks,
                 cancel=cancel,
-                notify=None if quiet else (lambda message: print(message, file=sys.stderr)),
+                notify=(lambda message: print(message, file=sys.stderr)) if leader else None,
             )
         except TrainingError as exc:
             _report_error(request.progress, str(exc))
             return ExitCode.FAILED
         if result.status is RunStatus.CANCELLED:
-            if rank == 0:
+            if leader:
                 print(f"cancelled at iteration {result.iteration}; resume with --resume", file=sys.stderr)
             return ExitCode.CANCELLED
-        if rank == 0 and request.progress != "jsonl":
+        if leader and request.progress != "jsonl":
             print(f"model written to {result.model_path}", file=sys.stderr)
         return ExitCode.OK
-    finally:
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 # ------------------------------------------------------------------------------------------ predict
@@ -219,18 +203,6 @@ def _load_dataset(json_path, images_dir, role: str, *, fatal_if_empty: bool, qui
     if fatal_if_empty and not data.images:
         raise BadInput(f"the {role} file {json_path} has no usable images")
     return data
-
-
-def _device(name: str | None, local_rank: int):
-    import torch
-
-    if name in (None, "auto"):
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise BadInput("--device cuda: no CUDA device is available")
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
 
 
 def _lower_priority(increment: int) -> None:

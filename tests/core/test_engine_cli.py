@@ -318,3 +318,14 @@ def test_a_bad_nice_value_is_refused_before_anything_runs(tmp_path, capsys, nice
     assert exited.value.code == ExitCode.BAD_INPUT
     assert "--nice" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_training_on_cuda_without_a_gpu_is_bad_input(shapes: Path, tmp_path: Path, capsys) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    args = [*_train_args(shapes / "train.json", shapes / "images", tmp_path / "run"), "--iterations", "1"]
+    assert main([*args, "--device", "cuda"]) == ExitCode.BAD_INPUT
+    assert capsys.readouterr().err.strip() == "error: --device cuda: no CUDA device is available"
+    assert not (tmp_path / "run").exists()
