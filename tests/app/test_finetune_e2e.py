@@ -152,4 +152,18 @@ def test_finetune_from_the_menu_beats_the_base_and_resegments(qtbot, folder_with
         )
     for image_id, instances in verified_before.items():
         assert [(r.id, r.rle["counts"], r.provenance) for r in store.instances(image_id)] == instances
+    losses = window.training_panel.loss_chart.series()
     window.close()
+
+    # Reopened, the project shows the run as it was left, and keeps the new version active.
+    again = MainWindow()
+    qtbot.addWidget(again)
+    assert again.open_folder(folder)
+    panel = again.training_panel
+    assert run.config["name"] in panel.title.text()
+    assert panel.loss_chart.series() == losses and losses["total_loss"][-1][0] == ITERATIONS
+    assert panel.table.rowCount() == len(comparison.rows)
+    assert panel.table.item(0, 2).text() == f"{comparison.overall.new_ap:.3f}"
+    qtbot.waitUntil(lambda: again.segmentation.model_version_id == new.id, timeout=120_000)
+    assert panel.resegment_button.isEnabled()
+    again.close()
