@@ -254,33 +254,35 @@ def _offences(source: str, relative: Path) -> list[str]:
     active-model settings and announces the active model; only the segmentation loads it into the worker."""
     keys = {s.key for s in ACTIVE_SETTINGS}
     names = {name for name, s in ProjectSettings.fields().items() if s in ACTIVE_SETTINGS}
+
+    def writes_setting(node: ast.AST) -> bool:
+        if isinstance(node, ast.Attribute):  # settings.active_version_id = ...
+            return node.attr in names and isinstance(node.ctx, ast.Store | ast.Del)
+        return (  # settings.write(ProjectSettings.active_version_id, ...)
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("write", "set_setting")
+            and any(isinstance(a, ast.Attribute) and a.attr in names for a in node.args)
+        )
+
+    def announces(node: ast.AST) -> bool:  # x.activeChanged.emit(...)
+        return (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "emit"
+            and isinstance(node.func.value, ast.Attribute)
+            and node.func.value.attr == "activeChanged"
+        )
+
     found = []
     for node in ast.walk(ast.parse(source)):
         where = f"{relative}:{getattr(node, 'lineno', '?')}"
-        if relative in (OWNER, SETTINGS):
-            pass
-        elif isinstance(node, ast.Constant) and node.value in keys:
+        if relative not in (OWNER, SETTINGS) and isinstance(node, ast.Constant) and node.value in keys:
             found.append(f"{where} names the setting {node.value!r}")
-        if relative == OWNER:
-            pass
-        elif (
-            isinstance(node, ast.Attribute)
-            and node.attr in names
-            and isinstance(node.ctx, ast.Store | ast.Del)
-        ):
-            found.append(f"{where} writes {node.attr}")
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-            if node.func.attr in ("write", "set_setting") and any(
-                isinstance(a, ast.Attribute) and a.attr in names for a in node.args
-            ):
-                found.append(f"{where} writes an active-model setting")
-            target = node.func.value
-            if (
-                node.func.attr == "emit"
-                and isinstance(target, ast.Attribute)
-                and target.attr == "activeChanged"
-            ):
-                found.append(f"{where} announces an active model")
+        if relative != OWNER and writes_setting(node):
+            found.append(f"{where} writes an active-model setting")
+        if relative != OWNER and announces(node):
+            found.append(f"{where} announces an active model")
         if relative != SEGMENTATION and isinstance(node, ast.Attribute) and node.attr in WORKER_LOADING:
             found.append(f"{where} loads a model into the worker ({node.attr})")
     return found
