@@ -141,12 +141,12 @@ def segment_folder(store: ProjectStore, *, weights: Path | None = None, batch_si
 
     from app.project.model_sources import bundled_demo_model
     from app.session.document import Document
-    from app.session.model_registry import ActiveModel, ModelRegistry
+    from app.session.model_registry import ActiveModel
     from app.workers.inference import InferenceWorker, Job, LoadedModel, checkpoint_factory
 
     document = Document(store)
     document.scan()
-    registry = ModelRegistry(store, document)
+    registry = document.models
     chosen: list[ActiveModel] = []
     messages: list[str] = []
     registry.activeChanged.connect(chosen.append)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 from PySide6.QtCore import QObject, Signal
 
-from app.project.coco_io import ImportSummary, import_annotations
+from app.project.coco_io import ExportSummary, ImportSummary, export_coco, import_annotations
 from app.project.folder_scan import scan_folder
 from app.project.model_results import ApplyOutcome, apply_model_result, needs_segmentation
 from app.project.records import (
@@ -28,6 +29,7 @@ from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
 from app.project.training_set import eligible_images
 from app.project.truth import annotations_of
+from app.session.model_registry import ModelRegistry
 
 
 class Document(QObject):
@@ -50,6 +52,9 @@ class Document(QObject):
         self._instances: dict[int, list[InstanceRecord]] = {}
         self._categories: dict[int, CategoryRecord] = {}
         self.settings = ProjectSettings(store)
+        # The project's model versions, runs and active model go through the document too: the registry
+        # is its child and the only code that decides which model is active.
+        self.models = ModelRegistry(store, self)
         self._score_threshold = self.settings.score_threshold
         self._current = -1
         self._reload_categories()
@@ -103,6 +108,17 @@ class Document(QObject):
         if self._current < 0:
             self.restore_current_image()
         return summary
+
+    def export_coco(
+        self,
+        path: Path,
+        *,
+        segmentation: Literal["rle", "polygon"] = "rle",
+        only: Literal["verified", "annotated"] | None = None,
+    ) -> ExportSummary:
+        """Write the project's annotations (the truth rule's) as a COCO file; see
+        :func:`app.project.coco_io.export_coco` for ``segmentation`` and ``only``."""
+        return export_coco(self.store, path, segmentation=segmentation, only=only)
 
     def images(self) -> list[ImageRecord]:
         """All images in browser order (by file name)."""

@@ -19,6 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
@@ -385,7 +386,8 @@ class FinetuneController(QObject):
             return
         record = unfinished[-1]
         config = record.config
-        base = versions.get(record.base_model_version_id)
+        base_id = record.base_model_version_id
+        base = versions.get(base_id) if base_id is not None else None
         if base is None or "request" not in config or not config.get("run_dir"):
             return  # not resumable from the app (e.g. recorded by an older version, which kept an argv)
         try:
@@ -436,8 +438,9 @@ def train_request(
         eval_every=eval_every if eval_every > 0 else None,
         checkpoint_every=settings.checkpoint_every or max(1, total // 10),
     )
+    options: dict[str, Any] = dict(settings.request_options)
     try:
-        return replace(request, **dict(settings.request_options))
+        return replace(request, **options)
     except TypeError as exc:  # a name TrainRequest does not have
         raise ValueError(f"fine-tune options: {exc}") from None
 

@@ -98,8 +98,9 @@ class ModelRegistry(QObject):
         """Load the project's model when it opens: ``weights`` when given (the command line's), else the
         active version, else ``fallback`` (the bundled model). A missing file is a message, not an error."""
         try:
-            if weights or self._legacy_file:
-                self.activate_file(weights or self._legacy_file)
+            requested_file = weights or self._legacy_file
+            if requested_file:
+                self.activate_file(requested_file)
                 return
             active = self.active()
             if active is not None:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.project.coco_io import ImportSummary, export_coco
+from app.project.coco_io import ImportSummary
 from app.project.model_sources import bundled_demo_model
 from app.project.recent import add_recent_folder, recent_folders
 from app.project.records import ImageStatus
@@ -125,7 +125,7 @@ class MainWindow(QMainWindow):
         self.browser = ImageBrowser(ImageListModel(document, self.loader, document))
         self.browser_dock.setWidget(self.browser)
         CanvasPresenter(document, self.loader, self.canvas, self.instance_list, self.category_panel)
-        self.registry = ModelRegistry(document.store, document)
+        self.registry = document.models
         self.registry.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         self.registry.activeChanged.connect(lambda m: self.model_label.setText(f"Model: loading {m.name}…"))
         self.segmentation = SegmentationController(document, self.registry, self._predictor_factory, document)
@@ -257,7 +257,7 @@ class MainWindow(QMainWindow):
         if not path:
             return
         try:
-            summary = export_coco(self.document.store, Path(path), segmentation=fmt, only=choices[which])
+            summary = self.document.export_coco(Path(path), segmentation=fmt, only=choices[which])
         except (ValueError, OSError) as exc:
             QMessageBox.critical(self, "Export COCO", str(exc))
             return
