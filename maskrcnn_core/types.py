@@ -29,6 +29,10 @@ class Category:
     name: str
 
 
+#: The name torchvision's COCO class list gives its unused category ids.
+UNUSED_CLASS_NAME = "N/A"
+
+
 @dataclass(frozen=True)
 class ClassMap:
     """The one place where model labels, the dataset's category ids and class names are mapped.
@@ -112,6 +116,15 @@ class ClassMap:
     @property
     def category_ids(self) -> tuple[int, ...]:
         return tuple(c.id for c in self.categories)
+
+    @property
+    def names_in_use(self) -> tuple[str, ...]:
+        """The class names a model can really predict: torchvision's COCO layout keeps labels for its
+        unused category ids under the placeholder name ``"N/A"`` (``"N/A (id 12)"`` here), which no
+        project wants as a category."""
+        return tuple(
+            n for n in self.names if n != UNUSED_CLASS_NAME and not n.startswith(f"{UNUSED_CLASS_NAME} (id ")
+        )
 
     @property
     def num_classes(self) -> int:

@@ -91,7 +91,7 @@ class CategoryEditing(QObject):
             self.editor.message.emit("No model is loaded")
             return []
         existing = {c.name for c in self.document.categories()}
-        new = [name for name in model.info.class_names if name not in existing]
+        new = [name for name in model.info.class_map.names_in_use if name not in existing]
         if not new:
             self.editor.message.emit("The project already has every class of the model")
             return []

@@ -118,3 +118,15 @@ def test_types_module_stays_free_of_torch() -> None:
     code = "import sys, maskrcnn_core.types; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_names_in_use_leave_out_torchvisions_unused_coco_ids():
+    from maskrcnn_core.model.factories import COCO_CLASS_MAP
+
+    in_use = COCO_CLASS_MAP.names_in_use
+    assert len(COCO_CLASS_MAP) == 90
+    assert len(in_use) == 80  # COCO's 80 object classes
+    assert "person" in in_use and "toothbrush" in in_use
+    assert not [n for n in in_use if n.startswith("N/A")]
+    plain = ClassMap.from_lists(["circle", "N/A", "ring"])
+    assert plain.names_in_use == ("circle", "ring")
