@@ -49,10 +49,15 @@ def run_gui(folder: Path | None, *, weights: Path | None = None, demo: bool = Fa
     window = MainWindow()
     window.show()
     if demo:
-        from app.project.demo import demo_folder
+        from app.project.demo import demo_folder, seed_demo_project
 
         model = bundled_demo_model()
-        if window.open_folder(demo_folder(), weights=str(model) if model else None):
+        folder = demo_folder()
+        try:
+            seed_demo_project(folder)
+        except (ValueError, OSError) as exc:  # opening the folder below says why, once
+            window.statusBar().showMessage(f"Demo ground truth not imported: {exc}", 10_000)
+        if window.open_folder(folder, weights=str(model) if model else None):
             _segment_all_once_loaded(window)
     elif folder is not None:
         window.open_folder(folder, weights=str(weights) if weights else None)
