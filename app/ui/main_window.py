@@ -402,10 +402,9 @@ class MainWindow(QMainWindow):
         undo = self.undo_stack.createUndoAction(self, "&Undo")
         undo.setShortcut(QKeySequence.StandardKey.Undo)
         redo = self.undo_stack.createRedoAction(self, "&Redo")
-        # Both common redo keys on every platform (the platform's own may be only one of them).
-        redo.setShortcuts(
-            [QKeySequence(k) for k in (QKeySequence.StandardKey.Redo, "Ctrl+Shift+Z", "Ctrl+Y")]
-        )
+        # Both common redo keys on every platform (the platform's own may be only one of them), each once:
+        # a key listed twice is an "ambiguous shortcut" to Qt, which then runs neither.
+        redo.setShortcuts(_unique_keys([QKeySequence.StandardKey.Redo, "Ctrl+Shift+Z", "Ctrl+Y"]))
         edit.addActions([undo, redo])
         self.addActions([undo, redo])  # listed under Help ▸ Keyboard shortcuts with the others
         tools_toolbar = QToolBar("Tools")
@@ -494,3 +493,12 @@ class MainWindow(QMainWindow):
 def _default_model() -> str | None:
     demo = bundled_demo_model()
     return str(demo) if demo is not None else None
+def _unique_keys(keys: list[QKeySequence.StandardKey | str]) -> list[QKeySequence]:
+    """``keys`` in order, each key sequence once."""
+    unique: dict[str, QKeySequence] = {}
+    for key in keys:
+        sequence = QKeySequence(key)
+        unique.setdefault(sequence.toString(), sequence)
+    return list(unique.values())
+
+
