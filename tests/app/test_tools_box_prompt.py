@@ -121,6 +121,22 @@ def test_box_prompt_without_a_box_capable_model_says_so(qtbot, tmp_path):
     assert _records(window) == [] and window.undo_stack.count() == 0
 
 
+def test_box_prompt_says_when_the_model_does_not_know_the_current_category(qtbot, tmp_path):
+    predictor = BoxPredictor()
+    window = _open(qtbot, tmp_path, lambda _source: lambda: predictor)
+    assert not window.segmentation.model.info.class_map.has_name("zebra")
+    window.editor.set_tool("box")
+    window.edit_actions.model_category_action.setChecked(False)
+    zebra = window.document.ensure_categories(["zebra"])["zebra"]
+    window.editor.set_current_category(zebra)
+    _drag_box(qtbot, window, 20, 30, 100, 90)
+    assert "the model does not know 'zebra'" in window.statusBar().currentMessage()
+    qtbot.waitUntil(lambda: len(_records(window)) == 1, timeout=5000)
+    message = window.statusBar().currentMessage()
+    assert "the model does not know 'zebra'" in message and "'square'" in message  # the class it used
+    assert _records(window)[0].category_id == zebra
+
+
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     import torch

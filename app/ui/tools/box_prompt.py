@@ -33,6 +33,7 @@ class BoxPrompter(QObject):
         self.segmentation = segmentation
         self.use_model_category = True
         self._pending: dict[int, int] = {}  # job id -> image id
+        self._unknown: dict[int, str] = {}  # job id -> its category that the model does not know
         segmentation.boxReady.connect(self._on_result)
 
     def request(self, image_id: int, box: tuple[float, float, float, float]) -> int | None:
@@ -41,13 +42,19 @@ class BoxPrompter(QObject):
             self.editor.message.emit("Box prompt: no model is loaded (Model ▸ Load weights…)")
             return None
         label = None
+        unknown = ""  # the current category, when the model has no class of that name
         if not self.use_model_category and self.editor.current_category >= 0:
             name = self.editor.document.category(self.editor.current_category).name
             classes = model.info.class_map
             label = classes.name_to_label(name) if classes.has_name(name) else None
+            unknown = name if label is None else ""
         job_id = self.segmentation.segment_box(image_id, box, label)
         self._pending[job_id] = image_id
-        self.editor.message.emit("Box prompt: segmenting…")
+        if unknown:
+            self._unknown[job_id] = unknown
+            self.editor.message.emit(f"Box prompt: segmenting… {unknown_category_note(unknown)}")
+        else:
+            self.editor.message.emit("Box prompt: segmenting…")
         return job_id
 
     @property
@@ -56,6 +63,7 @@ class BoxPrompter(QObject):
 
     def _on_result(self, job_id: int, result: ImageResult) -> None:
         image_id = self._pending.pop(job_id, None)
+        unknown = self._unknown.pop(job_id, "")
         if image_id is None:
             return
         editor = self.editor
@@ -83,7 +91,16 @@ class BoxPrompter(QObject):
             model_version_id=self.segmentation.model_version_id,
         )
         editor.push(command, select_added=image_id == editor.image_id)
-        editor.message.emit(f"Box prompt: {detection.category_name} ({detection.score:.2f})")
+        if unknown:
+            note = f"the mask of its class '{detection.category_name}' ({detection.score:.2f})"
+            editor.message.emit(f"Box prompt: {unknown_category_note(unknown)}: added with {note}")
+        else:
+            editor.message.emit(f"Box prompt: {detection.category_name} ({detection.score:.2f})")
+
+
+def unknown_category_note(category: str) -> str:
+    """What the box prompt says when the current category is not one of the model's classes."""
+    return f"the model does not know '{category}'"
 
 
 class BoxPromptTool(Tool):
