@@ -29,6 +29,11 @@ T = TypeVar("T")
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_OVERLAY_OPACITY = 0.45
+# How the canvas colours instances: each its own hue, or its category's colour (the Categories panel's
+# Colour…). By category, so that a project's categories read apart on the canvas from the first image.
+COLOUR_BY_CATEGORY, COLOUR_BY_INSTANCE = "category", "instance"
+OVERLAY_COLOURS = (COLOUR_BY_CATEGORY, COLOUR_BY_INSTANCE)
+DEFAULT_OVERLAY_COLOUR = COLOUR_BY_CATEGORY
 
 
 def _fraction(value: object) -> float | None:
@@ -42,6 +47,10 @@ def _fraction(value: object) -> float | None:
 def _optional_id(value: object) -> int | None:
     """``value`` as a record id (an int), or ``None``."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _overlay_colour(value: object) -> str | None:
+    return value if isinstance(value, str) and value in OVERLAY_COLOURS else None
 
 
 def _optional_text(value: object) -> str | None:
@@ -89,6 +98,12 @@ class ProjectSettings:
     )
     overlay_opacity = Setting[float](
         "overlay_opacity", DEFAULT_OVERLAY_OPACITY, _fraction, "how opaque the instance masks are drawn"
+    )
+    overlay_colour = Setting[str](
+        "overlay_colour",
+        DEFAULT_OVERLAY_COLOUR,
+        _overlay_colour,
+        "how instances are coloured on the canvas: 'category' or 'instance'",
     )
     last_image_id = Setting[int | None](
         "last_image_id", None, _optional_id, "the image shown last, shown again when the project reopens"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from PySide6.QtGui import QColor
 
 from app.project.records import CategoryRecord, InstanceRecord, Provenance
+from app.project.settings import COLOUR_BY_CATEGORY, DEFAULT_OVERLAY_COLOUR
 from app.project.truth import is_untouched_prediction
 from maskrcnn_core.masks import rle_to_mask
 from maskrcnn_core.types import CroppedMask
@@ -60,18 +61,23 @@ def decoded(rle: dict) -> CroppedMask:
 
 
 def build_overlays(
-    instances: Sequence[InstanceRecord], categories: dict[int, CategoryRecord]
+    instances: Sequence[InstanceRecord],
+    categories: dict[int, CategoryRecord],
+    colour_by: str = DEFAULT_OVERLAY_COLOUR,
 ) -> list[Overlay]:
-    """Decode each instance's RLE into a cropped mask and pick its colour and caption."""
+    """Decode each instance's RLE into a cropped mask and pick its colour and caption. ``colour_by`` is
+    the project's ``overlay_colour`` setting: ``"category"`` paints each instance in its category's
+    colour (an instance whose category is unknown keeps its own hue), ``"instance"`` each in its own."""
     overlays = []
     for record in instances:
         category = categories.get(record.category_id)
+        by_category = colour_by == COLOUR_BY_CATEGORY and category is not None
         overlays.append(
             Overlay(
                 instance_id=record.id,
                 mask=decoded(record.rle),
                 box=record.box,
-                color=instance_color(record.id),
+                color=QColor(category.color) if by_category and category else instance_color(record.id),
                 category_name=category.name if category else f"category {record.category_id}",
                 score=record.score if is_untouched_prediction(record) else None,
                 provenance=record.provenance,

@@ -54,7 +54,9 @@ class CanvasPresenter(QObject):
             []
             if image_id < 0
             else build_overlays(
-                self._doc.visible_instances(image_id), {c.id: c for c in self._doc.categories()}
+                self._doc.visible_instances(image_id),
+                {c.id: c for c in self._doc.categories()},
+                self._doc.settings.overlay_colour,
             )
         )
         self._canvas.set_overlays(overlays)

@@ -74,8 +74,10 @@ class EditActions:
         edit.addSeparator()
         self._edit(edit, "Select &next instance", "Tab", lambda e: e.cycle_selection(1))
         self._edit(edit, "Select previous instance", "Shift+Tab", lambda e: e.cycle_selection(-1))
-        self._edit(edit, "&Delete instance", QKeySequence.StandardKey.Delete, lambda e: e.delete_selected())
-        self._edit(edit, "&Hide / show instance", "H", lambda e: e.toggle_hidden())
+        self.delete_action = self._edit(
+            edit, "&Delete instance", QKeySequence.StandardKey.Delete, lambda e: e.delete_selected()
+        )
+        self.hide_action = self._edit(edit, "&Hide / show instance", "H", lambda e: e.toggle_hidden())
         self._edit(edit, "Show all instances", "Shift+H", lambda e: e.show_all())
         self._edit(edit, "Change &category…", "C", self._choose_category)
         for n in range(1, 10):
@@ -84,10 +86,10 @@ class EditActions:
             )
         edit.addSeparator()
         self._edit(edit, "&Fill holes", "F", lambda e: e.fill_holes_selected())
-        self._edit(edit, "&Merge instances", "M", lambda e: e.merge_selected())
-        self._edit(edit, "Spli&t into parts", "Shift+M", lambda e: e.split_selected())
+        self.merge_action = self._edit(edit, "&Merge instances", "M", lambda e: e.merge_selected())
+        self.split_action = self._edit(edit, "Spli&t into parts", "Shift+M", lambda e: e.split_selected())
         edit.addSeparator()
-        self._edit(edit, "&Accept instance", "A", lambda e: e.accept_selected())
+        self.accept_action = self._edit(edit, "&Accept instance", "A", lambda e: e.accept_selected())
         self._edit(edit, "Accept &image", "Shift+A", lambda e: e.accept_image())
         self.set_editor(None)
 

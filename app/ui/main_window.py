@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import shiboken6
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
     QDialog,
@@ -29,6 +29,7 @@ from app.project.coco_io import ImportSummary
 from app.project.model_sources import bundled_demo_model
 from app.project.recent import add_recent_folder, recent_folders
 from app.project.records import ImageStatus
+from app.project.settings import COLOUR_BY_CATEGORY, COLOUR_BY_INSTANCE
 from app.session.document import Document
 from app.session.editor import Editor
 from app.session.finetune import FinetuneController
@@ -36,10 +37,11 @@ from app.session.model_registry import ModelRegistry
 from app.session.presenter import CanvasPresenter
 from app.session.segmentation import SegmentationController
 from app.ui.actions import EditActions, install_tools
-from app.ui.canvas.view import Canvas
+from app.ui.canvas.view import HIDE_OVERLAYS_HELD_KEY, Canvas
 from app.ui.category_editing import CategoryEditing
 from app.ui.dialogs import choose_model, show_about, show_shortcuts
 from app.ui.finetune_dialog import FinetuneDialog
+from app.ui.instance_menu import show_instance_menu
 from app.ui.interpreter import configure_for_gui, freeze_long_lived_heap
 from app.ui.panels.category_panel import CategoryDock, CategoryPanel
 from app.ui.panels.image_browser import ImageBrowser, ImageListModel
@@ -66,6 +68,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(APP_NAME)
         self.resize(1280, 800)
         self.document: Document | None = None
+        self.presenter: CanvasPresenter | None = None
         self.registry: ModelRegistry | None = None
         self.segmentation: SegmentationController | None = None
         self.browser: ImageBrowser | None = None
@@ -81,6 +84,7 @@ class MainWindow(QMainWindow):
         self.instance_list.instanceSelected.connect(self.canvas.select_instance)
         self.canvas.instanceClicked.connect(self.instance_list.select)  # a click with no tool active
         self.canvas.instanceClicked.connect(self.canvas.select_instance)
+        self.canvas.instanceMenuRequested.connect(self._show_instance_menu)
         self.browser_dock = self._dock(
             "Images", QLabel("No folder open"), Qt.DockWidgetArea.LeftDockWidgetArea
         )
@@ -124,7 +128,10 @@ class MainWindow(QMainWindow):
         self.loader = ImageLoader(document)
         self.browser = ImageBrowser(ImageListModel(document, self.loader, document))
         self.browser_dock.setWidget(self.browser)
-        CanvasPresenter(document, self.loader, self.canvas, self.instance_list, self.category_panel)
+        self.presenter = CanvasPresenter(
+            document, self.loader, self.canvas, self.instance_list, self.category_panel
+        )
+        self.colour_by_category_action.setChecked(document.settings.overlay_colour == COLOUR_BY_CATEGORY)
         self.registry = document.models
         self.registry.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         self.registry.activeChanged.connect(lambda m: self.model_label.setText(f"Model: loading {m.name}…"))
@@ -156,6 +163,7 @@ class MainWindow(QMainWindow):
         self.document.close()
         shiboken6.delete(self.document)  # now, not later: no queued result may reach a closed store
         self.document = self.registry = self.segmentation = self.loader = self.editor = self.finetune = None
+        self.presenter = None
         self.training_panel.reset()
         self.versions_panel.show_versions([])
         self.browser = None
@@ -433,6 +441,14 @@ class MainWindow(QMainWindow):
             action.setCheckable(True)
             action.setChecked(getattr(self.canvas, attr))
             action.toggled.connect(setter)
+        self.colour_by_category_action = self._action(view, "&Colour by category", None)
+        self.colour_by_category_action.setCheckable(True)
+        self.colour_by_category_action.toggled.connect(self._set_colour_by_category)
+        self.hide_overlays_action = self._action(
+            view, f"Hide all overlays (hold {HIDE_OVERLAYS_HELD_KEY} to peek)", None, "Shift+X"
+        )
+        self.hide_overlays_action.setCheckable(True)
+        self.hide_overlays_action.toggled.connect(self.canvas.set_overlays_hidden)
         view.addSeparator()
         self._action(view, "&Next image", lambda: self.step_image(1), "PgDown")
         self._action(view, "&Previous image", lambda: self.step_image(-1), "PgUp")
@@ -482,6 +498,19 @@ class MainWindow(QMainWindow):
         self.view_controls.set_opacity(self.canvas.opacity)
         if self.document is not None:
             self.document.settings.overlay_opacity = self.canvas.opacity
+
+    def _show_instance_menu(self, instance_id: int, at: QPoint) -> None:
+        if self.editor is not None:
+            show_instance_menu(self.editor, self.edit_actions, instance_id, at, self)
+
+    def _set_colour_by_category(self, on: bool) -> None:
+        """Colour the instances by their category's colour, or each by its own; the project remembers it."""
+        if self.document is None or self.presenter is None:
+            return
+        colour = COLOUR_BY_CATEGORY if on else COLOUR_BY_INSTANCE
+        if self.document.settings.overlay_colour != colour:
+            self.document.settings.overlay_colour = colour
+        self.presenter.refresh_overlay()
 
     def _cancel(self) -> None:
         if self.editor is not None:

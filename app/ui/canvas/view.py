@@ -7,6 +7,8 @@ builds, caches and paints what it draws (:mod:`app.ui.canvas.overlay_item`).
 Interaction: the mouse wheel zooms (with Ctrl it changes the brush size instead: ``brushWheel``); the
 middle button, or the left button while Space is held, pans. Every other press, move and release goes to
 the active editing tool (:mod:`app.ui.tools`) in scene coordinates; without a tool a click selects.
+A right click on an instance asks for its menu (``instanceMenuRequested``). Holding X shows the bare
+image (every overlay hidden) until the key is let go.
 """
 
 from __future__ import annotations
@@ -14,7 +16,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QImage, QKeyEvent, QMouseEvent, QPainter, QPixmap, QWheelEvent
+from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QContextMenuEvent,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QPainter,
+    QPixmap,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QGraphicsPixmapItem,
@@ -29,6 +41,10 @@ from app.session.views import EditingTool
 from app.ui.canvas.overlay_item import OverlayItem
 
 ZOOM_STEP = 1.25
+# Held, the image is shown without overlays. Not a menu shortcut (a shortcut fires once, it is not
+# "held"); View ▸ Hide all overlays (Shift+X) is the toggle.
+HIDE_OVERLAYS_HELD_KEY = "X"
+_HELD_KEY = Qt.Key.Key_X
 
 
 class Canvas(QGraphicsView):
@@ -37,6 +53,7 @@ class Canvas(QGraphicsView):
 
     instanceClicked = Signal(int)
     brushWheel = Signal(int)
+    instanceMenuRequested = Signal(int, QPoint)  # instance id, global position of the right click
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -56,6 +73,8 @@ class Canvas(QGraphicsView):
         self.tool: EditingTool | None = None  # the active editing tool, which gets the mouse and keys
         self._space_held = False
         self._pan_from: QPoint | None = None
+        self._overlays_hidden = False  # View ▸ Hide all overlays
+        self._overlays_peek = False  # the hide key held down
 
     # ------------------------------------------------------------------------------------------- content
     def set_image(self, image: QImage | None, message: str = "") -> None:
@@ -131,6 +150,17 @@ class Canvas(QGraphicsView):
 
     def set_show_scores(self, show: bool) -> None:
         self.overlay.set_show_scores(show)
+
+    def set_overlays_hidden(self, hidden: bool) -> None:
+        """Show the bare image (``True``) or the overlays again; the view setting, not an edit."""
+        self._overlays_hidden = hidden
+        self._update_overlay_visibility()
+
+    def overlays_shown(self) -> bool:
+        return self.overlay.isVisible()
+
+    def _update_overlay_visibility(self) -> None:
+        self.overlay.setVisible(not (self._overlays_hidden or self._overlays_peek))
 
     def select_instance(self, instance_id: int | None) -> None:
         """Highlight one instance (more opaque fill), or none."""
@@ -229,9 +259,22 @@ class Canvas(QGraphicsView):
             return
         super().mouseDoubleClickEvent(event)
 
+    def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt override
+        if self._image_item is None:
+            return
+        hit = self.instance_at(self.mapToScene(event.pos()))
+        if hit is not None:
+            self.instanceMenuRequested.emit(hit, event.globalPos())
+            event.accept()
+
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space_held = True
+            return
+        if event.key() == _HELD_KEY and event.modifiers() == Qt.KeyboardModifier.NoModifier:
+            if not event.isAutoRepeat():
+                self._overlays_peek = True
+                self._update_overlay_visibility()
             return
         if self.tool is not None and self.tool.key_press(event):
             return
@@ -240,6 +283,10 @@ class Canvas(QGraphicsView):
     def keyReleaseEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt override
         if event.key() == Qt.Key.Key_Space and not event.isAutoRepeat():
             self._space_held = False
+            return
+        if event.key() == _HELD_KEY and not event.isAutoRepeat():
+            self._overlays_peek = False
+            self._update_overlay_visibility()
             return
         super().keyReleaseEvent(event)
 

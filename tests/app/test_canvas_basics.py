@@ -1,0 +1,173 @@
+"""Canvas basics on a real window and project file: the right-click menu on an instance, hiding every
+overlay (held key and View toggle) and colouring overlays by category or by instance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fake_predictor import open_with_fake_model
+from PIL import Image
+from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QColor, QContextMenuEvent
+from PySide6.QtWidgets import QApplication, QMenu
+
+from app.project.records import Provenance
+from app.project.settings import ProjectSettings
+from app.session.commands import new_instance
+from app.session.overlay import instance_color
+from maskrcnn_core.types import CroppedMask
+
+pytestmark = pytest.mark.gui
+
+H, W = 200, 300
+CAT_AT, DOG_AT = (50, 50), (200, 100)
+
+
+def _rect(x0, y0, x1, y1) -> CroppedMask:
+    full = np.zeros((H, W), dtype=bool)
+    full[y0:y1, x0:x1] = True
+    return CroppedMask.from_full(full)
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    """A window on a folder of one image holding two rectangles (cat, dog) and a second dog part."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (W, H), (90, 90, 90)).save(folder / "a.png")
+    win = open_with_fake_model(qtbot, folder, tmp_path)
+    qtbot.waitUntil(win.canvas.has_image, timeout=5000)
+    doc = win.document
+    cats = doc.ensure_categories(["cat", "dog"])
+    doc.apply_edit(
+        doc.current_image_id,
+        add=[
+            new_instance(_rect(20, 20, 80, 80), cats["cat"]),
+            new_instance(_rect(150, 40, 250, 160), cats["dog"]),
+        ],
+    )
+    qtbot.waitUntil(lambda: len(win.canvas.instance_ids()) == 2, timeout=3000)
+    win.undo_stack.clear()  # the setup is not part of the history under test
+    win.activateWindow()
+    win.canvas.setFocus()
+    return win
+
+
+def _ids(window) -> dict[str, int]:
+    names = {c.id: c.name for c in window.document.categories()}
+    return {names[r.category_id]: r.id for r in window.editor.instances()}
+
+
+def _record(window, instance_id: int):
+    """The instance as the project file has it now."""
+    return next(
+        r for r in window.document.visible_instances(window.document.current_image_id) if r.id == instance_id
+    )
+
+
+def _right_click(qtbot, window, x: float, y: float) -> QMenu:
+    """A real context-menu event on the canvas at scene point (x, y); returns the menu it opened."""
+    viewport = window.canvas.viewport()
+    pos = window.canvas.mapFromScene(QPointF(x, y))
+    event = QContextMenuEvent(QContextMenuEvent.Reason.Mouse, pos, viewport.mapToGlobal(pos))
+    QApplication.sendEvent(viewport, event)
+    qtbot.waitUntil(lambda: isinstance(QApplication.activePopupWidget(), QMenu), timeout=2000)
+    return QApplication.activePopupWidget()
+
+
+def _item(menu: QMenu, text: str):
+    for action in menu.actions():
+        if action.text().replace("&", "") == text:
+            return action
+    raise AssertionError(f"no {text!r} in {[a.text() for a in menu.actions()]}")
+
+
+def test_right_click_selects_then_changes_category_accepts_and_deletes_with_undo(qtbot, window):
+    ids = _ids(window)
+    window.editor.select_one(ids["cat"])
+    menu = _right_click(qtbot, window, *DOG_AT)
+    assert window.editor.selection() == [ids["dog"]]  # the unselected instance under the click
+    submenu = _item(menu, "Category").menu()
+    assert [a.text() for a in submenu.actions()] == ["cat", "dog"]
+    assert _item(submenu, "dog").isChecked()
+    _item(submenu, "cat").trigger()
+    menu.close()
+    dog = _record(window, ids["dog"])
+    assert window.document.category(dog.category_id).name == "cat"
+    window.undo_stack.undo()
+    assert window.document.category(_record(window, ids["dog"]).category_id).name == "dog"
+
+    menu = _right_click(qtbot, window, *DOG_AT)
+    _item(menu, "Accept instance").trigger()
+    menu.close()
+    assert _record(window, ids["dog"]).provenance is Provenance.VERIFIED
+
+    menu = _right_click(qtbot, window, *DOG_AT)
+    _item(menu, "Delete instance").trigger()
+    menu.close()
+    qtbot.waitUntil(lambda: ids["dog"] not in window.canvas.instance_ids(), timeout=3000)
+    window.undo_stack.undo()
+    qtbot.waitUntil(lambda: len(window.canvas.instance_ids()) == 2, timeout=3000)
+
+
+def test_right_click_on_a_selected_instance_keeps_the_selection_for_merge_split_and_hide(qtbot, window):
+    ids = _ids(window)
+    window.editor.select([ids["cat"], ids["dog"]])
+    menu = _right_click(qtbot, window, *CAT_AT)
+    assert window.editor.selection() == [ids["cat"], ids["dog"]]
+    _item(menu, "Merge instances").trigger()
+    menu.close()
+    qtbot.waitUntil(lambda: window.canvas.instance_ids() == [ids["cat"]], timeout=3000)
+
+    menu = _right_click(qtbot, window, *DOG_AT)  # the merged instance covers the dog's pixels now
+    _item(menu, "Split into parts").trigger()
+    menu.close()
+    qtbot.waitUntil(lambda: len(window.canvas.instance_ids()) == 2, timeout=3000)
+    assert window.undo_stack.count() == 2  # merge, split: one undo step each
+
+    menu = _right_click(qtbot, window, *CAT_AT)
+    _item(menu, "Hide / show instance").trigger()
+    menu.close()
+    assert not window.canvas.is_visible(window.editor.selection()[0])
+    assert window.canvas.instance_at(QPointF(*CAT_AT)) is None
+
+
+def test_held_key_and_view_toggle_hide_every_overlay(qtbot, window):
+    canvas = window.canvas
+    assert canvas.overlays_shown()
+    qtbot.keyPress(canvas, Qt.Key.Key_X)
+    assert not canvas.overlays_shown()
+    qtbot.keyRelease(canvas, Qt.Key.Key_X)
+    assert canvas.overlays_shown()
+    window.hide_overlays_action.trigger()
+    assert not canvas.overlays_shown()
+    qtbot.keyPress(canvas, Qt.Key.Key_X)
+    qtbot.keyRelease(canvas, Qt.Key.Key_X)
+    assert not canvas.overlays_shown()  # letting go of the key does not undo the toggle
+    window.hide_overlays_action.trigger()
+    assert canvas.overlays_shown()
+    assert window.undo_stack.count() == 0  # a view setting, not an edit
+
+
+def test_overlays_take_the_category_colour_and_follow_a_recolour_or_the_view_option(qtbot, window):
+    doc, canvas = window.document, window.canvas
+    ids = _ids(window)
+    cat = next(c for c in doc.categories() if c.name == "cat")
+
+    def colour(name: str) -> QColor:
+        return canvas.overlay.drawing(ids[name]).overlay.color
+
+    assert window.colour_by_category_action.isChecked()  # the default
+    assert colour("cat") == QColor(cat.color)
+    doc.update_category(cat.id, color="#12ab34")
+    qtbot.waitUntil(lambda: colour("cat") == QColor("#12ab34"), timeout=3000)
+
+    window.colour_by_category_action.trigger()
+    assert colour("cat") == instance_color(ids["cat"])
+    assert ProjectSettings(doc.store).overlay_colour == "instance"  # the project remembers it
+    folder = doc.folder
+    window.close_project()
+    assert window.open_folder(folder)
+    qtbot.waitUntil(lambda: len(window.canvas.instance_ids()) == 2, timeout=5000)
+    assert not window.colour_by_category_action.isChecked()
+    assert window.canvas.overlay.drawing(ids["cat"]).overlay.color == instance_color(ids["cat"])
