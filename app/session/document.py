@@ -98,6 +98,7 @@ class Document(QObject):
         self.categoriesChanged.emit()
         stored = self.store.images()
         if [image.id for image in stored] != [image.id for image in self._images]:
+        before = {image.id: image for image in self._images}
             self.scan()  # the file named images the list did not hold yet: the list is rebuilt
         else:  # only the images the import changed are announced, so the views keep their place
             changed = [new.id for old, new in zip(self._images, stored, strict=True) if new != old]

@@ -288,7 +288,6 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------------------------------- wiring
     def _wire_project(self, doc: Document, seg: SegmentationController, browser: ImageBrowser) -> None:
         browser.imageSelected.connect(doc.set_current_image)
-        doc.currentImageChanged.connect(lambda i: i >= 0 and browser.select_image(i, doc.row_of(i)))
         self.view_controls.scoreThresholdChanged.connect(doc.set_score_threshold)
         seg.busyChanged.connect(self.run_progress.set_busy)
         seg.progressChanged.connect(self.run_progress.set_progress)

@@ -71,13 +71,18 @@ class ImageListModel(QStandardItemModel):
 
     ``request_thumbnails(first_row, last_row)`` (the view calls it for the rows it shows) starts decoding
     the thumbnails not loaded yet; an item shows a placeholder with its badge until then.
+    ``currentRowChanged(row)`` tells the view the row of the document's current image whenever it
+    changes, and again after the rows are rebuilt (-1: none).
     """
+
+    currentRowChanged = Signal(int)
 
     def __init__(self, document: Document, loader: ImageLoader, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._doc = document
         self._loader = loader
         self._thumbs: OrderedDict[int, QPixmap] = OrderedDict()
+        self.rebuilding = False
         placeholder = QPixmap(ICON_SIZE, ICON_SIZE)
         placeholder.fill(QColor(70, 70, 70))
         self._placeholders = {
@@ -87,6 +92,7 @@ class ImageListModel(QStandardItemModel):
         }
         document.imagesReset.connect(self._reset)
         document.imageChanged.connect(self._image_changed)
+        document.currentImageChanged.connect(lambda _id: self.currentRowChanged.emit(self.current_row()))
         loader.thumbnailLoaded.connect(self._thumbnail_loaded)
         self._reset()
 
@@ -97,7 +103,15 @@ class ImageListModel(QStandardItemModel):
             if image.id not in self._thumbs and not self._doc.image_error(image.id):
                 self._loader.load_thumbnail(image.id, self._doc.image_path(image.id))
 
+    def current_row(self) -> int:
+        """The row of the document's current image, or -1."""
+        try:
+            return self._doc.row_of(self._doc.current_image_id)
+        except KeyError:
+            return -1
+
     def _reset(self) -> None:
+        self.rebuilding = True  # the view's current row moves as the rows go: not the user's choice
         self._thumbs.clear()
         self.clear()
         images = self._doc.images()
@@ -105,6 +119,8 @@ class ImageListModel(QStandardItemModel):
         self.setRowCount(len(images))
         for row, image in enumerate(images):  # one call into Qt per row: 10,000 rows in ~50 ms
             self.setItemData(self.index(row, 0), self._roles(image))
+        self.rebuilding = False
+        self.currentRowChanged.emit(self.current_row())  # the rebuilt rows have no current one yet
 
     def _roles(self, image: ImageRecord) -> dict[int, object]:
         """Everything the view shows of ``image``: name, id, status, error, tooltip and decoration."""
@@ -169,6 +185,8 @@ class ImageBrowser(QListView):
         self.verticalScrollBar().valueChanged.connect(self._thumbnail_request.start)
         model.modelReset.connect(self._thumbnail_request.start)
         model.rowsInserted.connect(self._thumbnail_request.start)
+        model.currentRowChanged.connect(self.select_row)
+        self.select_row(model.current_row())
 
     def request_visible_thumbnails(self) -> None:
         """Ask the model for the thumbnails of the rows in view (and a screenful below, for scrolling)."""
@@ -189,15 +207,16 @@ class ImageBrowser(QListView):
         super().showEvent(event)
         self._thumbnail_request.start()
 
-    def select_image(self, image_id: int, row: int) -> None:
-        """Make ``image_id`` (at ``row``) current without re-announcing it."""
+    def select_row(self, row: int) -> None:
+        """Make ``row`` (the document's current image) current without re-announcing it."""
         index = self.model().index(row, 0)
-        if self.currentIndex() != index:
+        if index.isValid() and self.currentIndex() != index:
             self.blockSignals(True)
             self.setCurrentIndex(index)
             self.blockSignals(False)
             self.scrollTo(index)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        if current.isValid():
+        model = self.model()
+        if current.isValid() and not (isinstance(model, ImageListModel) and model.rebuilding):
             self.imageSelected.emit(current.data(ImageIdRole))
