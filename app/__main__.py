@@ -61,6 +61,8 @@ def run_gui(folder: Path | None, *, weights: Path | None = None, demo: bool = Fa
             _segment_all_once_loaded(window)
     elif folder is not None:
         window.open_folder(folder, weights=str(weights) if weights else None)
+    else:
+        window.start_without_folder()
     return app.exec()
 
 
