@@ -7,7 +7,12 @@ it is free, so ids are stable from import to export), images by file name, masks
 
 What an import does to an image the file annotates is the store's rule (``ProjectStore.import_instances``):
 the file's annotations replace the image's untouched predictions, a person's instances are kept, and an
-annotation the image already holds is counted as a duplicate instead of being added twice.
+annotation the image already holds is counted as a duplicate instead of being added twice. An image the
+file lists with no object annotation is a **negative**: it becomes verified with no objects (a person's
+instances on it are kept and counted as a conflict), and the export writes it back as an image entry
+with no annotations, so a round trip keeps it. Crowd regions (``iscrowd: 1``, labelme's ``__ignore__``)
+are kept as instances flagged ``iscrowd`` and exported as ``iscrowd: 1`` RLE; they are never annotations
+(:mod:`app.project.truth`), so training leaves them out and evaluation ignores detections inside them.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from app.project.mask_ops import instance_box
 from app.project.records import ImageStatus, ImportCounts, NewInstance, Provenance
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
-from app.project.truth import annotations_of
+from app.project.truth import annotations_of, crowd_regions_of
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, load_coco, write_coco
 from maskrcnn_core.image_io import ImageReadError, image_size
 from maskrcnn_core.masks import mask_to_rle
@@ -36,17 +41,40 @@ class ImportSummary:
     duplicates: int  # annotations identical to one already there (or earlier in the file): not added again
     replaced: int  # untouched predictions the file's annotations replaced
     report: str  # the validator's summary: what was skipped or clipped, and why
+    crowd_regions: int = 0  # crowd regions among ``added``: kept and exported, never trained on
+    negatives: int = 0  # images listed with no objects, now verified as holding none
+    conflicts: int = 0  # images called negative that hold a person's instances (kept, not verified)
 
     def headline(self) -> str:
         """One line saying what the import did, for the command line and the window alike."""
-        return (
-            f"imported {self.added} annotations on {self.images} images; replaced {self.replaced} "
-            f"predictions; {self.duplicates} duplicates of annotations already there were not added again"
+        line = (
+            f"imported {self.added - self.crowd_regions} annotations on {self.images} images; replaced "
+            f"{self.replaced} predictions; {self.duplicates} duplicates of annotations already there were "
+            f"not added again"
         )
+        if self.crowd_regions:
+            line += f"; {self.crowd_regions} crowd regions (kept, not trained on)"
+        if self.negatives:
+            line += f"; {self.negatives} images with no objects verified as negatives"
+        if self.conflicts:
+            line += (
+                f"; {self.conflicts} images the file calls negative hold a person's instances, "
+                f"which were kept (those images are not verified)"
+            )
+        return line
 
     @classmethod
     def of(cls, images: int, counts: ImportCounts, report: str) -> ImportSummary:
-        return cls(images, counts.added, counts.duplicates, counts.replaced, report)
+        return cls(
+            images,
+            counts.added,
+            counts.duplicates,
+            counts.replaced,
+            report,
+            crowd_regions=counts.crowd,
+            negatives=counts.negatives,
+            conflicts=counts.conflicts,
+        )
 
 
 @dataclass(frozen=True)
@@ -61,8 +89,9 @@ def import_coco(store: ProjectStore, json_path: Path) -> ImportSummary:
 
     In each image the file annotates they replace the untouched predictions; re-importing the same file
     changes nothing (every annotation is a duplicate). Imported instances have provenance ``imported``
-    and are never replaced by a model run. Raises ``CocoValidationError`` (a ``ValueError``) for an
-    unusable file.
+    and are never replaced by a model run. An image listed with no annotations is a negative (see the
+    module docstring); ``iscrowd: 1`` annotations become crowd regions. Raises ``CocoValidationError``
+    (a ``ValueError``) for an unusable file.
     """
     data, report = load_coco(json_path, store.images_dir)
     counts = ImportCounts()
@@ -93,7 +122,10 @@ def import_labelme(store: ProjectStore, path: Path) -> ImportSummary:
     """Import the instances of a labelme JSON file (or of every labelme file in a directory).
 
     Labels become categories by name; each instance is ``imported`` and replaces the image's untouched
-    predictions as a COCO import does; re-importing changes nothing.
+    predictions as a COCO import does; re-importing changes nothing. A file with no object shapes is a
+    negative. An ``__ignore__`` region has no category, but COCO's crowd annotations do (evaluation
+    ignores detections of *that* category inside one), so it is kept as one crowd region per project
+    category: nothing is judged there. ``_background_`` shapes are skipped (the background is not a class).
     """
     report = LabelmeReport(str(path))
     read = [read_labelme(f, store.images_dir, report) for f in labelme_files(Path(path))]
@@ -102,6 +134,9 @@ def import_labelme(store: ProjectStore, path: Path) -> ImportSummary:
     with store.transaction():  # all of it or nothing
         labels = sorted({label for image in images for label, _ in image.instances})
         category_ids = store.ensure_categories(labels) if labels else {}
+        every_category = [c.id for c in store.categories()]
+        if not every_category and any(image.crowd_regions for image in images):
+            report.skipped.append("crowd regions (__ignore__): the project has no category to ignore yet")
         store.add_images(image.file_name for image in images)
         for image in images:
             record = store.image_by_name(image.file_name)
@@ -115,6 +150,17 @@ def import_labelme(store: ProjectStore, path: Path) -> ImportSummary:
                     provenance=Provenance.IMPORTED,
                 )
                 for label, mask in image.instances
+            ] + [
+                NewInstance(
+                    category_id=category_id,
+                    rle=mask_to_rle(mask),
+                    box=instance_box(mask),
+                    area=mask.area,
+                    provenance=Provenance.IMPORTED,
+                    iscrowd=True,
+                )
+                for mask in image.crowd_regions
+                for category_id in every_category
             ]
             counts += store.import_instances(record.id, instances)
     return ImportSummary.of(len(images), counts, report.summary())
@@ -152,11 +198,12 @@ def export_coco(
     """Write the project's annotations as a COCO file (atomic replace), loadable by pycocotools.
 
     Images nobody and no model has looked at yet (status ``new``) and unusable files are left out:
-    an unlabelled image is not an image without objects; ``only`` narrows it further (see
-    ``EXPORT_SELECTIONS``). Predictions scoring below ``score_threshold`` (default: the project's slider
-    setting) are left out, as they are hidden in the app: each image holds what the truth rule
-    (:mod:`app.project.truth`) counts. ``segmentation``: compressed RLE (pixel-exact, holes kept) or
-    polygons (RLE for the masks that polygons cannot redraw exactly).
+    an unlabelled image is not an image without objects (a verified image with none is, and is written
+    as an image entry with no annotations); crowd regions are written as ``iscrowd: 1``; ``only`` narrows
+    it further (see ``EXPORT_SELECTIONS``). Predictions scoring below ``score_threshold`` (default: the
+    project's slider setting) are left out, as they are hidden in the app: each image holds what the
+    truth rule (:mod:`app.project.truth`) counts. ``segmentation``: compressed RLE (pixel-exact, holes
+    kept) or polygons (RLE for crowd regions and for the masks that polygons cannot redraw exactly).
     """
     if segmentation not in ("rle", "polygon"):
         raise ValueError(f'the export format must be "rle" or "polygon", got {segmentation!r}')
@@ -184,11 +231,12 @@ def export_coco(
             except ImageReadError as exc:
                 skipped.append(f"{image.file_name}: {exc}")
                 continue
+        instances = store.instances(image.id)
         coco_annotations = tuple(
             CocoAnnotation(
                 r.id, r.category_id, class_map.category_id_to_label(r.category_id), r.rle, r.iscrowd
             )
-            for r in annotations_of(store.instances(image.id), threshold)
+            for r in annotations_of(instances, threshold) + crowd_regions_of(instances)
         )
         images.append(CocoImage(image.id, image.file_name, path, height, width, coco_annotations))
     write_coco(

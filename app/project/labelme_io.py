@@ -7,6 +7,10 @@ drawing an object in several parts). Shapes are rasterised the way labelme itsel
 rectangle / ellipse fill, outline included), so an instance has the pixels labelme would export for it.
 ``line``, ``linestrip`` and ``point`` shapes have no area and are skipped with a note in the report.
 Nothing outside the images folder is read: an ``imagePath`` that leads out of it is skipped.
+
+Two labels are not classes, as in labelme's own ``labelme2coco``: ``__ignore__`` shapes are regions not to
+judge, read as crowd regions of the image (COCO's ``iscrowd: 1``), and ``_background_`` shapes are the
+background, skipped with a note in the report. A file with no object shapes says the image holds none.
 """
 
 from __future__ import annotations
@@ -24,15 +28,19 @@ from maskrcnn_core.image_io import ImageReadError, image_size
 from maskrcnn_core.types import CroppedMask
 
 AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
+IGNORE_LABEL = "__ignore__"  # labelme's region not to judge: a crowd region
+BACKGROUND_LABEL = "_background_"  # labelme's background: not a class
 
 
 @dataclass(frozen=True, eq=False)
 class LabelmeImage:
-    """One labelme file's image (``file_name`` relative to the images folder) and its instances."""
+    """One labelme file's image (``file_name`` relative to the images folder), its instances and its
+    crowd regions (the ``__ignore__`` shapes)."""
 
     file_name: str
     size: tuple[int, int]
     instances: tuple[tuple[str, CroppedMask], ...]  # (label, mask)
+    crowd_regions: tuple[CroppedMask, ...] = ()
 
 
 @dataclass
@@ -43,12 +51,16 @@ class LabelmeReport:
     skipped: list[str] = field(default_factory=list)
     images: int = 0
     instances: int = 0
+    crowd_regions: int = 0
+    background_shapes: int = 0  # _background_ shapes: not a class, skipped
 
     def summary(self) -> str:
         head = (
-            f"{self.source}: read {self.images} images and {self.instances} instances; "
-            f"skipped {len(self.skipped)} entries"
+            f"{self.source}: read {self.images} images, {self.instances} instances and "
+            f"{self.crowd_regions} crowd regions ({IGNORE_LABEL}); skipped {len(self.skipped)} entries"
         )
+        if self.background_shapes:
+            head += f" and {self.background_shapes} {BACKGROUND_LABEL} shapes (the background is not a class)"
         return "\n".join([head, *(f"  skipped: {line}" for line in self.skipped)])
 
 
@@ -103,22 +115,29 @@ def read_labelme(json_path: Path, images_dir: Path, report: LabelmeReport) -> La
         except ValueError as exc:
             report.skipped.append(f"{where}: {exc}")
             continue
+        if label == BACKGROUND_LABEL:
+            report.background_shapes += 1
+            continue
         group = shape.get("group_id")
         key = (label, group) if group is not None else (label, None, index)
         if key in parts:
             parts[key][1].__ior__(full)
         else:
             parts[key] = (label, full)
-    instances = []
+    instances, crowd_regions = [], []
     for label, full in parts.values():
         mask = CroppedMask.from_full(full)
         if mask.area == 0:
             report.skipped.append(f"{name}: an instance of {label!r} covers no pixel of the image")
             continue
-        instances.append((label, mask))
+        if label == IGNORE_LABEL:
+            crowd_regions.append(mask)
+        else:
+            instances.append((label, mask))
     report.images += 1
     report.instances += len(instances)
-    return LabelmeImage(path.relative_to(root).as_posix(), size, tuple(instances))
+    report.crowd_regions += len(crowd_regions)
+    return LabelmeImage(path.relative_to(root).as_posix(), size, tuple(instances), tuple(crowd_regions))
 
 
 def _shape_mask(shape: object, size: tuple[int, int]) -> tuple[str, np.ndarray]:

@@ -6,7 +6,7 @@ masks are stored as compressed COCO RLE dicts ``{"size": [H, W], "counts": str}`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from enum import StrEnum
 
 from maskrcnn_core.protocol import RunStatus
@@ -100,19 +100,23 @@ class NewInstance:
 class ImportCounts:
     """What importing annotations did to one image (or, summed, to a whole file).
 
-    ``added``: imported instances written; ``duplicates``: imported instances identical (same category,
-    same mask) to one the image already held, or to an earlier one of the same file, so not written again;
-    ``replaced``: untouched predictions removed because the imported annotations replace them.
+    ``added``: imported instances written (crowd regions included); ``duplicates``: imported instances
+    identical (same category, same mask) to one the image already held, or to an earlier one of the same
+    file, so not written again; ``replaced``: untouched predictions removed because the imported
+    annotations replace them; ``crowd``: crowd regions among ``added``; ``negatives``: images the file
+    lists with no object instance, now verified as holding none; ``conflicts``: images the file calls
+    negative that hold a person's instances, which were kept (so the image was not verified).
     """
 
     added: int = 0
     duplicates: int = 0
     replaced: int = 0
+    crowd: int = 0
+    negatives: int = 0
+    conflicts: int = 0
 
     def __add__(self, other: ImportCounts) -> ImportCounts:
-        return ImportCounts(
-            self.added + other.added, self.duplicates + other.duplicates, self.replaced + other.replaced
-        )
+        return ImportCounts(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
 
 
 @dataclass(frozen=True)

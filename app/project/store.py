@@ -583,21 +583,23 @@ class ProjectStore:
         return True
 
     def import_instances(self, image_id: int, instances: Sequence[NewInstance]) -> ImportCounts:
-        """Make imported annotations (a person's truth) the image's annotations, in one transaction.
+        """Make an annotation file's instances for one image it lists (a person's truth) the image's
+        annotations, in one transaction.
 
-        When ``instances`` is not empty, every untouched prediction of the image is removed: the file's
-        annotations are a person's full answer for the image, so a prediction left beside them would be a
-        second copy of one of them or an object the person chose not to annotate, and the export and a
-        fine-tune would count it. Instances a person edited, verified or imported earlier are never
-        removed. An imported instance identical (same category, same mask) to one the image already
-        holds, or to an earlier one of ``instances``, is counted as a duplicate and not written again, so
-        re-importing a file changes nothing. An empty ``instances`` changes nothing (a file that lists an
-        image without annotations has not annotated it). When anything changed, the image becomes
-        ``corrected`` (``verified`` stays) and its revision goes up, so a model result computed before
-        the import is not applied over it.
+        Every untouched prediction of the image is removed: the file's annotations are a person's full
+        answer for the image, so a prediction left beside them would be a second copy of one of them or an
+        object the person chose not to annotate, and the export and a fine-tune would count it. Instances
+        a person edited, verified or imported earlier are never removed. An imported instance identical
+        (same category, same mask) to one the image already holds, or to an earlier one of ``instances``,
+        is counted as a duplicate and not written again, so re-importing a file changes nothing. When
+        anything changed, the image becomes ``corrected`` (``verified`` stays) and its revision goes up,
+        so a model result computed before the import is not applied over it.
+
+        A **negative**: when ``instances`` holds no object instance (it is empty, or holds only crowd
+        regions), the file states that nothing is there, so the image becomes ``verified`` with no
+        objects. If it already holds a person's object instances, they are kept and the image is counted
+        as a conflict instead (its status is left to the person's instances: it is not verified).
         """
-        if not instances:
-            return ImportCounts()
         now = _now()
         with self.transaction() as db:
             image = self._image_in(db, image_id)
@@ -608,7 +610,7 @@ class ProjectStore:
                     "SELECT category_id, rle_counts FROM instances WHERE image_id = ?", (image_id,)
                 )
             }
-            added = duplicates = 0
+            added = duplicates = crowd = 0
             for instance in instances:
                 key = (instance.category_id, _counts_str(instance.rle))
                 if key in existing:
@@ -617,17 +619,34 @@ class ProjectStore:
                 existing.add(key)
                 self._insert(db, image_id, instance, now)
                 added += 1
-            if added or replaced:
-                height, width = instances[0].rle["size"]
-                status = (
-                    ImageStatus.VERIFIED if image.status is ImageStatus.VERIFIED else ImageStatus.CORRECTED
-                )
+                crowd += bool(instance.iscrowd)
+            negative = not any(not i.iscrowd for i in instances)
+            persons_objects = negative and any(not r.iscrowd for r in self.instances(image_id))
+            if negative and not persons_objects:
+                status = ImageStatus.VERIFIED
+            elif image.status is ImageStatus.VERIFIED:
+                status = ImageStatus.VERIFIED
+            else:
+                status = ImageStatus.CORRECTED
+            if added or replaced or (negative and not persons_objects and status is not image.status):
                 db.execute(
-                    "UPDATE images SET status = ?, revision = revision + 1, height = ?, width = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (status.value, int(height), int(width), now, image_id),
+                    "UPDATE images SET status = ?, revision = revision + 1, updated_at = ? WHERE id = ?",
+                    (status.value, now, image_id),
                 )
-        return ImportCounts(added=added, duplicates=duplicates, replaced=replaced)
+                if instances:
+                    height, width = instances[0].rle["size"]
+                    db.execute(
+                        "UPDATE images SET height = ?, width = ? WHERE id = ?",
+                        (int(height), int(width), image_id),
+                    )
+        return ImportCounts(
+            added=added,
+            duplicates=duplicates,
+            replaced=replaced,
+            crowd=crowd,
+            negatives=int(negative and not persons_objects),
+            conflicts=int(persons_objects),
+        )
 
     # -------------------------------------------------------------------------------------- model versions
     def add_model_version(

@@ -7,6 +7,11 @@ set all ask this module, so what is shown is what is exported and what is traine
 
 Untouched predictions are also the only instances a model run or an import may replace
 (:func:`is_untouched_prediction`); a person's work is never removed by either.
+
+A crowd region (COCO's ``iscrowd: 1``, labelme's ``__ignore__`` shape) is not an object instance: it marks
+pixels where objects are not judged one by one. It is kept in the project and exported as ``iscrowd: 1``
+(evaluation then ignores detections inside it), but it is never one of an image's annotations, so the
+fine-tuning set does not train on it and an image holding only crowd regions holds no objects.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ class _Instance(Protocol):
     @property
     def score(self) -> float | None: ...
 
+    @property
+    def iscrowd(self) -> bool: ...
+
 
 InstanceT = TypeVar("InstanceT", bound=_Instance)
 
@@ -36,9 +44,16 @@ def is_untouched_prediction(instance: _Instance) -> bool:
     return Provenance(instance.provenance) is Provenance.PREDICTED
 
 
+def is_crowd_region(instance: _Instance) -> bool:
+    """A region of many objects or of pixels not to judge: kept and exported, never an annotation."""
+    return bool(instance.iscrowd)
+
+
 def counts_as_annotation(instance: _Instance, score_threshold: float) -> bool:
     """Whether the instance is part of its image's truth: a person's instance always is, an untouched
-    prediction when its score is at least ``score_threshold``."""
+    prediction when its score is at least ``score_threshold``, a crowd region never."""
+    if is_crowd_region(instance):
+        return False
     if not is_untouched_prediction(instance):
         return True
     return instance.score is not None and instance.score >= score_threshold
@@ -47,3 +62,8 @@ def counts_as_annotation(instance: _Instance, score_threshold: float) -> bool:
 def annotations_of(instances: Iterable[InstanceT], score_threshold: float) -> list[InstanceT]:
     """The instances that count as annotations (see :func:`counts_as_annotation`), in their order."""
     return [r for r in instances if counts_as_annotation(r, score_threshold)]
+
+
+def crowd_regions_of(instances: Iterable[InstanceT]) -> list[InstanceT]:
+    """The image's crowd regions (see :func:`is_crowd_region`), in their order."""
+    return [r for r in instances if is_crowd_region(r)]

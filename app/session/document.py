@@ -96,16 +96,18 @@ class Document(QObject):
         self._instances.clear()
         self._reload_categories()
         self.categoriesChanged.emit()
+        before = {image.id: image for image in self._images}
         stored = self.store.images()
         if [image.id for image in stored] != [image.id for image in self._images]:
-        before = {image.id: image for image in self._images}
             self.scan()  # the file named images the list did not hold yet: the list is rebuilt
+            # The rebuilt list redraws every row; the images shown already must also redraw their instances.
+            changed = [image.id for image in self._images if image.id in before and before[image.id] != image]
         else:  # only the images the import changed are announced, so the views keep their place
             changed = [new.id for old, new in zip(self._images, stored, strict=True) if new != old]
             self._images = stored
-            for image_id in changed:
-                self.imageChanged.emit(image_id)
-                self.instancesChanged.emit(image_id)
+        for image_id in changed:
+            self.imageChanged.emit(image_id)
+            self.instancesChanged.emit(image_id)
         if self._current < 0:
             self.restore_current_image()
         return summary

@@ -20,7 +20,7 @@ from app.session.document import Document
 from app.session.views import CanvasView, EditingTool
 from maskrcnn_core.masks import rle_to_mask
 
-MIN_BRUSH, MAX_BRUSH, DEFAULT_BRUSH = 1, 1000, 15
+MIN_BRUSH, MAX_BRUSH, DEFAULT_BRUSH = 1, 1000, 15  # diameters; the default in screen pixels
 DEFAULT_CATEGORY = "object"
 
 
@@ -29,7 +29,7 @@ class Editor(QObject):
 
     selectionChanged = Signal(list)  # instance ids
     currentCategoryChanged = Signal(int)  # category id, -1 for none
-    brushSizeChanged = Signal(int)  # diameter in image pixels
+    brushSizeChanged = Signal(int)  # diameter in image pixels, after [ / ] or Ctrl+wheel
     toolChanged = Signal(str)
     message = Signal(str)
 
@@ -48,6 +48,10 @@ class Editor(QObject):
         self._selection: list[int] = []
         self._hidden: set[int] = set()
         self._category = -1
+        # The brush keeps its size on screen: [ / ] change the diameter in screen pixels, and the
+        # diameter in image pixels (what a stroke paints) follows the zoom.
+        self.brush_screen_size = float(DEFAULT_BRUSH)
+        self._view_scale = 1.0  # screen pixels per image pixel
         self.brush_size = DEFAULT_BRUSH
         self.tools: dict[str, EditingTool] = {}
         self.tool: EditingTool | None = None
@@ -153,17 +157,37 @@ class Editor(QObject):
         return self._category
 
     def set_brush_size(self, diameter: int) -> None:
+        """Set the diameter in image pixels (at the current zoom; its size on screen is kept from now)."""
         diameter = int(min(max(diameter, MIN_BRUSH), MAX_BRUSH))
+        self.brush_screen_size = diameter * self._view_scale
         if diameter != self.brush_size:
             self.brush_size = diameter
             self.brushSizeChanged.emit(diameter)
 
     def grow_brush(self, steps: int) -> None:
-        """``[`` / ``]`` and Ctrl+wheel: about 20 % per step, at least one pixel."""
-        size = self.brush_size
+        """``[`` / ``]`` and Ctrl+wheel: about 20 % per step on screen, at least one image pixel."""
+        size = self.brush_screen_size
         for _ in range(abs(steps)):
-            size = max(size + 1, round(size * 1.2)) if steps > 0 else min(size - 1, round(size / 1.2))
-        self.set_brush_size(size)
+            size = size * 1.2 if steps > 0 else size / 1.2
+        image_size = self._image_diameter(size)
+        if image_size == self.brush_size:  # too small a step to show at this zoom: one pixel more or less
+            image_size = int(min(max(image_size + (1 if steps > 0 else -1), MIN_BRUSH), MAX_BRUSH))
+            size = image_size * self._view_scale
+        self.brush_screen_size = size
+        if image_size != self.brush_size:
+            self.brush_size = image_size
+            self.brushSizeChanged.emit(image_size)
+
+    def set_view_scale(self, scale: float) -> None:
+        """The canvas zoomed (``scale`` screen pixels per image pixel): the brush keeps its screen size,
+        so its diameter in image pixels changes (silently: no size was chosen)."""
+        if scale <= 0:
+            return
+        self._view_scale = scale
+        self.brush_size = self._image_diameter(self.brush_screen_size)
+
+    def _image_diameter(self, screen_size: float) -> int:
+        return int(min(max(round(screen_size / self._view_scale), MIN_BRUSH), MAX_BRUSH))
 
     # ------------------------------------------------------------------------------------------ edits
     def push(self, command: QUndoCommand | None, *, select_added: bool = True) -> bool:

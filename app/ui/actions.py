@@ -26,6 +26,9 @@ TOOL_SHORTCUTS = {"select": "V", "brush": "B", "eraser": "E", "polygon": "P", "b
 def install_tools(editor: Editor, canvas: Canvas, segmentation: SegmentationController | None) -> None:
     """Give ``editor`` its tools, working on ``canvas``, and select Select; the box prompt asks
     ``segmentation``'s worker."""
+    # Before the tools connect theirs: a brush redraws its cursor after the editor has the new scale.
+    canvas.zoomChanged.connect(editor.set_view_scale)  # the brush keeps its size on screen
+    editor.set_view_scale(canvas.zoom_factor())
     for cls in (SelectTool, BrushTool, EraserTool, PolygonTool):
         editor.add_tool(cls(editor, canvas))
     box = BoxPromptTool(editor, canvas)

@@ -500,7 +500,9 @@ def coco_dict(
                     "id": ann.id,
                     "image_id": image.id,
                     "category_id": ann.category_id,
-                    "segmentation": _polygons_or_rle(ann) if segmentation == "polygon" else ann.rle,
+                    "segmentation": (
+                        _polygons_or_rle(ann) if segmentation == "polygon" and not ann.iscrowd else ann.rle
+                    ),  # a crowd region is RLE, as COCO writes it
                     "area": ann.area,
                     "bbox": [float(v) for v in mask_utils.toBbox(ann.rle)],
                     "iscrowd": int(ann.iscrowd),

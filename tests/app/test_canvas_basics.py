@@ -171,3 +171,29 @@ def test_overlays_take_the_category_colour_and_follow_a_recolour_or_the_view_opt
     qtbot.waitUntil(lambda: len(window.canvas.instance_ids()) == 2, timeout=5000)
     assert not window.colour_by_category_action.isChecked()
     assert window.canvas.overlay.drawing(ids["cat"]).overlay.color == instance_color(ids["cat"])
+
+
+def test_brush_keeps_its_screen_size_at_any_zoom_and_shows_its_size_while_resizing(qtbot, window):
+    editor, canvas = window.editor, window.canvas
+    window.edit_actions.tool_actions["brush"].trigger()
+    brush = editor.tools["brush"]
+    qtbot.mouseMove(canvas.viewport(), canvas.mapFromScene(QPointF(*CAT_AT)))
+    qtbot.waitUntil(lambda: brush._cursor is not None and brush._cursor.isVisible(), timeout=2000)
+
+    def cursor_on_screen() -> float:
+        return brush._cursor.rect().width() * canvas.zoom_factor()
+
+    screen = editor.brush_screen_size
+    before = editor.brush_size
+    assert cursor_on_screen() == pytest.approx(screen, abs=canvas.zoom_factor())  # within one image pixel
+    for _ in range(4):
+        window.canvas.zoom_in()
+    assert editor.brush_screen_size == screen
+    assert editor.brush_size < before  # fewer image pixels for the same circle on screen
+    assert cursor_on_screen() == pytest.approx(screen, abs=canvas.zoom_factor())
+    assert brush.size_label() == ""  # zooming chose no size
+
+    qtbot.keyClick(canvas, Qt.Key.Key_BracketRight)
+    assert editor.brush_screen_size > screen
+    assert brush.size_label() == f"{editor.brush_size} px"
+    qtbot.waitUntil(lambda: brush.size_label() == "", timeout=3000)  # gone after a moment

@@ -199,8 +199,11 @@ def test_import_replaces_untouched_predictions_and_keeps_a_persons_instances(sto
         (kept[1].id, Provenance.IMPORTED),
     ]
     assert store.image(image_id).revision == revision + 1  # a model result made before it is not applied
-    assert store.import_instances(image_id, []) == ImportCounts()  # an image listed without annotations
+    # A file listing the image without annotations calls it negative: the person's instances stay, and the
+    # contradiction is counted instead of the image being verified.
+    assert store.import_instances(image_id, []) == ImportCounts(conflicts=1)
     assert len(store.instances(image_id)) == 2
+    assert store.image(image_id).status is ImageStatus.CORRECTED
 
 
 def test_settings_models_and_training_runs_persist(tmp_path):

@@ -54,6 +54,7 @@ class Canvas(QGraphicsView):
     instanceClicked = Signal(int)
     brushWheel = Signal(int)
     instanceMenuRequested = Signal(int, QPoint)  # instance id, global position of the right click
+    zoomChanged = Signal(float)  # screen pixels per image pixel
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -186,14 +187,17 @@ class Canvas(QGraphicsView):
 
     def zoom_in(self) -> None:
         self.scale(ZOOM_STEP, ZOOM_STEP)
+        self.zoomChanged.emit(self.zoom_factor())
 
     def zoom_out(self) -> None:
         self.scale(1 / ZOOM_STEP, 1 / ZOOM_STEP)
+        self.zoomChanged.emit(self.zoom_factor())
 
     def fit(self) -> None:
         """Fit the whole image in the view."""
         if self._image_item is not None:
             self.fitInView(self._image_item, Qt.AspectRatioMode.KeepAspectRatio)
+            self.zoomChanged.emit(self.zoom_factor())
 
     def zoom_factor(self) -> float:
         return self.transform().m11()

@@ -3,13 +3,17 @@
 While the button is down the stroke is only a preview path (appending a point is all a move event costs,
 whatever the image size); on release the stroke is rasterised once on its own bounding box and becomes
 one undo command. With nothing selected the brush draws a new instance of the current category.
+
+The brush keeps its size on screen at any zoom (the editor converts it to image pixels); its cursor is a
+circle of the size it paints, and while [ / ] or Ctrl+wheel resize it, the size in image pixels is
+written next to the circle for a moment.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt
-from PySide6.QtGui import QColor, QMouseEvent, QPainterPath, QPen
-from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPathItem
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import QBrush, QColor, QMouseEvent, QPainterPath, QPen
+from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem, QGraphicsSimpleTextItem
 
 from app.project.mask_ops import combine, stroke_mask
 from app.project.records import InstanceRecord
@@ -19,6 +23,8 @@ from app.session.overlay import instance_color
 from app.ui.canvas.view import Canvas
 from app.ui.tools.base import Tool, alive
 from maskrcnn_core.masks import rle_to_mask
+
+SIZE_LABEL_MS = 900  # how long the size stays written next to the cursor after a resize
 
 
 class BrushTool(Tool):
@@ -33,8 +39,14 @@ class BrushTool(Tool):
         self._target: InstanceRecord | None = None
         self._path_item: QGraphicsPathItem | None = None
         self._cursor: QGraphicsEllipseItem | None = None
-        editor.brushSizeChanged.connect(lambda _size: self._update_cursor())
         self._last_pos: QPointF | None = None
+        self._size_label: QGraphicsSimpleTextItem | None = None
+        self._label_timer = QTimer(editor)
+        self._label_timer.setSingleShot(True)
+        self._label_timer.setInterval(SIZE_LABEL_MS)
+        self._label_timer.timeout.connect(self._hide_size_label)
+        editor.brushSizeChanged.connect(self._resized)
+        canvas.zoomChanged.connect(lambda _scale: self._update_cursor())
 
     @property
     def stroking(self) -> bool:
@@ -43,7 +55,7 @@ class BrushTool(Tool):
     def cancel(self) -> None:
         self._points = []
         self._target = None
-        self._path_item = self._cursor = None
+        self._path_item = self._cursor = self._size_label = None
         self.clear_items()
 
     def press(self, pos: QPointF, event: QMouseEvent) -> None:
@@ -137,6 +149,31 @@ class BrushTool(Tool):
         r = self.editor.brush_size / 2
         self._cursor.setRect(QRectF(self._last_pos.x() - r, self._last_pos.y() - r, 2 * r, 2 * r))
         self._cursor.show()
+        if alive(self._size_label):
+            self._size_label.setPos(self._last_pos.x() + r, self._last_pos.y() + r)
+
+    def size_label(self) -> str:
+        """The size written next to the cursor ("" when none is shown)."""
+        return self._size_label.text() if alive(self._size_label) and self._size_label.isVisible() else ""
+
+    def _resized(self, diameter: int) -> None:
+        if self.editor.tool is not self or self._last_pos is None:
+            return
+        if not alive(self._size_label):
+            self._size_label = QGraphicsSimpleTextItem()
+            self._size_label.setBrush(QBrush(QColor(255, 255, 255)))
+            self._size_label.setPen(QPen(QColor(0, 0, 0), 0.5))
+            # Same size on screen at any zoom, like the brush itself.
+            self._size_label.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIgnoresTransformations)
+            self.add_item(self._size_label)
+        self._size_label.setText(f"{diameter} px")
+        self._size_label.show()
+        self._update_cursor()
+        self._label_timer.start()
+
+    def _hide_size_label(self) -> None:
+        if alive(self._size_label):
+            self._size_label.hide()
 
 
 class EraserTool(BrushTool):
