@@ -21,18 +21,26 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QPushButton,
     QToolBar,
     QWidget,
 )
 
 from app.project.coco_io import ImportSummary
 from app.project.model_sources import bundled_demo_model
-from app.project.recent import add_recent_folder, recent_folders
+from app.project.recent import (
+    add_recent_folder,
+    drop_missing_folders,
+    recent_folders,
+    reopen_last_folder,
+    set_reopen_last_folder,
+)
 from app.project.records import ImageStatus
 from app.project.settings import COLOUR_BY_CATEGORY, COLOUR_BY_INSTANCE
 from app.session.document import Document
 from app.session.editor import Editor
 from app.session.finetune import FinetuneController
+from app.session.model_description import ModelDescription, describe_model
 from app.session.model_registry import ModelRegistry
 from app.session.presenter import CanvasPresenter
 from app.session.segmentation import SegmentationController
@@ -48,6 +56,7 @@ from app.ui.panels.image_browser import ImageBrowser, ImageListModel
 from app.ui.panels.instance_list import InstanceList
 from app.ui.panels.model_versions import ModelVersionsPanel, version_rows
 from app.ui.panels.run_progress import RunProgress
+from app.ui.panels.start_page import StartPage
 from app.ui.panels.training_panel import TrainingPanel
 from app.ui.panels.view_controls import ViewControls
 from app.ui.project_opener import open_project
@@ -111,6 +120,13 @@ class MainWindow(QMainWindow):
         self.model_label = QLabel("Model: none")
         for widget in (self.run_progress, self.device_label, self.model_label):
             self.statusBar().addPermanentWidget(widget)
+        # The demo model knows only synthetic shapes: one click to a real one.
+        self.get_models_button = QPushButton("Get models…")
+        self.get_models_button.setFlat(True)
+        self.get_models_button.setToolTip("The demo model knows only synthetic shapes: get a real model")
+        self.get_models_button.clicked.connect(self.get_models)
+        self.get_models_button.hide()
+        self.statusBar().addPermanentWidget(self.get_models_button)
         self._build_menus()
         self._set_project_actions_enabled(False)
 
@@ -118,6 +134,10 @@ class MainWindow(QMainWindow):
     def open_folder(self, folder: str | Path, *, weights: str | None = None) -> bool:
         """Open ``folder``'s project (closing the current one) and restore where the user left off."""
         folder = Path(folder).resolve()
+        if self.document is not None and Path(self.document.folder).resolve() == folder:
+            # This window holds the project's lock: opening it again would be refused as "in use".
+            self.statusBar().showMessage(f"{folder.name} is already open", 10_000)
+            return True
         document = open_project(self, folder)
         if document is None:
             return False
@@ -167,12 +187,43 @@ class MainWindow(QMainWindow):
         self.training_panel.reset()
         self.versions_panel.show_versions([])
         self.browser = None
-        self.browser_dock.setWidget(QLabel("No folder open"))
+        self.show_start_page()
         self.undo_stack.clear()
         self.canvas.set_message("Open a folder of images: File ▸ Open Folder…")
         self.instance_list.clear()
         self.category_panel.clear()
         self._set_project_actions_enabled(False)
+        self._show_model_description(None)
+
+    def start_without_folder(self) -> None:
+        """Started with no folder: reopen the last one (File ▸ Reopen the last folder on start), else show
+        the start page, which offers it. Recent folders that no longer exist are forgotten, in one line."""
+        missing = drop_missing_folders()
+        recent = recent_folders()
+        if not (recent and reopen_last_folder() and self.open_folder(recent[0])):
+            self.show_start_page()
+        if missing:  # said last, so that opening the folder does not cover it
+            self._rebuild_recent_menu()
+            names = ", ".join(str(f) for f in missing)
+            self.statusBar().showMessage(
+                f"Forgot {len(missing)} recent folder(s) that no longer exist: {names}", 15_000
+            )
+
+    def show_start_page(self) -> None:
+        """The Images dock while no folder is open: Open Folder… and the last folder, one click each."""
+        recent = recent_folders()
+        self.start_page = StartPage(recent[0] if recent else None)
+        self.start_page.openFolderRequested.connect(self.choose_and_open_folder)
+        self.start_page.openLastRequested.connect(self.open_folder)
+        self.browser_dock.setWidget(self.start_page)
+
+    def get_models(self) -> None:
+        """Model ▸ Get models…, from the demo model's notice: a real model instead of synthetic shapes."""
+        action = getattr(self, "get_models_action", None)
+        if action is None:
+            self.statusBar().showMessage("Get models… is not available: Model ▸ Load weights…", 10_000)
+            return
+        action.trigger()
 
     def load_model(self, source: str) -> None:
         """Model ▸ Load weights: make a checkpoint file the active model (a version of the project once it
@@ -293,6 +344,7 @@ class MainWindow(QMainWindow):
         seg.progressChanged.connect(self.run_progress.set_progress)
         seg.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         seg.modelChanged.connect(self._show_model)
+        seg.modelFailed.connect(lambda _e: self._show_model_description(None))
         seg.modelFailed.connect(lambda _e: self.model_label.setText("Model: none (failed to load)"))
 
     def _build_editor(self, document: Document, segmentation: SegmentationController) -> Editor:
@@ -369,7 +421,24 @@ class MainWindow(QMainWindow):
         freeze_long_lived_heap()  # torch and the model are in memory now, for good
         gpu = model.device.startswith("cuda")
         self.device_label.setText(f"Device: {'GPU' if gpu else 'CPU'} ({model.device})")
-        self.model_label.setText(f"Model: {model.info.name}")
+        self._show_model_description(describe_model(model.info))
+
+    def _show_model_description(self, description: ModelDescription | None) -> None:
+        """What the active model knows, in the status bar (tooltip: the details) and the Model menu."""
+        self.model_label.setText(description.status_text if description else "Model: none")
+        self.model_label.setToolTip(description.details if description else "")
+        self.get_models_button.setVisible(description is not None and description.is_demo)
+        menu = self.model_about_menu
+        menu.clear()
+        menu.setTitle(f"Active model: {description.headline if description else 'none'}")
+        menu.setEnabled(description is not None)
+        if description is None:
+            return
+        for line in description.details.splitlines()[1:]:
+            menu.addAction(line).setEnabled(False)
+        if description.is_demo:
+            menu.addSeparator()
+            menu.addAction("Get models…").triggered.connect(self.get_models)
 
     def _model_ready(self) -> bool:
         if self.segmentation is not None and self.segmentation.model is not None:
@@ -399,6 +468,10 @@ class MainWindow(QMainWindow):
         self._action(file, "&Open Folder…", self.choose_and_open_folder, QKeySequence.StandardKey.Open)
         self.recent_menu = file.addMenu("Recent folders")
         self._rebuild_recent_menu()
+        self.reopen_last_action = file.addAction("Reopen the last folder on start")
+        self.reopen_last_action.setCheckable(True)
+        self.reopen_last_action.setChecked(reopen_last_folder())
+        self.reopen_last_action.toggled.connect(set_reopen_last_folder)
         file.addSeparator()
         self.import_action = self._action(file, "&Import COCO…", self.import_coco_file, "Ctrl+I")
         self.export_action = self._action(file, "&Export COCO…", self.export_coco_file, "Ctrl+E")
@@ -463,6 +536,9 @@ class MainWindow(QMainWindow):
         self._action(model, "&Cancel auto-segment", self._cancel, "Esc")
         model.addSeparator()
         self.finetune_action = self._action(model, "&Fine-tune…", self.start_finetune)
+        model.addSeparator()
+        self.model_about_menu = model.addMenu("Active model: none")  # filled by _show_model_description
+        self.model_about_menu.setEnabled(False)
         self.run_progress.cancelRequested.connect(self._cancel)
 
         help_menu = bar.addMenu("&Help")
