@@ -1,4 +1,4 @@
-"""``maskrcnn-studio import``, ``export`` and ``segment``: the project from the command line.
+"""``maskrcnn-studio import``, ``export``, ``segment`` and ``repair``: the project from the command line.
 
 No display needed. ``import`` and ``export`` import neither Qt nor torch; ``segment`` runs the app's own
 inference worker and document (QtCore, no event loop, no window), so its results are stored by the same
@@ -67,7 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
         "model, else the bundled demo model)",
     )
     seg.add_argument("--batch-size", type=_positive_int, default=1, help="images per model call (default: 1)")
-    for p in (imp, exp, seg):
+    rep = sub.add_parser(
+        "repair",
+        help="rebuild a damaged project file from what is readable (the damaged file is kept beside it)",
+    )
+    rep.add_argument("folder", type=Path, help="the images folder whose project file is damaged")
+    for p in (imp, exp, seg, rep):
         p.add_argument(
             "--project-dir", type=Path, default=None, help="where the project lives when FOLDER is read-only"
         )
@@ -88,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "segment":
         return _run_segment(args)
+    if args.command == "repair":
+        return _run_repair(args)
     try:
         with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
             if args.command == "import":
@@ -107,6 +114,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"left out {line}", file=sys.stderr)
     except ValueError as exc:  # every expected failure is a ValueError subclass with a message
         print(f"maskrcnn-studio {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_repair(args: argparse.Namespace) -> int:
+    from app.project.repair import repair_project
+
+    try:
+        print(repair_project(args.folder, project_dir=args.project_dir).headline())
+    except ValueError as exc:
+        print(f"maskrcnn-studio repair: {exc}", file=sys.stderr)
         return 1
     return 0
 

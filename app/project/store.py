@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -121,6 +121,12 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
+# Another program (a database browser, a backup tool) holding the file's write lock: SQLite waits
+# BUSY_TIMEOUT_MS for it, and the store tries that many times, saying so, before it reports the write failed.
+BUSY_TIMEOUT_MS = 5000
+BUSY_ATTEMPTS = 3
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
 # Distinct, readable colours for new categories (Tableau 10), reused cyclically.
 _CATEGORY_COLORS = (
     "#4e79a7",
@@ -151,6 +157,28 @@ class IdTakenError(StaleImageError):
     """An instance brought back under its old id (undoing a delete) found the id given to another one."""
 
 
+class DamagedProjectError(StoreError):
+    """Pages of the project file cannot be read (a disk error, an interrupted copy): what is readable can
+    be copied into a new file by :func:`app.project.repair.repair_project`."""
+
+    db_path: Path
+
+    @classmethod
+    def of(cls, db_path: Path, exc: sqlite3.Error) -> DamagedProjectError:
+        error = cls(
+            f"the project file {db_path} is damaged ({exc}); repair it (the app offers to when it opens "
+            "the folder, or run `maskrcnn-studio repair FOLDER`): what can be read is kept in a new file "
+            "and the damaged one stays beside it"
+        )
+        error.db_path = db_path
+        return error
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Another connection holds the lock this step needs ("database is locked")."""
+    return getattr(exc, "sqlite_errorcode", None) in _BUSY_CODES or "locked" in str(exc)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -162,9 +190,11 @@ class ProjectStore:
         self.db_path = db_path
         self._lock = lock
         self._depth = 0  # nesting level of transaction()
+        # Told "another program is using the project file ...; retrying…" while a write waits for the lock.
+        self.on_busy: Callable[[str], None] | None = None
         self._db = sqlite3.connect(db_path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
         try:
-            self._db.execute("PRAGMA busy_timeout = 5000")
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise StoreError(f"{db_path}: SQLite could not switch to WAL mode (got {mode!r})")
@@ -174,6 +204,8 @@ class ProjectStore:
         except sqlite3.DatabaseError as exc:
             self._db.close()
             lock.release()
+            if "malformed" in str(exc):
+                raise DamagedProjectError.of(db_path, exc) from None
             raise StoreError(f"{db_path} is not a readable project database: {exc}") from None
         except BaseException:
             self._db.close()
@@ -240,7 +272,7 @@ class ProjectStore:
                 self._depth -= 1
             return
         with self._sqlite_errors():
-            self._db.execute("BEGIN IMMEDIATE")
+            self._when_free(lambda: self._db.execute("BEGIN IMMEDIATE"))
         self._depth = 1
         try:
             yield self._db
@@ -258,7 +290,19 @@ class ProjectStore:
     def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
         """The rows of a read, with SQLite's failures as domain errors."""
         with self._sqlite_errors():
-            return self._db.execute(sql, parameters).fetchall()
+            return self._when_free(lambda: self._db.execute(sql, parameters).fetchall())
+
+    def _when_free(self, step: Callable[[], Any]) -> Any:
+        """``step``, tried again (up to ``BUSY_ATTEMPTS`` times) while another program holds the file."""
+        for attempt in range(1, BUSY_ATTEMPTS + 1):
+            try:
+                return step()
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or attempt == BUSY_ATTEMPTS:
+                    raise
+                if self.on_busy is not None:
+                    self.on_busy(f"another program is using the project file: {self.db_path}; retrying…")
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     @contextmanager
     def _sqlite_errors(self) -> Iterator[None]:
@@ -273,6 +317,14 @@ class ProjectStore:
         """What an SQLite failure means to the caller (a constraint is the caller's stale view)."""
         if isinstance(exc, sqlite3.IntegrityError):
             return StaleImageError(f"the change does not fit the project as it is now ({exc})")
+        if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+            return StoreError(
+                f"another program is using the project file {self.db_path} and did not let go in "
+                f"{BUSY_ATTEMPTS * BUSY_TIMEOUT_MS // 1000} s; the change was not saved (close that program "
+                "and try again)"
+            )
+        if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
+            return DamagedProjectError.of(self.db_path, exc)
         return StoreError(f"the project file {self.db_path} cannot be used: {exc}")
 
     def _migrate(self) -> None:

@@ -41,6 +41,7 @@ class Document(QObject):
     categoriesChanged = Signal()
     scoreThresholdChanged = Signal(float)
     currentImageChanged = Signal(int)  # -1 for none
+    storeBusy = Signal(str)  # "another program is using the project file ...; retrying…"
 
     def __init__(self, store: ProjectStore, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -52,6 +53,7 @@ class Document(QObject):
         self._instances: dict[int, list[InstanceRecord]] = {}
         self._categories: dict[int, CategoryRecord] = {}
         self.settings = ProjectSettings(store)
+        store.on_busy = self._store_busy
         # The project's model versions, runs and active model go through the document too: the registry
         # is its child and the only code that decides which model is active.
         self.models = ModelRegistry(store, self)
@@ -281,6 +283,9 @@ class Document(QObject):
         self._refresh_image(image_id)
         self.instancesChanged.emit(image_id)
         return new_ids
+
+    def _store_busy(self, message: str) -> None:
+        self.storeBusy.emit(message)
 
     def apply_result(
         self, result: ImageResult, *, expected_revision: int, model_version_id: int | None

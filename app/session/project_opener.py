@@ -14,7 +14,8 @@ from PySide6.QtCore import QObject
 
 from app.project.locations import ProjectLocationError, remember_project_dir
 from app.project.lock import ProjectLockedError
-from app.project.store import ProjectStore, StoreError
+from app.project.repair import repair_project
+from app.project.store import DamagedProjectError, ProjectStore, StoreError
 from app.session.document import Document
 
 # Asked when the folder cannot hold its project: (folder, why, a suggested directory) -> the directory the
@@ -30,6 +31,21 @@ class ProjectInUseError(ProjectOpenError):
     """Another window or process has the project open (it holds the project's lock)."""
 
 
+class ProjectDamagedError(ProjectOpenError):
+    """The project file has unreadable pages; :func:`repair_damaged_project` copies what is readable."""
+
+    def __init__(self, message: str, folder: Path, project_dir: Path) -> None:
+        super().__init__(message)
+        self.folder = folder
+        self.project_dir = project_dir
+
+
+def repair_damaged_project(error: ProjectDamagedError) -> str:
+    """Rebuild the damaged project file from what is readable (the damaged one is kept beside it); returns
+    what was kept, in one line. Raises ``ValueError`` (lock held, file unreadable) with the reason."""
+    return repair_project(error.folder, project_dir=error.project_dir).headline()
+
+
 def open_document(
     folder: Path, choose_project_dir: ChooseProjectDir, parent: QObject | None = None
 ) -> Document | None:
@@ -37,7 +53,7 @@ def open_document(
     read-only and the user chose no other place for the project.
 
     A directory the user chooses is remembered, so the folder opens without asking next time. Raises
-    :class:`ProjectInUseError` or :class:`ProjectOpenError`.
+    :class:`ProjectInUseError`, :class:`ProjectDamagedError` or :class:`ProjectOpenError`.
     """
     try:
         try:
@@ -52,10 +68,19 @@ def open_document(
             remember_project_dir(folder, chosen)
     except ProjectLockedError as exc:
         raise ProjectInUseError(str(exc)) from exc
+    except DamagedProjectError as exc:
+        raise ProjectDamagedError(str(exc), folder, exc.db_path.parent) from exc
     except (ProjectLocationError, StoreError) as exc:
         raise ProjectOpenError(str(exc)) from exc
     try:
+        # Read every image and instance row once, so a file with damaged pages is found here, where the
+        # user is offered a repair, rather than half-way through building the window.
+        store.images()
+        store.instance_counts()
         return Document(store, parent)
+    except DamagedProjectError as exc:
+        store.close()
+        raise ProjectDamagedError(str(exc), folder, exc.db_path.parent) from exc
     except StoreError as exc:
         store.close()
         raise ProjectOpenError(str(exc)) from exc

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QObject, QThread, Signal
 
 from app.project.records import ImageResult
+from app.project.store import StaleImageError, StoreError
 from app.session.document import Document
 from app.session.model_registry import ActiveModel, ModelRegistry
 from app.workers.inference import BoxJob, InferenceWorker, Job, LoadedModel, PredictorFactory
@@ -160,11 +161,15 @@ class SegmentationController(QObject):
         state = self._jobs.get(job_id)
         if state is None:
             return
-        outcome = self.document.apply_result(
-            result,
-            expected_revision=state.revisions[result.image_id],
-            model_version_id=state.model_version_id,
-        )
+        try:
+            outcome = self.document.apply_result(
+                result,
+                expected_revision=state.revisions[result.image_id],
+                model_version_id=state.model_version_id,
+            )
+        except (StoreError, StaleImageError) as exc:  # e.g. another program held the file: not saved, said
+            self.message.emit(f"The model's result for image {result.image_id} was not saved: {exc}")
+            return
         if outcome.applied:
             state.applied += 1
         elif result.error is None:

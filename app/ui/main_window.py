@@ -154,6 +154,7 @@ class MainWindow(QMainWindow):
         self.colour_by_category_action.setChecked(document.settings.overlay_colour == COLOUR_BY_CATEGORY)
         self.registry = document.models
         self.registry.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        document.storeBusy.connect(self._show_store_busy)
         self.registry.activeChanged.connect(lambda m: self.model_label.setText(f"Model: loading {m.name}…"))
         self.segmentation = SegmentationController(document, self.registry, self._predictor_factory, document)
         self.editor = self._build_editor(document, self.segmentation)
@@ -170,6 +171,11 @@ class MainWindow(QMainWindow):
         self._set_project_actions_enabled(True)
         self.registry.restore(weights=weights, fallback=_default_model())
         return True
+
+    def _show_store_busy(self, text: str) -> None:
+        # The GUI thread is inside the store's wait for the file's lock: paint the line now, not later.
+        self.statusBar().showMessage(text, 10_000)
+        self.statusBar().repaint()
 
     def close_project(self) -> None:
         """Stop the worker and release the project (everything is already saved)."""

@@ -12,7 +12,13 @@ from pathlib import Path
 from PySide6.QtWidgets import QMessageBox, QWidget
 
 from app.session.document import Document
-from app.session.project_opener import ProjectInUseError, ProjectOpenError, open_document
+from app.session.project_opener import (
+    ProjectDamagedError,
+    ProjectInUseError,
+    ProjectOpenError,
+    open_document,
+    repair_damaged_project,
+)
 from app.ui.dialogs import choose_project_dir
 
 
@@ -22,6 +28,28 @@ def open_project(parent: QWidget, folder: Path) -> Document | None:
         return open_document(folder, partial(choose_project_dir, parent), parent)
     except ProjectInUseError as exc:
         QMessageBox.warning(parent, "Project already open", f"{folder}\n\n{exc}.")
+    except ProjectDamagedError as exc:
+        return _offer_repair(parent, folder, exc)
     except ProjectOpenError as exc:
         QMessageBox.critical(parent, "Cannot open the project", f"{folder}\n\n{exc}.")
     return None
+
+
+def _offer_repair(parent: QWidget, folder: Path, damaged: ProjectDamagedError) -> Document | None:
+    """Say the project file is damaged and, if the user agrees, repair it and open the repaired project."""
+    answer = QMessageBox.critical(
+        parent,
+        "The project file is damaged",
+        f"{folder}\n\n{damaged}.\n\nRepair it now?",
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+        QMessageBox.StandardButton.Yes,
+    )
+    if answer != QMessageBox.StandardButton.Yes:
+        return None
+    try:
+        kept = repair_damaged_project(damaged)
+    except ValueError as exc:
+        QMessageBox.critical(parent, "Cannot repair the project", f"{folder}\n\n{exc}.")
+        return None
+    QMessageBox.information(parent, "Project repaired", kept)
+    return open_project(parent, folder)
