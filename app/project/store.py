@@ -45,7 +45,7 @@ from app.project.records import (
     Provenance,
     TrainingRunRecord,
 )
-from app.project.truth import is_untouched_prediction
+from app.project.truth import ANNOTATION_SQL, is_untouched_prediction
 from maskrcnn_core.protocol import RunStatus
 
 DB_NAME = "project.sqlite"
@@ -547,6 +547,13 @@ class ProjectStore:
     def instance_counts(self) -> dict[int, int]:
         """``{category_id: number of instances}`` over the whole project."""
         rows = self._query("SELECT category_id, COUNT(*) FROM instances GROUP BY category_id")
+        return {int(c): int(n) for c, n in rows}
+
+    def annotation_counts(self, score_threshold: float) -> dict[int, int]:
+        """``{category_id: number of annotations}`` over the whole project by the truth rule
+        (:mod:`app.project.truth`) at ``score_threshold``: what the app shows, in one query."""
+        sql = f"SELECT category_id, COUNT(*) FROM instances WHERE {ANNOTATION_SQL} GROUP BY category_id"
+        rows = self._query(sql, (score_threshold,))
         return {int(c): int(n) for c, n in rows}
 
     def apply_edit(

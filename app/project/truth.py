@@ -59,6 +59,14 @@ def counts_as_annotation(instance: _Instance, score_threshold: float) -> bool:
     return instance.score is not None and instance.score >= score_threshold
 
 
+# :func:`counts_as_annotation` as an SQL condition on the store's ``instances`` table (its one parameter:
+# the score threshold), so a count over the whole project is one query that agrees with the rule.
+ANNOTATION_SQL = (
+    f"iscrowd = 0 AND (provenance != '{Provenance.PREDICTED.value}' "
+    "OR (score IS NOT NULL AND score >= ?))"
+)
+
+
 def annotations_of(instances: Iterable[InstanceT], score_threshold: float) -> list[InstanceT]:
     """The instances that count as annotations (see :func:`counts_as_annotation`), in their order."""
     return [r for r in instances if counts_as_annotation(r, score_threshold)]

@@ -206,7 +206,13 @@ class Document(QObject):
         return ids
 
     def instance_counts(self) -> dict[int, int]:
+        """Every instance per category, hidden predictions included (what deleting a category moves)."""
         return self.store.instance_counts()
+
+    def annotation_counts(self) -> dict[int, int]:
+        """The instances shown per category over the whole project: the truth rule at the current score
+        threshold (one store query)."""
+        return self.store.annotation_counts(self._score_threshold)
 
     def update_category(self, category_id: int, *, name: str | None = None, color: str | None = None) -> None:
         self.store.update_category(category_id, name=name, color=color)

@@ -64,7 +64,7 @@ class CanvasPresenter(QObject):
         self.refresh_categories()
 
     def refresh_categories(self) -> None:
-        self._panel.set_categories(self._doc.categories(), self._doc.instance_counts())
+        self._panel.set_categories(self._doc.categories(), self._doc.annotation_counts())
 
     def _show_image(self, image_id: int) -> None:
         if image_id < 0:
