@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.project import model_sources
 from app.project.coco_io import export_coco, import_annotations
 from app.project.records import ImageResult
 from app.project.store import ProjectStore
@@ -131,10 +132,11 @@ def _run_repair(args: argparse.Namespace) -> int:
 
 def _run_segment(args: argparse.Namespace) -> int:
     try:
-        if args.weights is not None and not args.weights.is_file():
+        weights = model_sources.resolve(str(args.weights)) if args.weights is not None else None
+        if weights is not None and not weights.is_file():
             raise ValueError(f"--weights {args.weights}: no such checkpoint file")
         with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
-            segment_folder(store, weights=args.weights, batch_size=args.batch_size)
+            segment_folder(store, weights=weights, batch_size=args.batch_size)
     except KeyboardInterrupt:
         print("maskrcnn-studio segment: interrupted; the images already segmented are saved", file=sys.stderr)
         return INTERRUPTED

@@ -189,6 +189,57 @@ def _synthetic(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+# ------------------------------------------------------------------------------------------ weights
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from maskrcnn_core import downloads
+
+    if args.action == "list":
+        print(f"{'name':<9} {'file':<44} {'size':>7}  {'COCO val2017':<26} cached")
+        for weights in downloads.CATALOGUE.values():
+            cached = "yes" if downloads.is_cached(weights) else "no"
+            size = f"{weights.size_mb:.0f} MB"
+            print(f"{weights.name:<9} {weights.filename:<44} {size:>7}  {weights.metrics:<26} {cached}")
+        print(f"cache folder: {downloads.hub_checkpoints_dir()}")
+        return ExitCode.OK
+    if not args.names:
+        raise BadInput(f"name the weights to download: {', '.join(downloads.CATALOGUE)}")
+    try:
+        chosen = [downloads.entry(name) for name in args.names]
+    except KeyError as exc:
+        raise BadInput(exc.args[0]) from None
+    from maskrcnn_core.cancel import CancelToken
+
+    cancel = CancelToken()
+    _cancel_on_signals(cancel)
+    for weights in chosen:
+        if downloads.is_cached(weights):
+            print(downloads.cached_path(weights))
+            continue
+        bar = _bar(weights.size_bytes, weights.name)
+        bar.unit, bar.unit_scale, bar.unit_divisor = "B", True, 1024
+
+        def show(done: int, total: int, bar=bar) -> None:  # noqa: ANN001 - the bar of this file
+            if total and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            path = downloads.download(weights, progress=show, cancel=cancel)
+        except downloads.DownloadCancelled:
+            bar.close()
+            print(f"error: download of {weights.filename} cancelled; nothing was kept", file=sys.stderr)
+            return ExitCode.CANCELLED
+        except downloads.DownloadError as exc:
+            bar.close()
+            print(f"error: {exc}", file=sys.stderr)
+            return ExitCode.FAILED
+        bar.close()
+        print(path)
+    return ExitCode.OK
+
+
 # ------------------------------------------------------------------------------------------ helpers
 
 
@@ -459,4 +510,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=256, help="image width in pixels (256)")
     s.add_argument("--split", default="train", help="name of the split (used in the JSON file name)")
     s.set_defaults(run=_synthetic)
+
+    w = sub.add_parser(
+        "weights",
+        help="list or download pretrained weights (torchvision's COCO Mask R-CNN)",
+        epilog="examples:\n  maskrcnn-core weights list\n  maskrcnn-core weights download coco-v2\n\n"
+        "Files go to torch hub's cache ($TORCH_HOME/hub/checkpoints). MASKRCNN_WEIGHTS_URL replaces "
+        "the download URL (a mirror).",
+        formatter_class=fmt,
+    )
+    w.add_argument("action", choices=["list", "download"], help="list the catalogue, or download NAMEs")
+    w.add_argument("names", nargs="*", metavar="NAME", help="weights to download (coco, coco-v2)")
+    w.set_defaults(run=_weights)
     return parser

@@ -1,12 +1,13 @@
-"""Where checkpoints come from: the bundled demo model, COCO weights already in the torch hub cache, or
-any file the user picks. Found without importing torch (the GUI thread never does)."""
+"""Where checkpoints come from: the bundled demo model, torchvision's COCO weights (the engine's download
+catalogue, by alias: ``coco``, ``coco-v2``), or any file the user picks. Found without importing torch (the
+GUI thread never does)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import app
+from maskrcnn_core import downloads
 
 RESOURCES = Path(app.__file__).resolve().parents[1] / "resources"
 DEMO_MODEL = RESOURCES / "models" / "demo.pt"
@@ -17,18 +18,33 @@ def bundled_demo_model() -> Path | None:
     return DEMO_MODEL if DEMO_MODEL.is_file() else None
 
 
-def torch_hub_checkpoints_dir() -> Path:
-    """torch's download cache: ``$TORCH_HOME/hub/checkpoints`` (default ``~/.cache/torch``)."""
-    torch_home = os.environ.get("TORCH_HOME")
-    if torch_home:
-        return Path(torch_home) / "hub" / "checkpoints"
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(cache) / "torch" / "hub" / "checkpoints"
+class NotDownloaded(ValueError):
+    """A catalogue alias (``coco``) whose file is not in the cache yet."""
+
+    def __init__(self, weights: downloads.PretrainedWeights) -> None:
+        super().__init__(
+            f"'{weights.name}' ({weights.filename}, {weights.size_mb:.0f} MB) is not downloaded yet: "
+            f"Model ▸ Get models…, or `maskrcnn-core weights download {weights.name}`"
+        )
+        self.weights = weights
+
+
+def resolve(source: str) -> Path:
+    """The checkpoint file ``source`` names: a catalogue alias's cached file, else ``source`` as a path.
+
+    ``NotDownloaded`` for an alias whose file is not in the cache; a path is returned as given (the caller
+    checks that it exists)."""
+    weights = downloads.CATALOGUE.get(source)
+    if weights is None:
+        return Path(source)
+    if not downloads.is_cached(weights):
+        raise NotDownloaded(weights)
+    return downloads.cached_path(weights)
 
 
 def coco_weights_in_hub_cache() -> list[Path]:
     """torchvision's COCO Mask R-CNN files already downloaded (``maskrcnn_resnet50_fpn*.pth``)."""
-    folder = torch_hub_checkpoints_dir()
+    folder = downloads.hub_checkpoints_dir()
     if not folder.is_dir():
         return []
     return sorted(p for p in folder.glob("maskrcnn_*.pth") if p.is_file())

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.project import model_sources
 from app.project.comparison import Comparison
 from app.project.records import ModelVersionRecord, TrainingRunRecord
 from app.project.settings import ProjectSettings
@@ -121,7 +122,10 @@ class ModelRegistry(QObject):
 
     def activate_file(self, path: str) -> None:
         """Make a checkpoint file the active model (Model ▸ Load weights, ``--weights``): a known file is
-        its version; a new one becomes a version once it has loaded. ``ValueError`` for a missing file."""
+        its version; a new one becomes a version once it has loaded. A download catalogue alias (``coco``,
+        ``coco-v2``) names its file in the cache. ``ValueError`` for a missing file or an alias not yet
+        downloaded (``model_sources.NotDownloaded``)."""
+        path = str(model_sources.resolve(path))
         if not Path(path).is_file():
             raise ValueError(f"Model file not found: {path}")
         target = Path(path).resolve()

@@ -49,6 +49,7 @@ from app.ui.canvas.view import HIDE_OVERLAYS_HELD_KEY, Canvas
 from app.ui.category_editing import CategoryEditing
 from app.ui.dialogs import choose_model, show_about, show_shortcuts
 from app.ui.finetune_dialog import FinetuneDialog
+from app.ui.get_models_dialog import GetModelsDialog
 from app.ui.instance_menu import show_instance_menu
 from app.ui.interpreter import configure_for_gui, freeze_long_lived_heap
 from app.ui.panels.category_panel import CategoryDock, CategoryPanel
@@ -268,6 +269,11 @@ class MainWindow(QMainWindow):
         self.segmentation.segment([image.id for image in todo], batch_size=batch)
         if skipped:
             self.statusBar().showMessage(f"Skipping {skipped} image(s) you corrected or verified", 10_000)
+
+    def show_get_models_dialog(self) -> None:
+        """Model ▸ Get models…: download a pretrained model; once downloaded it becomes the active model of
+        the open project."""
+        GetModelsDialog(self.registry, self).exec()
 
     def choose_and_load_model(self) -> None:
         source = choose_model(self)
@@ -533,6 +539,7 @@ class MainWindow(QMainWindow):
 
         model = bar.addMenu("&Model")
         self.load_weights_action = self._action(model, "&Load weights…", self.choose_and_load_model, "Ctrl+L")
+        self.get_models_action = self._action(model, "&Get models…", self.show_get_models_dialog)
         self.segment_image_action = self._action(
             model, "Auto-segment &image", self.auto_segment_image, "Ctrl+R"
         )

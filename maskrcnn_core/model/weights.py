@@ -22,19 +22,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from maskrcnn_core import downloads
 from maskrcnn_core.atomic import atomic_write
 from maskrcnn_core.model.mask_rcnn import MaskRCNN
 from maskrcnn_core.types import ClassMap, ModelInfo
 
 FORMAT = "maskrcnn-studio-checkpoint"
 FORMAT_VERSION = 1
-
-#: torchvision's COCO checkpoints, by the name ``weights=`` accepts
-TORCHVISION_COCO = {
-    "coco": ("maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth", "resnet50_fpn"),
-    "coco-v2": ("maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth", "resnet50_fpn_v2"),
-}
-_DOWNLOAD_ROOT = "https://download.pytorch.org/models/"
 
 #: parameters whose rows belong to individual classes; re-mapped or re-initialised for a new class set
 CLASS_SPECIFIC_PREFIXES = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
@@ -68,14 +62,13 @@ class Checkpoint:
 
 def hub_checkpoint_path(alias: str) -> Path:
     """Where torch hub keeps torchvision's COCO file for ``"coco"`` / ``"coco-v2"``."""
-    filename, _ = TORCHVISION_COCO[alias]
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
+    return downloads.cached_path(downloads.entry(alias))
 
 
 def read_checkpoint(weights: str | os.PathLike) -> Checkpoint:
     """Read a checkpoint file (ours or torchvision's) or a COCO alias (``"coco"``, ``"coco-v2"``)."""
     source = os.fspath(weights)
-    if source in TORCHVISION_COCO:
+    if source in downloads.CATALOGUE:
         path = _fetch_coco(source)
     else:
         path = Path(source)
@@ -217,21 +210,11 @@ def model_info(model: MaskRCNN, path: str | os.PathLike | None = None) -> ModelI
 
 
 def _fetch_coco(alias: str) -> Path:
-    path = hub_checkpoint_path(alias)
-    if path.is_file():
-        return path
-    filename, _ = TORCHVISION_COCO[alias]
+    """The cached file of a catalogue alias, downloaded first when it is not there yet."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.hub.download_url_to_file(_DOWNLOAD_ROOT + filename, str(path), progress=False)
-    except Exception as exc:  # no network, proxy errors, disk full: all mean "not available"
-        path.unlink(missing_ok=True)
-        raise FileNotFoundError(
-            f"torchvision's COCO weights '{alias}' are not in the torch hub cache "
-            "and could not be downloaded "
-            f"({type(exc).__name__}: {exc}). Download {_DOWNLOAD_ROOT}{filename} and put it in {path.parent}"
-        ) from None
-    return path
+        return downloads.download(downloads.entry(alias))
+    except downloads.DownloadError as exc:
+        raise FileNotFoundError(f"torchvision's COCO weights '{alias}' are not available: {exc}") from None
 
 
 def _read_studio(raw: dict, source: str) -> Checkpoint:

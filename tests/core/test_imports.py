@@ -43,6 +43,7 @@ _TORCH_FREE = [
     "maskrcnn_core.protocol",
     "maskrcnn_core.atomic",
     "maskrcnn_core.cancel",
+    "maskrcnn_core.downloads",
     "maskrcnn_core.masks",
     "maskrcnn_core.image_io",
     "maskrcnn_core.data",

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from weights_server import closed_port
 
 from maskrcnn_core import (
     build_model,
@@ -225,12 +226,8 @@ def test_missing_checkpoint_and_non_model_dict(tmp_path: Path) -> None:
 def test_coco_alias_offline_names_the_file_and_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-
-    def no_network(*args, **kwargs):
-        raise OSError("network is unreachable")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("MASKRCNN_WEIGHTS_URL", f"http://127.0.0.1:{closed_port()}/models/")
     with pytest.raises(FileNotFoundError) as info:
         read_checkpoint("coco")
     message = str(info.value)
@@ -241,7 +238,7 @@ def test_coco_alias_offline_names_the_file_and_folder(
 
 def test_coco_alias_loads_from_the_hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A v2 COCO-layout file in the hub cache is found by name and loads with its 90 COCO classes."""
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     torch.manual_seed(0)
     reference = mask_rcnn_resnet_50_fpn_v2(min_size=64, max_size=96)
     path = hub_checkpoint_path("coco-v2")
