@@ -11,11 +11,14 @@ from PySide6.QtGui import QColor
 
 from app.project.records import CategoryRecord, InstanceRecord, Provenance
 from app.project.settings import COLOUR_BY_CATEGORY, DEFAULT_OVERLAY_COLOUR
-from app.project.truth import is_untouched_prediction
+from app.project.truth import is_crowd_region, is_untouched_prediction
 from maskrcnn_core.masks import rle_to_mask
 from maskrcnn_core.types import CroppedMask
 
 _GOLDEN = 0.618033988749895
+# A crowd region is not an object: drawn in one neutral grey (with a dashed outline and a "crowd" caption)
+# so it never reads as one more coloured instance.
+CROWD_COLOR = QColor(150, 150, 150)
 # Decoded masks by (size, RLE counts): redrawing after an edit decodes only the edited instance, and the
 # canvas recognises unchanged instances by mask identity. Bounded, so a long session does not grow it.
 _DECODED: OrderedDict[tuple, CroppedMask] = OrderedDict()
@@ -35,6 +38,7 @@ class Overlay:
     category_name: str
     score: float | None
     provenance: Provenance
+    crowd: bool = False  # a crowd region (see app.project.truth): kept and exported, not an object
 
 
 def instance_color(instance_id: int) -> QColor:
@@ -72,15 +76,23 @@ def build_overlays(
     for record in instances:
         category = categories.get(record.category_id)
         by_category = colour_by == COLOUR_BY_CATEGORY and category is not None
+        crowd = is_crowd_region(record)
+        if crowd:
+            color = CROWD_COLOR
+        elif by_category and category:
+            color = QColor(category.color)
+        else:
+            color = instance_color(record.id)
         overlays.append(
             Overlay(
                 instance_id=record.id,
                 mask=decoded(record.rle),
                 box=record.box,
-                color=QColor(category.color) if by_category and category else instance_color(record.id),
+                color=color,
                 category_name=category.name if category else f"category {record.category_id}",
                 score=record.score if is_untouched_prediction(record) else None,
                 provenance=record.provenance,
+                crowd=crowd,
             )
         )
     return overlays

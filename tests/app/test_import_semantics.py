@@ -21,6 +21,7 @@ from app.project.records import ImageStatus, NewInstance, Provenance
 from app.project.store import DB_NAME, MIGRATIONS, ProjectStore
 from app.project.training_set import build_training_set
 from app.project.truth import annotations_of, crowd_regions_of
+from app.session.overlay import CROWD_COLOR, build_overlays
 
 H, W = 48, 64
 NAMES = ("a.png", "b.png", "c.png", "d.png")
@@ -150,6 +151,9 @@ def test_labelme_ignore_is_a_crowd_region_and_background_no_category(folder, tmp
         assert crowd.box == (30.0, 5.0, 61.0, 41.0)  # labelme fills the outline too
         assert len(annotations_of(a, 0.5)) == 1  # a crowd region is not an object instance
         assert store.image_by_name("c.png").status is ImageStatus.VERIFIED
+        # The canvas draws it apart from the objects: the crowd colour, flagged for its outline and caption.
+        overlays = build_overlays(a, {c.id: c for c in store.categories()})
+        assert [(o.crowd, o.color == CROWD_COLOR) for o in overlays] == [(False, False), (True, True)]
 
         exported = tmp_path / "export.json"
         export_coco(store, exported, segmentation="polygon")

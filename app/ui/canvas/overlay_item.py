@@ -91,6 +91,8 @@ class InstanceDrawing:
         color = overlay.color
         self.pen = QPen(color, 2)
         self.pen.setCosmetic(True)  # 2 screen pixels at any zoom
+        if overlay.crowd:
+            self.pen.setStyle(Qt.PenStyle.DashLine)  # a crowd region's outline: not an object's
         x1, y1, x2, y2 = overlay.box
         self.box_rect = QRectF(x1, y1, x2 - x1, y2 - y1)
         self.background = QColor(color).darker(180)
@@ -347,6 +349,8 @@ class OverlayItem(QGraphicsItem):
 
     def _caption_text(self, overlay: Overlay) -> str:
         parts = [overlay.category_name] if self.show_category_names else []
+        if overlay.crowd:
+            parts.insert(0, "crowd")
         if self.show_scores and overlay.score is not None:
             parts.append(f"{overlay.score:.2f}")
         return " ".join(parts)
@@ -427,4 +431,5 @@ def _same_drawing(old: Overlay | None, new: Overlay) -> bool:
         and old.color == new.color
         and old.category_name == new.category_name
         and old.score == new.score
+        and old.crowd == new.crowd
     )
