@@ -43,6 +43,10 @@ class EditingTool(Protocol):
         """Handle a key; ``True`` when it was used."""
         ...
 
+    def takes_key(self, event: QKeyEvent) -> bool:
+        """Whether the tool needs this key now even though a menu shortcut has it (Delete on a vertex)."""
+        ...
+
     def leave(self) -> None:
         """The mouse left the canvas."""
 

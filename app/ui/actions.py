@@ -18,6 +18,7 @@ from app.ui.canvas.view import Canvas
 from app.ui.tools.box_prompt import BoxPrompter, BoxPromptTool
 from app.ui.tools.brush import BrushTool, EraserTool
 from app.ui.tools.polygon import PolygonTool
+from app.ui.tools.refine import RefineTool
 from app.ui.tools.select import SelectTool
 
 TOOL_SHORTCUTS = {"select": "V", "brush": "B", "eraser": "E", "polygon": "P", "box": "R"}
@@ -29,7 +30,7 @@ def install_tools(editor: Editor, canvas: Canvas, segmentation: SegmentationCont
     # Before the tools connect theirs: a brush redraws its cursor after the editor has the new scale.
     canvas.zoomChanged.connect(editor.set_view_scale)  # the brush keeps its size on screen
     editor.set_view_scale(canvas.zoom_factor())
-    for cls in (SelectTool, BrushTool, EraserTool, PolygonTool):
+    for cls in (SelectTool, BrushTool, EraserTool, PolygonTool, RefineTool):
         editor.add_tool(cls(editor, canvas))
     box = BoxPromptTool(editor, canvas)
     if segmentation is not None:
@@ -91,6 +92,7 @@ class EditActions:
         self._edit(edit, "&Fill holes", "F", lambda e: e.fill_holes_selected())
         self.merge_action = self._edit(edit, "&Merge instances", "M", lambda e: e.merge_selected())
         self.split_action = self._edit(edit, "Spli&t into parts", "Shift+M", lambda e: e.split_selected())
+        self.refine_action = self._edit(edit, "&Refine with polygon", "Shift+P", self._refine)
         edit.addSeparator()
         self.accept_action = self._edit(edit, "&Accept instance", "A", lambda e: e.accept_selected())
         self._edit(edit, "Accept &image", "Shift+A", lambda e: e.accept_image())
@@ -145,6 +147,11 @@ class EditActions:
         action = self.tool_actions.get(name)
         if action is not None:
             action.setChecked(True)
+
+    def _refine(self, editor: Editor) -> None:
+        tool = editor.tools.get("refine")
+        if isinstance(tool, RefineTool):
+            tool.start()
 
     def _category_number(self, editor: Editor, n: int) -> None:
         """Key ``n``: the n-th category becomes current and is given to the selected instances."""

@@ -1,4 +1,4 @@
-"""The canvas's right-click menu on an instance: category, delete, accept, merge, split, hide.
+"""The canvas's right-click menu on an instance: category, delete, accept, merge, split, refine, hide.
 
 It holds no edit of its own: the items are the Edit menu's actions (:class:`~app.ui.actions.EditActions`,
 which call the editor's undoable edits), so a right click and a shortcut do the same thing. A right click
@@ -39,6 +39,7 @@ def build_instance_menu(
     menu.addSeparator()
     menu.addAction(actions.merge_action)
     menu.addAction(actions.split_action)
+    menu.addAction(actions.refine_action)
     menu.addSeparator()
     menu.addAction(actions.hide_action)
     return menu

@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 from fake_predictor import open_with_fake_model
 from PIL import Image
-from PySide6.QtCore import QPointF, Qt
-from PySide6.QtGui import QColor, QContextMenuEvent
+from PySide6.QtCore import QEvent, QPointF, Qt
+from PySide6.QtGui import QColor, QContextMenuEvent, QMouseEvent
 from PySide6.QtWidgets import QApplication, QMenu
 
+from app.project.mask_ops import polygon_mask
 from app.project.records import Provenance
 from app.project.settings import ProjectSettings
 from app.session.commands import new_instance
 from app.session.overlay import instance_color
+from maskrcnn_core.masks import rle_to_mask
 from maskrcnn_core.types import CroppedMask
 
 pytestmark = pytest.mark.gui
@@ -197,3 +199,102 @@ def test_brush_keeps_its_screen_size_at_any_zoom_and_shows_its_size_while_resizi
     assert editor.brush_screen_size > screen
     assert brush.size_label() == f"{editor.brush_size} px"
     qtbot.waitUntil(lambda: brush.size_label() == "", timeout=3000)  # gone after a moment
+
+
+def _mask_of(window, instance_id: int) -> np.ndarray:
+    return rle_to_mask(_record(window, instance_id).rle).to_full()
+
+
+def _drag_vertex(qtbot, window, start: tuple[float, float], end: tuple[float, float]) -> None:
+    viewport, canvas = window.canvas.viewport(), window.canvas
+    a, b = canvas.mapFromScene(QPointF(*start)), canvas.mapFromScene(QPointF(*end))
+    qtbot.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, a)
+    move = QMouseEvent(
+        QEvent.Type.MouseMove,
+        QPointF(b),
+        viewport.mapToGlobal(QPointF(b)),
+        Qt.MouseButton.NoButton,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(viewport, move)
+    qtbot.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, b)
+
+
+def test_refine_with_polygon_drag_a_vertex_then_enter_is_one_undo_step(qtbot, window):
+    ids = _ids(window)
+    editor = window.editor
+    before = _mask_of(window, ids["cat"])
+    editor.select_one(ids["cat"])
+    qtbot.keyClick(window.canvas, Qt.Key.Key_P, Qt.KeyboardModifier.ShiftModifier)
+    refine = editor.tools["refine"]
+    assert editor.tool is refine
+    # The rectangle's outline: its four pixel corners (a pixel is inside when its centre is).
+    assert sorted(refine.points) == [(20, 20), (20, 80), (80, 20), (80, 80)]
+    assert refine.handle_count() == 4
+    _drag_vertex(qtbot, window, (80, 80), (110, 120))
+    moved = list(refine.points)
+    assert (80, 80) not in moved
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Return)
+    assert editor.tool is editor.tools["select"]
+    after = _mask_of(window, ids["cat"])
+    assert np.array_equal(after, polygon_mask(moved, (H, W)).to_full())
+    assert after.sum() > before.sum()
+    assert window.undo_stack.count() == 1
+    assert window.undo_stack.undoText() == "Refine with polygon"
+    window.undo_stack.undo()
+    assert np.array_equal(_mask_of(window, ids["cat"]), before)
+
+
+def test_refine_adds_a_vertex_on_an_edge_deletes_it_and_esc_abandons(qtbot, window):
+    ids = _ids(window)
+    editor = window.editor
+    before = _mask_of(window, ids["cat"])
+    editor.select_one(ids["cat"])
+    window.edit_actions.refine_action.trigger()
+    refine = editor.tools["refine"]
+    qtbot.mouseDClick(
+        window.canvas.viewport(),
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+        window.canvas.mapFromScene(QPointF(50, 20)),
+    )
+    assert refine.handle_count() == 5
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Delete)  # the new vertex, not the instance
+    assert refine.handle_count() == 4
+    assert ids["cat"] in window.canvas.instance_ids()
+    _drag_vertex(qtbot, window, (20, 20), (5, 5))
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Escape)
+    assert editor.tool is editor.tools["select"]
+    assert refine.handle_count() == 0
+    assert np.array_equal(_mask_of(window, ids["cat"]), before)
+    assert window.undo_stack.count() == 0
+
+
+def test_refine_keeps_holes_and_refuses_several_parts(qtbot, window):
+    doc, editor = window.document, window.editor
+    ids = _ids(window)
+    ring = np.zeros((H, W), dtype=bool)
+    ring[100:180, 20:120] = True
+    ring[130:150, 50:80] = False  # the hole
+    cat = _record(window, ids["cat"]).category_id
+    doc.apply_edit(doc.current_image_id, add=[new_instance(CroppedMask.from_full(ring), cat)])
+    qtbot.waitUntil(lambda: len(window.canvas.instance_ids()) == 3, timeout=3000)
+    window.undo_stack.clear()
+    ring_id = next(i for i in window.canvas.instance_ids() if i not in ids.values())
+    editor.select_one(ring_id)
+    window.edit_actions.refine_action.trigger()
+    assert len(editor.tools["refine"].points) == 4  # the outer outline only
+    _drag_vertex(qtbot, window, (20, 100), (10, 90))
+    qtbot.keyClick(window.canvas, Qt.Key.Key_Return)
+    after = _mask_of(window, ring_id)
+    assert not after[130:150, 50:80].any()  # the hole is still a hole
+    assert after[95, 15] and after.sum() > ring.sum()
+
+    messages: list[str] = []
+    editor.message.connect(messages.append)
+    editor.select([ids["cat"], ids["dog"]])
+    editor.merge_selected()
+    window.edit_actions.refine_action.trigger()
+    assert editor.tool is editor.tools["select"]
+    assert "2 separate parts" in messages[-1]

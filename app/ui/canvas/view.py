@@ -263,6 +263,19 @@ class Canvas(QGraphicsView):
             return
         super().mouseDoubleClickEvent(event)
 
+    def event(self, event: QEvent) -> bool:
+        # A key some menu action has as its shortcut still reaches the tool when the tool needs it now
+        # (Delete removes a vertex while refining rather than the instance).
+        if (
+            event.type() == QEvent.Type.ShortcutOverride
+            and self.tool is not None
+            and isinstance(event, QKeyEvent)
+            and self.tool.takes_key(event)
+        ):
+            event.accept()
+            return True
+        return super().event(event)
+
     def contextMenuEvent(self, event: QContextMenuEvent) -> None:  # noqa: N802 - Qt override
         if self._image_item is None:
             return

@@ -57,6 +57,10 @@ class Tool:
         """Handle a key; ``True`` when it was used."""
         return False
 
+    def takes_key(self, event: QKeyEvent) -> bool:
+        """Whether the tool needs ``event``'s key now, before a menu shortcut that has it."""
+        return False
+
     def leave(self) -> None:
         """The mouse left the canvas."""
 
