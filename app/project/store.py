@@ -192,6 +192,8 @@ class ProjectStore:
         self._depth = 0  # nesting level of transaction()
         # Told "another program is using the project file ...; retrying…" while a write waits for the lock.
         self.on_busy: Callable[[str], None] | None = None
+        # Told after each write: ``None`` once it is committed (durable), else why it was not.
+        self.on_written: Callable[[str | None], None] | None = None
         self._db = sqlite3.connect(db_path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
         try:
             self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS:d}")
@@ -271,8 +273,12 @@ class ProjectStore:
             finally:
                 self._depth -= 1
             return
-        with self._sqlite_errors():
-            self._when_free(lambda: self._db.execute("BEGIN IMMEDIATE"))
+        try:
+            with self._sqlite_errors():
+                self._when_free(lambda: self._db.execute("BEGIN IMMEDIATE"))
+        except StoreError as exc:
+            self._written(str(exc))
+            raise
         self._depth = 1
         try:
             yield self._db
@@ -281,11 +287,19 @@ class ProjectStore:
             if self._db.in_transaction:
                 with suppress(sqlite3.Error):  # the failure being reported is the one that matters
                     self._db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise self._domain_error(exc) from exc
+            error = self._domain_error(exc) if isinstance(exc, sqlite3.Error) else exc
+            if isinstance(error, StoreError | StaleImageError):
+                self._written(str(error))
+            if error is not exc:
+                raise error from exc
             raise
         finally:
             self._depth = 0
+        self._written(None)
+
+    def _written(self, error: str | None) -> None:
+        if self.on_written is not None:
+            self.on_written(error)
 
     def _query(self, sql: str, parameters: Sequence[Any] = ()) -> list[tuple]:
         """The rows of a read, with SQLite's failures as domain errors."""

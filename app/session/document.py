@@ -42,6 +42,8 @@ class Document(QObject):
     scoreThresholdChanged = Signal(float)
     currentImageChanged = Signal(int)  # -1 for none
     storeBusy = Signal(str)  # "another program is using the project file ...; retrying…"
+    saved = Signal()  # a write is committed: everything so far is in the project file
+    saveFailed = Signal(str)  # a write was refused (why); the file holds what it held before
 
     def __init__(self, store: ProjectStore, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -54,6 +56,7 @@ class Document(QObject):
         self._categories: dict[int, CategoryRecord] = {}
         self.settings = ProjectSettings(store)
         store.on_busy = self._store_busy
+        store.on_written = self._store_written
         # The project's model versions, runs and active model go through the document too: the registry
         # is its child and the only code that decides which model is active.
         self.models = ModelRegistry(store, self)
@@ -292,6 +295,12 @@ class Document(QObject):
 
     def _store_busy(self, message: str) -> None:
         self.storeBusy.emit(message)
+
+    def _store_written(self, error: str | None) -> None:
+        if error is None:
+            self.saved.emit()
+        else:
+            self.saveFailed.emit(error)
 
     def apply_result(
         self, result: ImageResult, *, expected_revision: int, model_version_id: int | None

@@ -7,32 +7,72 @@ from importlib.metadata import version
 from pathlib import Path
 
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QInputDialog,
+    QLabel,
+    QMessageBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.project.model_sources import bundled_demo_model, coco_weights_in_hub_cache
 
 CHECKPOINT_FILTER = "Checkpoints (*.pt *.pth *.ckpt);;All files (*)"
 
 
-def shortcuts_text(actions: Sequence[QAction]) -> str:
-    """An HTML table of the actions that have a shortcut (read from the actions, so it is never stale)."""
-    rows = [
-        f"<tr><td><b>{a.shortcut().toString()}</b></td><td>&nbsp;&nbsp;{a.text().replace('&', '')}</td></tr>"
+MOUSE_HELP = (
+    "Mouse wheel: zoom. Ctrl+wheel: brush size. Middle button or Space+drag: pan.\n"
+    "Select: Ctrl/Shift+click adds to the selection. Polygon: click the first vertex, double-click or "
+    "Enter to close; Shift adds to the selected instance, Ctrl cuts from it; Backspace removes a "
+    "vertex, Esc abandons it."
+)
+
+
+def shortcut_rows(actions: Sequence[QAction]) -> list[tuple[str, str]]:
+    """``(keys, action name)`` for each action that has a key (read from the actions, so never stale); an
+    action with several keys lists them all."""
+    return [
+        (", ".join(k.toString() for k in a.shortcuts()), a.text().replace("&", ""))
         for a in actions
-        if not a.shortcut().isEmpty()
+        if a.shortcuts()
     ]
-    return (
-        "<table>"
-        + "".join(rows)
-        + "</table><p>Mouse wheel: zoom. Ctrl+wheel: brush size. Middle button or Space+drag: pan.<br>"
-        "Select: Ctrl/Shift+click adds to the selection. Polygon: click the first vertex, double-click or "
-        "Enter to close; Shift adds to the selected instance, Ctrl cuts from it; Backspace removes a "
-        "vertex, Esc abandons it.</p>"
-    )
+
+
+class ShortcutsDialog(QDialog):
+    """Help ▸ Keyboard shortcuts: a table of every key (it scrolls; the dialog resizes) and the mouse's
+    gestures below it."""
+
+    def __init__(self, actions: Sequence[QAction], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Keyboard shortcuts")
+        rows = shortcut_rows(actions)
+        self.table = QTableWidget(len(rows), 2, self)
+        self.table.setHorizontalHeaderLabels(["Keys", "Action"])
+        for row, (keys, name) in enumerate(rows):
+            self.table.setItem(row, 0, QTableWidgetItem(keys))
+            self.table.setItem(row, 1, QTableWidgetItem(name))
+        self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.resizeColumnToContents(0)
+        mouse = QLabel(MOUSE_HELP, self)
+        mouse.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close, self)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, stretch=1)
+        layout.addWidget(mouse)
+        layout.addWidget(buttons)
+        self.resize(520, 560)
 
 
 def show_shortcuts(parent: QWidget, actions: Sequence[QAction]) -> None:
-    QMessageBox.information(parent, "Keyboard shortcuts", shortcuts_text(actions))
+    ShortcutsDialog(actions, parent).exec()
 
 
 def show_about(parent: QWidget) -> None:

@@ -8,6 +8,7 @@ The behaviour lives in those parts; this file connects their signals and the men
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import shiboken6
@@ -57,6 +58,7 @@ from app.ui.panels.image_browser import ImageBrowser, ImageListModel
 from app.ui.panels.instance_list import InstanceList
 from app.ui.panels.model_versions import ModelVersionsPanel, version_rows
 from app.ui.panels.run_progress import RunProgress
+from app.ui.panels.save_indicator import SaveIndicator
 from app.ui.panels.start_page import StartPage
 from app.ui.panels.training_panel import TrainingPanel
 from app.ui.panels.view_controls import ViewControls
@@ -128,6 +130,8 @@ class MainWindow(QMainWindow):
         self.get_models_button.clicked.connect(self.get_models)
         self.get_models_button.hide()
         self.statusBar().addPermanentWidget(self.get_models_button)
+        self.save_indicator = SaveIndicator()
+        self.statusBar().addPermanentWidget(self.save_indicator)
         self._build_menus()
         self._set_project_actions_enabled(False)
 
@@ -156,6 +160,10 @@ class MainWindow(QMainWindow):
         self.registry = document.models
         self.registry.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         document.storeBusy.connect(self._show_store_busy)
+        document.storeBusy.connect(self.save_indicator.show_saving)
+        document.saved.connect(lambda: self.save_indicator.show_saved(datetime.now()))
+        document.saveFailed.connect(self.save_indicator.show_failed)
+        self.save_indicator.show_saved()
         self.registry.activeChanged.connect(lambda m: self.model_label.setText(f"Model: loading {m.name}…"))
         self.segmentation = SegmentationController(document, self.registry, self._predictor_factory, document)
         self.editor = self._build_editor(document, self.segmentation)
@@ -199,6 +207,7 @@ class MainWindow(QMainWindow):
         self.canvas.set_message("Open a folder of images: File ▸ Open Folder…")
         self.instance_list.clear()
         self.category_panel.clear()
+        self.save_indicator.clear()
         self._set_project_actions_enabled(False)
         self._show_model_description(None)
 
@@ -619,5 +628,3 @@ def _unique_keys(keys: list[QKeySequence.StandardKey | str]) -> list[QKeySequenc
 def _default_model() -> str | None:
     demo = bundled_demo_model()
     return str(demo) if demo is not None else None
-
-
