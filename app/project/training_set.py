@@ -19,7 +19,7 @@ from pathlib import Path
 from app.project.records import ImageRecord, ImageStatus
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
-from app.project.truth import annotations_of
+from app.project.truth import annotations_of, crowd_regions_of
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, write_coco, write_json_atomic
 from maskrcnn_core.image_io import ImageReadError, image_size
 from maskrcnn_core.types import Category, ClassMap
@@ -102,7 +102,8 @@ def build_training_set(
             f"validate on); the project has {len(records)}. Correct or verify more images first."
         )
     by_name = {im.file_name: im for im in records}
-    truth = {im.file_name: annotations_of(store.instances(im.id), threshold) for im in records}
+    stored = {im.file_name: store.instances(im.id) for im in records}
+    truth = {name: annotations_of(instances, threshold) for name, instances in stored.items()}
     keep = set(keep_classes)
     used = {r.category_id for rs in truth.values() for r in rs}
     categories = [c for c in store.categories() if c.id in used or c.name in keep]
@@ -112,8 +113,11 @@ def build_training_set(
         )
     coco_categories = [Category(c.id, c.name) for c in categories]
     class_map = ClassMap(tuple(coco_categories))
+    class_ids = {c.id for c in categories}
 
-    def coco_images(names: Sequence[str]) -> list[CocoImage]:
+    def coco_images(names: Sequence[str], *, with_crowd_regions: bool = False) -> list[CocoImage]:
+        """The images and their truth; ``with_crowd_regions`` adds their crowd regions (``iscrowd``), which
+        the validation evaluator treats as regions where detections are neither hits nor misses."""
         out = []
         for name in names:
             image = by_name[name]
@@ -129,6 +133,11 @@ def build_training_set(
                     r.id, r.category_id, class_map.category_id_to_label(r.category_id), r.rle, r.iscrowd
                 )
                 for r in truth[name]
+                + [
+                    r
+                    for r in crowd_regions_of(stored[name])
+                    if with_crowd_regions and r.category_id in class_ids
+                ]
             )
             out.append(CocoImage(image.id, name, path, height, width, annotations))
         return out
@@ -136,7 +145,10 @@ def build_training_set(
     out_dir.mkdir(parents=True, exist_ok=True)
     info = {"description": "Mask R-CNN Studio fine-tuning set", "val_fraction": val_fraction}
     write_coco(out_dir / TRAIN_JSON, coco_images(train_names), coco_categories, info=info)
-    write_coco(out_dir / VAL_JSON, coco_images(val_names), coco_categories, info=info)
+    # Crowd regions are never trained on; the validation file keeps them so the evaluation ignores them.
+    write_coco(
+        out_dir / VAL_JSON, coco_images(val_names, with_crowd_regions=True), coco_categories, info=info
+    )
     return TrainingSet(
         train_json=out_dir / TRAIN_JSON,
         val_json=out_dir / VAL_JSON,

@@ -132,27 +132,27 @@ def _rect(label: str, x0: int, y0: int, x1: int, y1: int) -> dict:
 def test_labelme_ignore_is_a_crowd_region_and_background_no_category(folder, tmp_path):
     _labelme(
         folder,
-        "a.png",
+        "b.png",
         [
             _rect("cat", 2, 2, 20, 20),
             _rect("__ignore__", 30, 5, 60, 40),
             _rect("_background_", 0, 0, 63, 47),
         ],
     )
-    _labelme(folder, "b.png", [_rect("cat", 10, 10, 30, 30)])
+    _labelme(folder, "a.png", [_rect("cat", 10, 10, 30, 30)])
     _labelme(folder, "c.png", [_rect("_background_", 0, 0, 63, 47)])  # nothing but background: negative
     with ProjectStore.open(folder) as store:
         summary = import_annotations(store, folder)
         assert [c.name for c in store.categories()] == ["cat"]
         assert (summary.added, summary.crowd_regions, summary.negatives) == (3, 1, 1)
         assert "_background_ shapes (the background is not a class)" in summary.report
-        a = store.instances(store.image_by_name("a.png").id)
-        (crowd,) = crowd_regions_of(a)
+        b = store.instances(store.image_by_name("b.png").id)
+        (crowd,) = crowd_regions_of(b)
         assert crowd.box == (30.0, 5.0, 61.0, 41.0)  # labelme fills the outline too
-        assert len(annotations_of(a, 0.5)) == 1  # a crowd region is not an object instance
+        assert len(annotations_of(b, 0.5)) == 1  # a crowd region is not an object instance
         assert store.image_by_name("c.png").status is ImageStatus.VERIFIED
         # The canvas draws it apart from the objects: the crowd colour, flagged for its outline and caption.
-        overlays = build_overlays(a, {c.id: c for c in store.categories()})
+        overlays = build_overlays(b, {c.id: c for c in store.categories()})
         assert [(o.crowd, o.color == CROWD_COLOR) for o in overlays] == [(False, False), (True, True)]
 
         exported = tmp_path / "export.json"
@@ -170,7 +170,7 @@ def test_labelme_ignore_is_a_crowd_region_and_background_no_category(folder, tmp
             "image_id": a["image_id"],
             "category_id": a["category_id"],
             "segmentation": coco.annToRLE(a),
-            "score": 1.0,
+            "score": 0.5,
         }
         for a in gt
     ] + [
@@ -178,7 +178,7 @@ def test_labelme_ignore_is_a_crowd_region_and_background_no_category(folder, tmp
             "image_id": crowd_ann["image_id"],
             "category_id": crowd_ann["category_id"],
             "segmentation": mask_utils.encode(np.asfortranarray(_box(35, 10, 50, 30))),
-            "score": 0.99,
+            "score": 0.99,  # ranked first: were it a false detection, AP would drop
         }
     ]
     evaluation = COCOeval(coco, coco.loadRes(detections), "segm")
@@ -187,9 +187,12 @@ def test_labelme_ignore_is_a_crowd_region_and_background_no_category(folder, tmp
     evaluation.summarize()
     assert evaluation.stats[0] == pytest.approx(1.0)
 
-    written = [json.loads(p.read_text()) for p in (training.train_json, training.val_json)]
-    assert all(not a["iscrowd"] for d in written for a in d["annotations"])
-    assert sum(len(d["annotations"]) for d in written) == 2
+    # Never trained on; the validation file keeps it (iscrowd 1) so the evaluation ignores it there.
+    train, val = (json.loads(p.read_text()) for p in (training.train_json, training.val_json))
+    assert not any(a["iscrowd"] for a in train["annotations"])
+    assert training.train_images == ("a.png",) and "b.png" in training.val_images
+    assert [a["iscrowd"] for a in val["annotations"]].count(1) == 1
+    assert sum(not a["iscrowd"] for d in (train, val) for a in d["annotations"]) == 2
 
 
 def test_a_project_written_before_crowd_regions_opens(folder, tmp_path):
