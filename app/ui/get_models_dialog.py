@@ -4,6 +4,8 @@ through the model registry."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -23,7 +25,7 @@ from app.session.model_registry import ModelRegistry
 from app.workers.download import WeightsDownload
 from maskrcnn_core import downloads
 
-COLUMNS = ("Name", "Model", "Size", "COCO box AP", "COCO mask AP", "")
+COLUMNS = ("Name", "Model", "Size", "COCO box AP", "COCO mask AP", "On disk")
 DOWNLOADED = "downloaded"
 ERROR_STYLE = "color: #c62828;"
 
@@ -50,6 +52,7 @@ class GetModelsDialog(QDialog):
         self.table = QTableWidget(len(self.entries), len(COLUMNS))
         self.table.setHorizontalHeaderLabels(COLUMNS)
         self.table.verticalHeader().hide()
+        self.table.setWordWrap(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -81,7 +84,7 @@ class GetModelsDialog(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.message)
         layout.addLayout(buttons)
-        self.resize(760, 320)
+        self.resize(860, 260)
 
         self._fill_table()
         self.table.selectRow(len(self.entries) - 1)  # the more accurate one
@@ -137,7 +140,9 @@ class GetModelsDialog(QDialog):
         if downloads.is_cached(weights):
             self._load(str(downloads.cached_path(weights)))
             return
-        self._say(f"Downloading {weights.filename} from {downloads.url_of(weights)}…")
+        url = downloads.url_of(weights)
+        self._say(f"Downloading {weights.filename} from {urlsplit(url).netloc}…")
+        self.message.setToolTip(url)
         self.progress.setRange(0, 0)  # busy until the server says how big the file is
         self.progress.show()
         # parented to the application, not the dialog: closing the dialog cancels the download, and the
