@@ -28,7 +28,7 @@ from app.project.records import (
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
 from app.project.training_set import eligible_images
-from app.project.truth import annotations_of
+from app.project.truth import counts_as_annotation, is_crowd_region
 from app.session.model_registry import ModelRegistry
 
 
@@ -251,9 +251,12 @@ class Document(QObject):
         return self._instances[image_id]
 
     def visible_instances(self, image_id: int) -> list[InstanceRecord]:
-        """What is shown and exported: a person's instances, and predictions scoring at least the
-        threshold."""
-        return annotations_of(self.instances(image_id), self._score_threshold)
+        """What is shown and exported: a person's instances, predictions scoring at least the threshold
+        (the image's annotations), and its crowd regions (shown apart, never annotations)."""
+        threshold = self._score_threshold
+        return [
+            r for r in self.instances(image_id) if counts_as_annotation(r, threshold) or is_crowd_region(r)
+        ]
 
     @property
     def score_threshold(self) -> float:

@@ -21,6 +21,7 @@ from app.project.records import ImageStatus, NewInstance, Provenance
 from app.project.store import DB_NAME, MIGRATIONS, ProjectStore
 from app.project.training_set import build_training_set
 from app.project.truth import annotations_of, crowd_regions_of
+from app.session.document import Document
 from app.session.overlay import CROWD_COLOR, build_overlays
 
 H, W = 48, 64
@@ -129,7 +130,7 @@ def _rect(label: str, x0: int, y0: int, x1: int, y1: int) -> dict:
     return {"label": label, "points": [[x0, y0], [x1, y1]], "shape_type": "rectangle", "group_id": None}
 
 
-def test_labelme_ignore_is_a_crowd_region_and_background_no_category(folder, tmp_path):
+def test_labelme_ignore_is_a_crowd_region_and_background_no_category(qapp, folder, tmp_path):
     _labelme(
         folder,
         "b.png",
@@ -154,6 +155,8 @@ def test_labelme_ignore_is_a_crowd_region_and_background_no_category(folder, tmp
         # The canvas draws it apart from the objects: the crowd colour, flagged for its outline and caption.
         overlays = build_overlays(b, {c.id: c for c in store.categories()})
         assert [(o.crowd, o.color == CROWD_COLOR) for o in overlays] == [(False, False), (True, True)]
+        shown = Document(store).visible_instances(crowd.image_id)
+        assert [r.id for r in shown] == [r.id for r in b]  # the window shows the crowd region too
 
         exported = tmp_path / "export.json"
         export_coco(store, exported, segmentation="polygon")

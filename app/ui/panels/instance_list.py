@@ -32,8 +32,9 @@ class InstanceList(QListWidget):
         self.clear()
         for overlay in overlays:
             score = f"  {overlay.score:.2f}" if overlay.score is not None else ""
+            crowd = "crowd: " if overlay.crowd else ""  # a crowd region, not an object
             item = QListWidgetItem(
-                swatch(overlay.color), f"{overlay.category_name}{score}  ·  {overlay.provenance.value}"
+                swatch(overlay.color), f"{crowd}{overlay.category_name}{score}  ·  {overlay.provenance.value}"
             )
             item.setData(Qt.ItemDataRole.UserRole, overlay.instance_id)
             item.setToolTip(f"instance {overlay.instance_id}, {overlay.mask.area} px")
