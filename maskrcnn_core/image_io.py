@@ -19,10 +19,13 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageReadError", "image_size", "read_image", "to_rgb_uint8"]
+from maskrcnn_core.paths import unreadable_reason
+
+__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageReadError", "image_size", "read_image", "to_rgb_uint8"]
 
 #: Lower-case suffixes of the files the app opens.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+#: An animated GIF is read as its first frame, as every multi-frame file is.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 
 # What Pillow raises on a damaged file, depending on the format and where the damage is (the bomb error
 # too: some formats only learn a frame's size while decoding).
@@ -56,7 +59,11 @@ class ImageReadError(ValueError):
     """An image file that cannot be read: missing, empty, not an image, corrupt, or too large."""
 
 
-def read_image(path: str | os.PathLike, *, max_pixels: int | None = 100_000_000) -> np.ndarray:
+#: The largest image (width x height) read by default, full reads and thumbnails alike.
+MAX_PIXELS = 100_000_000
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """The upright image as an ``(H, W, 3)`` uint8 RGB array (writable, C-contiguous).
 
     - EXIF orientation is applied (the same transposes as ``PIL.ImageOps.exif_transpose``).
@@ -75,12 +82,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = 100_000_000)
         # Pillow warns above Image.MAX_IMAGE_PIXELS (89 M pixels); max_pixels is the limit that counts.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with _open(path) as im:
-            width, height = im.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise ImageReadError(
-                    f"{path}: {width}x{height} = {width * height:,} pixels is larger than the limit of "
-                    f"{max_pixels:,} pixels"
-                )
+            _check_pixels(path, *im.size, max_pixels)
             orientation = _orientation(im)
             try:
                 im.load()
@@ -90,17 +92,19 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = 100_000_000)
             return _to_rgb_array(upright, path)
 
 
-def image_size(path: str | os.PathLike) -> tuple[int, int]:
+def image_size(path: str | os.PathLike, *, max_pixels: int | None = None) -> tuple[int, int]:
     """``(H, W)`` of the upright image (after EXIF orientation), read from the file's header only.
 
     Agrees with ``read_image(path).shape[:2]``. Raises :class:`ImageReadError` as :func:`read_image`
-    does, except that a corrupt or truncated body goes unnoticed and ``max_pixels`` is not checked.
+    does, except that a corrupt or truncated body goes unnoticed; ``max_pixels`` is checked when given
+    (a thumbnail passes :data:`MAX_PIXELS`, so it refuses what a full read refuses).
     """
     path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with _open(path) as im:
             width, height = im.size
+            _check_pixels(path, width, height, max_pixels)
             if _orientation(im) in (5, 6, 7, 8):  # a quarter turn swaps the sides
                 width, height = height, width
             return height, width
@@ -147,9 +151,10 @@ def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
 @contextmanager
 def _open(path: Path) -> Iterator[Image.Image]:
     """Open ``path`` with Pillow (header only), or raise :class:`ImageReadError` saying why not."""
+    reason = unreadable_reason(path)
+    if reason is not None:  # checked before open: opening a named pipe would wait forever
+        raise ImageReadError(f"{path}: {reason}")
     try:
-        if path.is_dir():
-            raise ImageReadError(f"{path}: is a directory, not an image file")
         # Pillow gets an open file rather than the path: given a path, it memory-maps uncompressed files,
         # and Pillow 13.0 maps a TIFF with a quarter-turn orientation at its turned size, scrambling the
         # pixels of L, P, I;16, RGBA and CMYK images.
@@ -173,6 +178,14 @@ def _open(path: Path) -> Iterator[Image.Image]:
             raise ImageReadError(f"{path}: the file is corrupt ({exc})") from exc
         with image:
             yield image
+
+
+def _check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageReadError(
+            f"{path}: {width}x{height} = {width * height:,} pixels is larger than the limit of "
+            f"{max_pixels:,} pixels"
+        )
 
 
 def _orientation(im: Image.Image) -> int:

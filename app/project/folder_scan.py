@@ -8,6 +8,7 @@ from pathlib import Path
 
 from app.project.locations import PROJECT_DIR_NAME
 from maskrcnn_core.image_io import IMAGE_EXTENSIONS
+from maskrcnn_core.paths import unreadable_reason
 
 # Image formats people drop into a folder that we cannot read: listed with an error mark rather than
 # silently ignored, so the user learns why they are missing.
@@ -27,7 +28,8 @@ class FolderScan:
 def scan_folder(folder: Path) -> FolderScan:
     """Walk ``folder`` (sub-folders included, hidden ones and the project folder skipped).
 
-    Zero-byte files and unsupported image formats are listed with an error; other file types are ignored.
+    Zero-byte files, anything that is not a regular file (a pipe named x.png) and unsupported image
+    formats are listed with an error; other file types are ignored.
     Only names and ``stat`` sizes are read here; decoding happens lazily, off the GUI thread.
     """
     scan = FolderScan()
@@ -49,11 +51,10 @@ def scan_folder(folder: Path) -> FolderScan:
             ext = os.path.splitext(entry.name)[1].lower()
             if ext in supported:
                 scan.file_names.append(name)
-                try:
-                    if entry.stat().st_size == 0:
-                        scan.errors[name] = "the file is empty (0 bytes)"
-                except OSError as exc:
-                    scan.errors[name] = f"cannot read the file: {exc.strerror or exc}"
+                # stat only: a named pipe called x.png would block whoever opened it
+                reason = unreadable_reason(entry.path)
+                if reason is not None:
+                    scan.errors[name] = reason
             elif ext in UNSUPPORTED_IMAGE_EXTENSIONS:
                 scan.file_names.append(name)
                 scan.errors[name] = f"{ext} images are not supported; convert to PNG or JPEG"

@@ -8,13 +8,15 @@ the same folder again finds its project. Qt-free, so the command line uses the s
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import sys
 import tempfile
 from pathlib import Path
 
-PROJECT_DIR_NAME = ".maskrcnn-studio"
+# the core's CLIs refuse to write into a project folder, so the core owns its name
+from maskrcnn_core.paths import PROJECT_DIR_NAME as PROJECT_DIR_NAME
+from maskrcnn_core.paths import read_json
+
 _LOCATIONS_FILE = "project_locations.json"
 
 
@@ -94,7 +96,7 @@ def resolve_project_dir(images_dir: Path, project_dir: Path | None = None) -> Pa
 def _read_locations() -> dict[str, Path]:
     path = user_data_dir() / _LOCATIONS_FILE
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        raw = read_json(path)
+    except ValueError:
         return {}
     return {str(k): Path(v) for k, v in raw.items()} if isinstance(raw, dict) else {}

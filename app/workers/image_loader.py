@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from maskrcnn_core.image_io import ImageReadError, image_size, read_image
+from maskrcnn_core.image_io import MAX_PIXELS, ImageReadError, image_size, read_image
 
 THUMBNAIL_SIZE = 96
 
@@ -33,7 +33,8 @@ def read_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> tuple[np.ndarray, 
     decoded at reduced scale (``draft``), so a 12-megapixel photo costs a few milliseconds.
     Raises ``ImageReadError`` (a ``ValueError``) with a message saying what is wrong with the file.
     """
-    full_size = image_size(path)  # raises ImageReadError for unreadable / unsupported / too large
+    # raises ImageReadError for unreadable / unsupported / too large, by the same limit as full reads
+    full_size = image_size(path, max_pixels=MAX_PIXELS)
     try:
         with Image.open(path) as opened:
             opened.draft("RGB", (size, size))

@@ -25,6 +25,7 @@ from torch import Tensor
 from maskrcnn_core import downloads
 from maskrcnn_core.atomic import atomic_write
 from maskrcnn_core.model.mask_rcnn import MaskRCNN
+from maskrcnn_core.paths import unreadable_reason
 from maskrcnn_core.types import ClassMap, ModelInfo
 
 FORMAT = "maskrcnn-studio-checkpoint"
@@ -72,8 +73,15 @@ def read_checkpoint(weights: str | os.PathLike) -> Checkpoint:
         path = _fetch_coco(source)
     else:
         path = Path(source)
-        if not path.is_file():
+        reason = unreadable_reason(path)
+        if reason == "no such file":
             raise FileNotFoundError(f"checkpoint not found: {path}")
+        if reason is not None:
+            raise CheckpointError(f"checkpoint {path}: {reason}")
+        if not _looks_like_torch_file(path):
+            raise CheckpointError(
+                f"{path} is not a checkpoint: torch.save files are zip archives or pickles, this is neither"
+            )
     try:
         raw = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -81,8 +89,11 @@ def read_checkpoint(weights: str | os.PathLike) -> Checkpoint:
             f"refusing to load {path}: it contains Python objects beyond tensors and plain data "
             f"(code could run on load). Re-save its state_dict. ({str(exc).splitlines()[0]})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    except (RuntimeError, EOFError, OSError, ValueError, RecursionError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path}: the file is damaged or truncated ({reason})"
+        ) from None
     if isinstance(raw, dict) and raw.get("format") == FORMAT:
         return _read_studio(raw, str(path))
     if isinstance(raw, dict) and raw and all(isinstance(v, Tensor) for v in raw.values()):
@@ -207,6 +218,16 @@ def model_info(model: MaskRCNN, path: str | os.PathLike | None = None) -> ModelI
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """``torch.save`` writes a zip archive (``PK``) or, in the legacy format, a pickle (protocol 2+: 0x80).
+
+    Checked before ``torch.load``, whose safe loader reports any other bytes as a forbidden Python object.
+    """
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return head == b"PK" or head[:1] == b"\x80"
 
 
 def _fetch_coco(alias: str) -> Path:

@@ -231,7 +231,7 @@ def test_decompression_bomb_becomes_our_error(tmp_path):
 
 
 def test_image_extensions():
-    assert IMAGE_EXTENSIONS == frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+    assert IMAGE_EXTENSIONS == frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 
 
 @pytest.mark.parametrize(

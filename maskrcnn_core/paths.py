@@ -1,0 +1,123 @@
+"""What makes a path fit to read from or write to, said in one line naming the path.
+
+Only regular files are ever opened for reading: a named pipe blocks ``open`` forever and a device never
+ends. Outputs are checked before any work starts, so a bad ``--out`` costs nothing, and no output may
+land inside a project folder, whose database a plain file would replace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+#: The hidden folder beside the images that holds a project's database and models.
+PROJECT_DIR_NAME = ".maskrcnn-studio"
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot or must not be written."""
+
+
+def unreadable_reason(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a readable, non-empty regular file (``None`` when it is one).
+
+    Reads ``stat`` only, so a named pipe or a device is diagnosed without being opened.
+    """
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "no such file"
+    except NotADirectoryError:
+        return "no such file (a part of the path is a file, not a folder)"
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    if stat.S_ISDIR(info.st_mode):
+        return "is a directory, not a file"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file (a pipe, socket or device)"
+    if info.st_size == 0:
+        return "the file is empty (0 bytes)"
+    return None
+
+
+def is_regular_file(path: str | os.PathLike) -> bool:
+    """``path`` is a regular file (following symlinks); never opens it."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def check_output_file(path: str | os.PathLike, *, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output file that cannot be written or would land in a project folder."""
+    path = Path(path)
+    _refuse_project_folder(path, flag)
+    if path.is_dir():
+        raise OutputPathError(f"{flag} {path}: is a directory; give a file name")
+    if path.exists() and not path.is_file():
+        raise OutputPathError(f"{flag} {path}: is not a regular file")
+    _check_parent_writable(path.parent, path, flag)
+    return path
+
+
+def check_output_dir(path: str | os.PathLike, *, flag: str = "--out") -> Path:
+    """Refuse, before any work, an output folder that cannot be created or would land in a project folder."""
+    path = Path(path)
+    _refuse_project_folder(path, flag)
+    if path.exists() and not path.is_dir():
+        raise OutputPathError(f"{flag} {path}: is a file, not a folder")
+    _check_parent_writable(path, path, flag)
+    return path
+
+
+def _refuse_project_folder(path: Path, flag: str) -> None:
+    resolved = path.resolve()
+    if PROJECT_DIR_NAME in resolved.parts:
+        raise OutputPathError(
+            f"{flag} {path}: is inside a project folder ({PROJECT_DIR_NAME}), which holds the project's "
+            "database; write somewhere else"
+        )
+
+
+def _check_parent_writable(folder: Path, path: Path, flag: str) -> None:
+    """The nearest existing ancestor of ``folder`` must be a writable folder (so ``mkdir -p`` can work)."""
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise OutputPathError(f"{flag} {path}: {existing} is a file, so nothing can be written under it")
+    if existing.exists() and not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"{flag} {path}: the folder {existing} is not writable")
+
+
+class JsonFileError(ValueError):
+    """A JSON file that cannot be read: not a regular file, unreadable, not JSON, or nested too deeply."""
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The parsed contents of the JSON file ``path``; every failure is one :class:`JsonFileError` line."""
+    reason = unreadable_reason(path)
+    if reason is not None:  # checked before open: a named pipe would block the read forever
+        raise JsonFileError(f"{path}: {reason}")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise JsonFileError(f"{path}: cannot read the file ({exc.strerror or exc})") from None
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise JsonFileError(f"{path}: the JSON is nested too deeply to read") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise JsonFileError(f"{path}: not a JSON file ({exc})") from None
+
+
+def one_line_error(exc: BaseException) -> str:
+    """An expected failure as the one line a command prints: an ``OSError`` as ``file: reason``."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc) or type(exc).__name__
