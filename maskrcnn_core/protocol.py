@@ -220,7 +220,7 @@ def parse_event(line: str | bytes) -> TrainingEvent:
     shown = text if len(text) <= 80 else text[:77] + "..."
     try:
         obj = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         raise ProtocolError(f"not a JSON line: {shown!r}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(f"not a JSON object: {shown!r}")

@@ -177,6 +177,18 @@ class ClassMap:
     def has_category_id(self, category_id: int) -> bool:
         return int(category_id) in self._label_of_id
 
+    def ids_by_name_where_ids_disagree(self, other: ClassMap) -> dict[int, int] | None:
+        """``{our category id: other's id}`` for every name both maps share, when some shared name has
+        different ids in the two (``None`` when the ids agree, or no name is shared: match by id).
+
+        Our classes that ``other`` does not name are left out: their ids mean nothing there.
+        """
+        shared = [c for c in self.categories if other.has_name(c.name)]
+        mapping = {c.id: other.label_to_category_id(other.name_to_label(c.name)) for c in shared}
+        if all(ours == theirs for ours, theirs in mapping.items()):
+            return None
+        return mapping
+
     def labels_to_category_ids(self, labels: np.ndarray | Sequence[int]) -> np.ndarray:
         """Model labels ``(N,)`` in ``1..K`` to category ids ``(N,)`` int64."""
         labels = np.asarray(labels, dtype=np.int64)

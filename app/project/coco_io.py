@@ -17,7 +17,6 @@ are kept as instances flagged ``iscrowd`` and exported as ``iscrowd: 1`` RLE; th
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -31,6 +30,7 @@ from app.project.truth import annotations_of, crowd_regions_of
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, load_coco, write_coco
 from maskrcnn_core.image_io import ImageReadError, image_size
 from maskrcnn_core.masks import mask_to_rle
+from maskrcnn_core.paths import read_json
 from maskrcnn_core.types import Category, ClassMap
 
 
@@ -172,8 +172,8 @@ def import_annotations(store: ProjectStore, path: Path) -> ImportSummary:
     if path.is_dir():
         return import_labelme(store, path)
     try:
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        data = read_json(path)
+    except ValueError:
         data = None  # load_coco reports it properly
     return import_labelme(store, path) if is_labelme(data) else import_coco(store, path)
 

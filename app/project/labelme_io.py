@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from maskrcnn_core.image_io import ImageReadError, image_size
+from maskrcnn_core.paths import read_json
 from maskrcnn_core.types import CroppedMask
 
 AREA_SHAPES = ("polygon", "rectangle", "circle", "mask")
@@ -77,8 +77,8 @@ def read_labelme(json_path: Path, images_dir: Path, report: LabelmeReport) -> La
     """The image and instances of one labelme file; problems go to ``report`` (``None``: nothing usable)."""
     name = json_path.name
     try:
-        data = json.loads(json_path.read_bytes())
-    except (OSError, ValueError) as exc:
+        data = read_json(json_path)
+    except ValueError as exc:
         report.skipped.append(f"{name}: not a readable JSON file ({exc})")
         return None
     if not is_labelme(data):

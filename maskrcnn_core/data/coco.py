@@ -6,7 +6,8 @@ mask of uninitialised memory). What cannot be used is reported in a :class:`Vali
 
 - **fatal** (nothing is loaded; :class:`CocoValidationError` is raised): not JSON, not an object, a
   missing ``images``/``annotations``/``categories`` list, an image or category without an integer id,
-  duplicate image or category ids, no categories, no images folder.
+  duplicate image or category ids, an id wider than 64 bits, a category name used twice, one file
+  listed under two image ids, no categories, no images folder.
 - **skipped** (left out and counted): an annotation with an unknown image or category id, a duplicate
   annotation id, a polygon of fewer than 3 points or an odd number of coordinates, an RLE of the wrong
   size, an empty mask; an image whose file is missing, unreadable, of another size than the JSON says,
@@ -41,6 +42,7 @@ from maskrcnn_core.masks import (
     rle_to_mask,
     segmentation_to_mask,
 )
+from maskrcnn_core.paths import JsonFileError, read_json
 from maskrcnn_core.types import Category, ClassMap, CroppedMask, Prediction
 
 Severity = Literal["fatal", "skipped", "warning"]
@@ -217,21 +219,37 @@ class _Invalid(Exception):
     """An entry that must be skipped; the message says why (internal to the validator)."""
 
 
-def load_coco(json_path: str | Path, images_dir: str | Path) -> tuple[CocoData, ValidationReport]:
+def load_coco(json_path: str | Path, images_dir: str | Path | None) -> tuple[CocoData, ValidationReport]:
     """Read and validate a COCO instance-segmentation file whose images live under ``images_dir``.
 
     Returns the usable part and the report of what was skipped or clipped. Raises
-    :class:`CocoValidationError` (a ``ValueError``) when the file has fatal problems.
+    :class:`CocoValidationError` (a ``ValueError``) when the file has fatal problems. ``images_dir=None``
+    validates the file alone (ground truth scored against a results file): each image's size is then
+    the JSON's, which must give it, and no image file is read.
     """
     json_path = Path(json_path)
-    report = ValidationReport(str(json_path))
-    dataset = _read_json(json_path, report)
-    if dataset is None:
+    try:
+        dataset = read_json(json_path)
+    except JsonFileError as err:
+        report = ValidationReport(str(json_path))
+        report._add("fatal", str(err))
+        raise CocoValidationError(report) from None
+    return validate_coco(dataset, images_dir, source=str(json_path))
+
+
+def validate_coco(
+    dataset: object, images_dir: str | Path | None, *, source: str
+) -> tuple[CocoData, ValidationReport]:
+    """:func:`load_coco` for a COCO dict already in memory (``source`` names it in the report)."""
+    report = ValidationReport(source)
+    if not _check_lists(dataset, report):
         raise CocoValidationError(report)
+    assert isinstance(dataset, dict)
     categories = _check_categories(dataset["categories"], report)
     image_entries = _check_image_ids(dataset["images"], report)
-    images_root = Path(images_dir).resolve()
-    if not images_root.is_dir():
+    _check_unique_file_names(image_entries, report)
+    images_root = Path(images_dir).resolve() if images_dir is not None else None
+    if images_root is not None and not images_root.is_dir():
         report._add("fatal", f"the images folder {images_root} does not exist")
     if report.fatal:
         raise CocoValidationError(report)
@@ -241,7 +259,10 @@ def load_coco(json_path: str | Path, images_dir: str | Path) -> tuple[CocoData, 
     images = []
     for image_id, entry in image_entries.items():
         try:
-            file_name, path, height, width = _check_image(entry, images_root, report)
+            if images_root is None:
+                file_name, path, height, width = _check_image_entry(entry)
+            else:
+                file_name, path, height, width = _check_image(entry, images_root, report)
         except _Invalid as err:
             count = len(anns_of.get(image_id, ()))
             report._add("skipped", f"{err} ({count} annotations dropped with it)", image_id)
@@ -258,27 +279,20 @@ def load_coco(json_path: str | Path, images_dir: str | Path) -> tuple[CocoData, 
     return data, report
 
 
-def _read_json(json_path: Path, report: ValidationReport) -> dict | None:
-    try:
-        dataset = json.loads(json_path.read_bytes())
-    except OSError as err:
-        report._add("fatal", f"cannot read the file: {err}")
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        report._add("fatal", f"not a JSON file: {err}")
-        return None
+def _check_lists(dataset: object, report: ValidationReport) -> bool:
+    """Whether ``dataset`` is an object holding the three lists (what is wrong goes to ``report``)."""
     if not isinstance(dataset, dict):
         report._add(
             "fatal",
             f"expected a JSON object with images, annotations, categories; got {type(dataset).__name__}",
         )
-        return None
+        return False
     for key in ("images", "annotations", "categories"):
         if key not in dataset:
             report._add("fatal", f'missing the "{key}" list')
         elif not isinstance(dataset[key], list):
             report._add("fatal", f'"{key}" must be a list, got {type(dataset[key]).__name__}')
-    return None if report.fatal else dataset
+    return not report.fatal
 
 
 def _as_int(value: Any) -> int | None:
@@ -292,6 +306,14 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
+#: Ids are stored as SQLite integers and trained as int64 labels: anything wider is refused.
+_ID_MIN, _ID_MAX = -(2**63), 2**63 - 1
+
+
+def _id_too_wide(value: int) -> bool:
+    return not _ID_MIN <= value <= _ID_MAX
+
+
 def _check_categories(entries: list, report: ValidationReport) -> list[Category]:
     categories: dict[int, Category] = {}
     names: set[str] = set()
@@ -299,6 +321,8 @@ def _check_categories(entries: list, report: ValidationReport) -> list[Category]
         cat_id = _as_int(entry.get("id")) if isinstance(entry, dict) else None
         if cat_id is None:
             report._add("fatal", f"categories[{index}] has no integer id: {entry!r}")
+        elif _id_too_wide(cat_id):
+            report._add("fatal", f"category id {cat_id} does not fit in 64 bits")
         elif cat_id in categories:
             report._add("fatal", f"duplicate category id {cat_id}")
         else:
@@ -319,6 +343,8 @@ def _check_image_ids(entries: list, report: ValidationReport) -> dict[int, dict]
         image_id = _as_int(entry.get("id")) if isinstance(entry, dict) else None
         if image_id is None:
             report._add("fatal", f"images[{index}] has no integer id: {entry!r}")
+        elif _id_too_wide(image_id):
+            report._add("fatal", f"image id {image_id} does not fit in 64 bits")
         elif image_id in images:
             report._add("fatal", f"duplicate image id {image_id}", image_id)
         else:
@@ -337,6 +363,9 @@ def _group_annotations(
         if ann_id is None:
             report._add("skipped", f"annotations[{index}] has no integer id")
             continue
+        if _id_too_wide(ann_id):
+            report._add("skipped", f"annotations[{index}]: id {ann_id} does not fit in 64 bits")
+            continue
         image_id = _as_int(ann.get("image_id"))
         if ann_id in seen:
             report._add("skipped", "duplicate annotation id (the first one is kept)", image_id, ann_id)
@@ -351,6 +380,37 @@ def _group_annotations(
             continue
         grouped.setdefault(image_id, []).append({**ann, "id": ann_id})
     return grouped
+
+
+def _check_unique_file_names(image_entries: dict[int, dict], report: ValidationReport) -> None:
+    """An image listed twice (two ids, one file) would be trained on twice with different objects."""
+    first_id: dict[str, int] = {}
+    for image_id, entry in image_entries.items():
+        name = entry.get("file_name")
+        if not isinstance(name, str) or not name:
+            continue  # reported per image by the entry check
+        key = name.replace("\\", "/")
+        if key in first_id:
+            report._add(
+                "fatal",
+                f"the file {name!r} is listed twice (image ids {first_id[key]} and {image_id})",
+                image_id,
+            )
+        else:
+            first_id[key] = image_id
+
+
+def _check_image_entry(entry: dict) -> tuple[str, Path, int, int]:
+    """``(file_name, path, height, width)`` of an image entry from the JSON alone (no file is read)."""
+    file_name = entry.get("file_name")
+    file_name = file_name if isinstance(file_name, str) else ""
+    height, width = _as_int(entry.get("height")), _as_int(entry.get("width"))
+    if height is None or width is None or height < 1 or width < 1:
+        raise _Invalid(
+            f"no positive integer height/width ({entry.get('height')!r} x {entry.get('width')!r}); "
+            "the masks cannot be checked without them"
+        )
+    return file_name, Path(file_name), height, width
 
 
 def _check_image(entry: dict, images_root: Path, report: ValidationReport) -> tuple[str, Path, int, int]:

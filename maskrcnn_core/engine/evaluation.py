@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,8 @@ from pathlib import Path
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+
+from maskrcnn_core.paths import read_json
 
 IOU_TYPES = ("bbox", "segm")
 _AREA_RANGES = ("all", "small", "medium", "large")
@@ -128,13 +129,16 @@ def _load_gt(gt: str | Path | dict | COCO) -> COCO:
         return gt
     if isinstance(gt, str | Path):
         try:
-            dataset = json.loads(Path(gt).read_bytes())
-        except (OSError, ValueError) as err:
+            dataset = read_json(gt)
+        except ValueError as err:
             raise ValueError(f"cannot read the ground truth {gt}: {err}") from err
+        _check_ground_truth(dataset, source=str(gt))
     elif isinstance(gt, dict):
         dataset = copy.deepcopy(gt)  # COCOeval converts polygons to RLE in place
     else:
         raise ValueError(f"gt must be a COCO file path, dict or COCO object, got {type(gt).__name__}")
+    if not isinstance(dataset, dict):  # a dict given in memory is the caller's (coco_dict writes valid ones)
+        raise ValueError(f"ground truth must be a COCO object, got {type(dataset).__name__}")
     missing = [k for k in ("images", "annotations", "categories") if not isinstance(dataset.get(k), list)]
     if missing:
         raise ValueError(f"ground truth lacks the list(s) {missing}")
@@ -142,6 +146,9 @@ def _load_gt(gt: str | Path | dict | COCO) -> COCO:
         im.get("id"): (im.get("height"), im.get("width")) for im in dataset["images"] if isinstance(im, dict)
     }
     for ann in dataset["annotations"]:
+        segm = ann.get("segmentation")
+        if isinstance(segm, list) and segm and isinstance(segm[0], int | float):
+            ann["segmentation"] = [segm]  # one polygon written flat, as the validator reads it
         # COCOeval needs both; files written by other tools sometimes leave them out.
         ann["iscrowd"] = int(ann.get("iscrowd", 0))
         if "area" not in ann:
@@ -155,6 +162,19 @@ def _load_gt(gt: str | Path | dict | COCO) -> COCO:
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
     return coco
+
+
+def _check_ground_truth(dataset: object, *, source: str) -> None:
+    """The validator that import and training use (:func:`~maskrcnn_core.data.coco.validate_coco`),
+    stricter here: a ground-truth annotation it would skip changes the score, so it is refused."""
+    from maskrcnn_core.data.coco import validate_coco
+
+    _, report = validate_coco(dataset, None, source=source)  # raises CocoValidationError when fatal
+    if report.skipped:
+        raise ValueError(
+            f"the ground truth {source} holds {len(report.skipped)} unusable entries, which would change "
+            f"the score; fix them:\n{report.summary()}"
+        )
 
 
 def _annotation_area(ann: dict, height: int | None, width: int | None) -> float:
@@ -180,8 +200,8 @@ def _load_results(results: str | Path | Sequence[dict]) -> list[dict]:
     loaded: object = results
     if isinstance(results, str | Path):
         try:
-            loaded = json.loads(Path(results).read_bytes())
-        except (OSError, ValueError) as err:
+            loaded = read_json(results)
+        except ValueError as err:
             raise ValueError(f"cannot read the results {results}: {err}") from err
     if not isinstance(loaded, Sequence) or not all(isinstance(r, dict) for r in loaded):
         raise ValueError("results must be a list of dicts in COCO results format")

@@ -24,11 +24,13 @@ def evaluate_model(
     batch_size: int = 2,
     cancel: CancelToken | None = None,
     progress: Callable[[int, int], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """COCO AP of ``model`` on ``data``'s images against ``data``'s own annotations.
 
     The model's classes are matched to the dataset's by category id (the model predicts the ids it was
-    trained with); a class the dataset lacks simply produces unmatched detections.
+    trained with), unless a class name both share has different ids on the two sides: then they are
+    matched by name, and ``notify`` is told so. A class the dataset lacks produces no scored detections.
     """
     predictor = model if isinstance(model, Predictor) else Predictor.from_model(model, batch_size=batch_size)
     paths = [image.path for image in data.images]
@@ -37,9 +39,17 @@ def evaluate_model(
     if failed:
         raise ValueError(f"{len(failed)} validation images could not be read, e.g. {failed[0].error}")
     images = data.images[: len(predictions)]  # fewer when cancelled: score what was predicted
-    results = [
-        r
-        for r in predictions_to_coco_results(predictions, [im.id for im in images])
-        if data.class_map.has_category_id(r["category_id"])
-    ]
+    results = predictions_to_coco_results(predictions, [im.id for im in images])
+    by_name = predictor.model.class_map.ids_by_name_where_ids_disagree(data.class_map)
+    if by_name is not None:
+        if notify is not None:
+            notify(
+                "the model's category ids differ from the file's for the same class names; "
+                "matching classes by name: "
+                + ", ".join(f"{data.class_map.category_id_to_name(t)} {o}->{t}" for o, t in by_name.items())
+            )
+        results = [
+            {**r, "category_id": by_name[r["category_id"]]} for r in results if r["category_id"] in by_name
+        ]
+    results = [r for r in results if data.class_map.has_category_id(r["category_id"])]
     return evaluate_coco(coco_dict(images, data.categories), results)
