@@ -16,6 +16,7 @@ from app.project import model_sources
 from app.project.coco_io import export_coco, import_annotations
 from app.project.records import ImageResult
 from app.project.store import ProjectStore
+from maskrcnn_core.paths import OutputPathError, check_output_file, one_line_error
 
 # The exit status of a command stopped with Ctrl+C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
@@ -97,7 +98,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "repair":
         return _run_repair(args)
     try:
+        if args.command == "export":
+            check_output_file(args.out)  # before the project opens: a bad --out costs nothing
         with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
+            if args.command == "export":
+                _refuse_output_in(store.db_path.parent, args.out)
             if args.command == "import":
                 imported = import_annotations(store, args.coco_json)
                 print(f"{imported.headline()} (into {store.db_path})")
@@ -113,10 +118,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"wrote {exported.annotations} annotations on {exported.images} images to {args.out}")
                 for line in exported.skipped_images:
                     print(f"left out {line}", file=sys.stderr)
-    except ValueError as exc:  # every expected failure is a ValueError subclass with a message
-        print(f"maskrcnn-studio {args.command}: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # every expected failure: a ValueError subclass with a message,
+        # or an OSError (a disk that filled, a file that vanished after the checks)
+        print(f"maskrcnn-studio {args.command}: {one_line_error(exc)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _refuse_output_in(project_dir: Path, out: Path) -> None:
+    """An output inside the project's own folder (wherever it lives) would replace the project's files."""
+    if out.resolve().is_relative_to(project_dir.resolve()):
+        raise OutputPathError(
+            f"--out {out}: is inside the project folder {project_dir}, which holds the project's database; "
+            "write somewhere else"
+        )
 
 
 def _run_repair(args: argparse.Namespace) -> int:

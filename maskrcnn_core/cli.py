@@ -19,6 +19,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from maskrcnn_core.paths import check_output_dir, check_output_file, one_line_error
 from maskrcnn_core.protocol import (
     BACKBONES,
     DEVICES,
@@ -52,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         _lower_priority(args.nice)
     try:
         return args.run(args)
-    except (BadInput, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (BadInput, ValueError, OSError) as exc:
+        # every expected failure: the library's errors are ValueErrors naming the file and the problem;
+        # OSError covers a file that vanished or a disk that filled after the checks
+        print(f"error: {one_line_error(exc)}", file=sys.stderr)
         return ExitCode.BAD_INPUT
 
 
@@ -66,12 +69,15 @@ def _train(args: argparse.Namespace) -> int:
     from maskrcnn_core.engine.training_model import run_request, training_process
 
     request = TrainRequest.from_args(args)
+    check_output_dir(request.out)
     _set_threads(request.num_threads)
     with training_process(request) as process:
         leader = process.rank == 0  # the one process that reports and writes files
         train_data = _load_dataset(
             request.train_json, request.images, "training", fatal_if_empty=True, quiet=not leader
         )
+        if train_data.num_annotations == 0:
+            raise BadInput(f"the training file {request.train_json} has no usable annotations to learn from")
         val_data = None
         if request.val_json:
             val_images = request.val_images or request.images
@@ -113,6 +119,7 @@ def _predict(args: argparse.Namespace) -> int:
     from maskrcnn_core.engine.predictor import Predictor
     from maskrcnn_core.image_io import IMAGE_EXTENSIONS
 
+    check_output_file(args.out)  # before inference, so a bad --out loses no results
     _set_threads(args.num_threads)
     images_dir = Path(args.images)
     if args.coco:
@@ -168,7 +175,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         if not args.images:
             raise BadInput("--weights needs --images DIR")
         data = _load_dataset(args.gt, args.images, "ground truth", fatal_if_empty=True, quiet=False)
-        result = evaluate_model(Predictor(args.weights, device=args.device), data)
+        result = evaluate_model(
+            Predictor(args.weights, device=args.device),
+            data,
+            notify=lambda message: print(f"warning: {message}", file=sys.stderr),
+        )
     else:
         result = evaluate_coco(args.gt, args.pred)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.format_table())
@@ -178,6 +189,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _synthetic(args: argparse.Namespace) -> int:
     from maskrcnn_core.data.synthetic import generate_synthetic_dataset
 
+    check_output_dir(args.out, flag="output folder")
     path = generate_synthetic_dataset(
         args.out,
         num_images=args.num_images,
