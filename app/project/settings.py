@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from app.project.records import ImageStatus
+
 if TYPE_CHECKING:
     from app.project.store import ProjectStore
 
@@ -29,6 +31,10 @@ T = TypeVar("T")
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_OVERLAY_OPACITY = 0.45
+# What the image list can be narrowed to: every image, the images of one status, or the unusable files.
+IMAGE_FILTER_ALL = "all"
+IMAGE_FILTER_ERROR = "error"
+IMAGE_FILTERS = (IMAGE_FILTER_ALL, *(status.value for status in ImageStatus), IMAGE_FILTER_ERROR)
 # How the canvas colours instances: each its own hue, or its category's colour (the Categories panel's
 # Colour…). By category, so that a project's categories read apart on the canvas from the first image.
 COLOUR_BY_CATEGORY, COLOUR_BY_INSTANCE = "category", "instance"
@@ -51,6 +57,10 @@ def _optional_id(value: object) -> int | None:
 
 def _overlay_colour(value: object) -> str | None:
     return value if isinstance(value, str) and value in OVERLAY_COLOURS else None
+
+
+def _image_filter(value: object) -> str | None:
+    return value if isinstance(value, str) and value in IMAGE_FILTERS else None
 
 
 def _optional_text(value: object) -> str | None:
@@ -104,6 +114,12 @@ class ProjectSettings:
         DEFAULT_OVERLAY_COLOUR,
         _overlay_colour,
         "how instances are coloured on the canvas: 'category' or 'instance'",
+    )
+    image_filter = Setting[str](
+        "image_filter",
+        IMAGE_FILTER_ALL,
+        _image_filter,
+        f"the images the list shows: one of {', '.join(IMAGE_FILTERS)}",
     )
     last_image_id = Setting[int | None](
         "last_image_id", None, _optional_id, "the image shown last, shown again when the project reopens"

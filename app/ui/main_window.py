@@ -37,7 +37,7 @@ from app.project.recent import (
     set_reopen_last_folder,
 )
 from app.project.records import ImageStatus
-from app.project.settings import COLOUR_BY_CATEGORY, COLOUR_BY_INSTANCE
+from app.project.settings import COLOUR_BY_CATEGORY, COLOUR_BY_INSTANCE, ProjectSettings
 from app.session.document import Document
 from app.session.editor import Editor
 from app.session.finetune import FinetuneController
@@ -54,7 +54,7 @@ from app.ui.get_models_dialog import GetModelsDialog
 from app.ui.instance_menu import show_instance_menu
 from app.ui.interpreter import configure_for_gui, freeze_long_lived_heap
 from app.ui.panels.category_panel import CategoryDock, CategoryPanel
-from app.ui.panels.image_browser import ImageBrowser, ImageListModel
+from app.ui.panels.image_browser import ImageBrowser, ImageListModel, ImagePanel
 from app.ui.panels.instance_list import InstanceList
 from app.ui.panels.model_versions import ModelVersionsPanel, version_rows
 from app.ui.panels.run_progress import RunProgress
@@ -152,7 +152,11 @@ class MainWindow(QMainWindow):
         self.document = document
         self.loader = ImageLoader(document)
         self.browser = ImageBrowser(ImageListModel(document, self.loader, document))
-        self.browser_dock.setWidget(self.browser)
+        self.image_panel = ImagePanel(self.browser, document.settings.image_filter)
+        self.image_panel.filterChanged.connect(
+            lambda key: document.settings.write(ProjectSettings.image_filter, key)  # kept per project
+        )
+        self.browser_dock.setWidget(self.image_panel)
         self.presenter = CanvasPresenter(
             document, self.loader, self.canvas, self.instance_list, self.category_panel
         )

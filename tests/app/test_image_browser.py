@@ -1,5 +1,5 @@
 """The image list in a real window on a real project: it keeps the document's current image selected
-(after an import that rebuilds the list too)."""
+(after an import that rebuilds the list too); its status filter, kept per project, and legend."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ import json
 import pytest
 from fake_predictor import open_with_fake_model
 from PIL import Image
+
+from app.project.records import ImageStatus
+from app.project.settings import IMAGE_FILTER_ALL, IMAGE_FILTER_ERROR, ProjectSettings
 
 pytestmark = pytest.mark.gui
 
@@ -77,4 +80,55 @@ def test_an_import_that_adds_images_keeps_the_current_image_shown_and_selected(q
     # Going on from there follows the rebuilt list.
     window.step_image(1)
     assert doc.image(doc.current_image_id).file_name == "c.png" and _selected_row(window) == 2
+    window.close()
+
+
+def _shown_names(window) -> list[str]:
+    proxy = window.browser.model()
+    return [proxy.index(row, 0).data() for row in range(proxy.rowCount())]
+
+
+def test_the_status_filter_shows_one_status_and_is_kept_per_project(qtbot, folder, tmp_path):
+    (folder / "broken.png").write_bytes(b"")  # an unusable file: the error filter's
+    window = open_with_fake_model(qtbot, folder, tmp_path)
+    doc = window.document
+    panel = window.image_panel
+    assert window.browser_dock.widget() is panel and panel.filter_box.currentData() == IMAGE_FILTER_ALL
+    ids = {image.file_name: image.id for image in doc.images()}
+    qtbot.waitUntil(lambda: bool(doc.image_error(ids["broken.png"])), timeout=5000)
+    doc.set_verified(ids["b.png"], True)
+    panel.filter_box.setCurrentIndex(panel.filter_box.findData(ImageStatus.VERIFIED.value))
+    assert _shown_names(window) == ["b.png"]
+    assert ProjectSettings(doc.store).image_filter == ImageStatus.VERIFIED.value
+    panel.filter_box.setCurrentIndex(panel.filter_box.findData(IMAGE_FILTER_ERROR))
+    assert _shown_names(window) == ["broken.png"]
+    panel.filter_box.setCurrentIndex(panel.filter_box.findData(ImageStatus.NEW.value))
+    assert _shown_names(window) == ["a.png", "d.png"]
+    # Filtering is not choosing: the image on the canvas stays, and is selected when it is in the list.
+    current = doc.current_image_id
+    assert doc.image(current).file_name == "a.png" and _selected_row(window) == 0
+    doc.set_verified(current, True)  # it leaves the "new" list; the canvas stays on it
+    assert _shown_names(window) == ["d.png"] and doc.current_image_id == current
+    assert not window.browser.currentIndex().isValid()
+    # The legend names every status mark.
+    for status in ImageStatus:
+        assert status.value in panel.legend.text()
+    assert IMAGE_FILTER_ERROR in panel.legend.text()
+    window.close()
+
+    again = open_with_fake_model(qtbot, folder, tmp_path)
+    assert again.image_panel.filter_box.currentData() == ImageStatus.NEW.value
+    assert _shown_names(again) == ["d.png"]
+    again.close()
+
+
+def test_a_bad_stored_filter_reads_as_all_and_a_bad_one_is_refused(qtbot, folder, tmp_path):
+    window = open_with_fake_model(qtbot, folder, tmp_path)
+    settings = ProjectSettings(window.document.store)
+    window.document.store.set_setting(ProjectSettings.image_filter.key, "sideways")
+    assert settings.image_filter == IMAGE_FILTER_ALL
+    with pytest.raises(ValueError, match="image_filter"):
+        settings.image_filter = "sideways"
+    with pytest.raises(ValueError, match="no image filter"):
+        window.browser.set_status_filter("sideways")
     window.close()

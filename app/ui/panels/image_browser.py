@@ -7,13 +7,28 @@ relayout stall the GUI thread for over 100 ms. Status changes and thumbnails upd
 Thumbnails are requested for the rows in view only (decoded in the thread pool), so a 10,000-image folder
 costs one ``setItemData`` call per image up front. Unusable files get a red error mark and their message as
 tooltip.
+
+The list can show the images of one status only (or the unusable ones): each item carries its filter key
+(``FilterKeyRole``) and a ``QSortFilterProxyModel`` matches it in C++, so filtering calls no Python per row
+either. :class:`ImagePanel` puts the filter, a legend of the status marks and the list together.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
-from PySide6.QtCore import QModelIndex, QPoint, QRect, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import (
+    QModelIndex,
+    QPoint,
+    QRect,
+    QRegularExpression,
+    QSize,
+    QSortFilterProxyModel,
+    Qt,
+    QTimer,
+    Signal,
+)
 from PySide6.QtGui import (
     QColor,
     QImage,
@@ -24,15 +39,17 @@ from PySide6.QtGui import (
     QShowEvent,
     QStandardItemModel,
 )
-from PySide6.QtWidgets import QListView, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListView, QVBoxLayout, QWidget
 
 from app.project.records import ImageRecord, ImageStatus
+from app.project.settings import IMAGE_FILTER_ALL, IMAGE_FILTER_ERROR, IMAGE_FILTERS
 from app.session.document import Document
 from app.workers.image_loader import ImageLoader
 
 ImageIdRole = Qt.ItemDataRole.UserRole + 1
 StatusRole = Qt.ItemDataRole.UserRole + 2
 ErrorRole = Qt.ItemDataRole.UserRole + 3
+FilterKeyRole = Qt.ItemDataRole.UserRole + 4  # the status filter's key: the status, or "error"
 
 STATUS_COLORS = {
     ImageStatus.NEW: QColor("#9e9e9e"),
@@ -69,7 +86,7 @@ def decorate(thumb: QPixmap, status: ImageStatus, error: bool) -> QPixmap:
 class ImageListModel(QStandardItemModel):
     """The document's images as items, kept in step with the document's signals.
 
-    ``request_thumbnails(first_row, last_row)`` (the view calls it for the rows it shows) starts decoding
+    ``request_thumbnails(rows)`` (the view calls it for the rows it shows) starts decoding
     the thumbnails not loaded yet; an item shows a placeholder with its badge until then.
     ``currentRowChanged(row)`` tells the view the row of the document's current image whenever it
     changes, and again after the rows are rebuilt (-1: none).
@@ -96,9 +113,11 @@ class ImageListModel(QStandardItemModel):
         loader.thumbnailLoaded.connect(self._thumbnail_loaded)
         self._reset()
 
-    def request_thumbnails(self, first_row: int, last_row: int) -> None:
+    def request_thumbnails(self, rows: Iterable[int]) -> None:
         images = self._doc.images()
-        for row in range(max(0, first_row), min(last_row, len(images) - 1) + 1):
+        for row in rows:
+            if not 0 <= row < len(images):
+                continue
             image = images[row]
             if image.id not in self._thumbs and not self._doc.image_error(image.id):
                 self._loader.load_thumbnail(image.id, self._doc.image_path(image.id))
@@ -132,6 +151,7 @@ class ImageListModel(QStandardItemModel):
             ImageIdRole: image.id,
             StatusRole: status.value,  # a str in Qt: ImageStatus(value) gives the status back
             ErrorRole: error,
+            FilterKeyRole: IMAGE_FILTER_ERROR if error else status.value,
             Qt.ItemDataRole.ToolTipRole: f"{image.file_name}\n{error or 'status: ' + status.value}",
             Qt.ItemDataRole.DecorationRole: (
                 decorate(thumb, status, bool(error)) if thumb else self._placeholders[(status, bool(error))]
@@ -165,13 +185,31 @@ class ImageListModel(QStandardItemModel):
 
 
 class ImageBrowser(QListView):
-    """The list of images; ``imageSelected(id)`` fires when the user picks one."""
+    """The list of images; ``imageSelected(id)`` fires when the user picks one. Its model is a filter
+    (:meth:`set_status_filter`) over ``source``, the :class:`ImageListModel`."""
 
     imageSelected = Signal(int)
 
     def __init__(self, model: ImageListModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setModel(model)
+        self.source = model
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(model)
+        self.proxy.setFilterRole(FilterKeyRole)
+        self.status_filter = IMAGE_FILTER_ALL
+        # While the filter drops rows (a new filter, an image whose status no longer matches) the view's
+        # current row moves by itself: that is not the user choosing an image, so it is not announced, and
+        # the document's current image is selected again after (when the filter shows it). Connected before
+        # the view's selection model exists, so that these run before it moves the current row.
+        self._rows_moving = 0
+        for about_to, done in (
+            (self.proxy.rowsAboutToBeRemoved, self.proxy.rowsRemoved),
+            (self.proxy.layoutAboutToBeChanged, self.proxy.layoutChanged),
+            (self.proxy.modelAboutToBeReset, self.proxy.modelReset),
+        ):
+            about_to.connect(self._rows_move)
+            done.connect(self._rows_moved)
+        self.setModel(self.proxy)
         self.setUniformItemSizes(True)  # row heights are never measured one by one
         self.setIconSize(QSize(ICON_SIZE, ICON_SIZE))
         self.setSelectionMode(QListView.SelectionMode.SingleSelection)
@@ -185,19 +223,31 @@ class ImageBrowser(QListView):
         self.verticalScrollBar().valueChanged.connect(self._thumbnail_request.start)
         model.modelReset.connect(self._thumbnail_request.start)
         model.rowsInserted.connect(self._thumbnail_request.start)
+        self.proxy.layoutChanged.connect(self._thumbnail_request.start)
+        self.proxy.rowsInserted.connect(self._thumbnail_request.start)
         model.currentRowChanged.connect(self.select_row)
         self.select_row(model.current_row())
 
     def request_visible_thumbnails(self) -> None:
         """Ask the model for the thumbnails of the rows in view (and a screenful below, for scrolling)."""
-        model = self.model()
-        if not isinstance(model, ImageListModel) or model.rowCount() == 0:
+        shown = self.proxy.rowCount()
+        if shown == 0:
             return
         first = self.indexAt(QPoint(2, 2)).row()
         last = self.indexAt(QPoint(2, self.viewport().height() - 2)).row()
         first = max(first, 0)
-        last = model.rowCount() - 1 if last < 0 else last
-        model.request_thumbnails(first, last + (last - first + 1))
+        last = shown - 1 if last < 0 else last
+        rows = range(first, min(last + (last - first + 1), shown - 1) + 1)
+        self.source.request_thumbnails(self.proxy.mapToSource(self.proxy.index(r, 0)).row() for r in rows)
+
+    def set_status_filter(self, key: str) -> None:
+        """Show the images whose filter key is ``key`` (one of ``IMAGE_FILTERS``; ``"all"``: every image)."""
+        if key not in IMAGE_FILTERS:
+            raise ValueError(f"no image filter {key!r}: one of {', '.join(IMAGE_FILTERS)}")
+        self.status_filter = key
+        pattern = "" if key == IMAGE_FILTER_ALL else f"^{QRegularExpression.escape(key)}$"
+        self.proxy.setFilterRegularExpression(pattern)
+        self.select_row(self.source.current_row())
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
@@ -208,15 +258,96 @@ class ImageBrowser(QListView):
         self._thumbnail_request.start()
 
     def select_row(self, row: int) -> None:
-        """Make ``row`` (the document's current image) current without re-announcing it."""
-        index = self.model().index(row, 0)
-        if index.isValid() and self.currentIndex() != index:
+        """Make source ``row`` (the document's current image) current without re-announcing it; none is
+        current while the filter hides it."""
+        index = self.proxy.mapFromSource(self.source.index(row, 0))
+        if self.currentIndex() != index:
             self.blockSignals(True)
             self.setCurrentIndex(index)
             self.blockSignals(False)
             self.scrollTo(index)
 
+    def _rows_move(self, *_args: object) -> None:
+        self._rows_moving += 1
+
+    def _rows_moved(self, *_args: object) -> None:
+        self._rows_moving -= 1
+        if not self._rows_moving:
+            self.select_row(self.source.current_row())
+
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        model = self.model()
-        if current.isValid() and not (isinstance(model, ImageListModel) and model.rebuilding):
+        if current.isValid() and not self.source.rebuilding and not self._rows_moving:
             self.imageSelected.emit(current.data(ImageIdRole))
+
+
+def filter_label(key: str) -> str:
+    """What the filter menu calls ``key``."""
+    if key == IMAGE_FILTER_ALL:
+        return "All images"
+    if key == IMAGE_FILTER_ERROR:
+        return "Unusable files (error)"
+    return key.capitalize()
+
+
+def legend_html() -> str:
+    """The status marks the browser draws, each with its name (the colours are the badges' own)."""
+    marks = [f'<span style="color:{c.name()}">●</span>&nbsp;{s.value}' for s, c in STATUS_COLORS.items()]
+    marks.append(f'<span style="color:{ERROR_COLOR.name()}">■</span>&nbsp;{IMAGE_FILTER_ERROR}')
+    return " &nbsp; ".join(marks)
+
+
+class ImagePanel(QWidget):
+    """The Images dock: which images to show (``filterChanged(key)`` when the user picks), the legend of the
+    status marks, and the list itself."""
+
+    filterChanged = Signal(str)
+
+    def __init__(self, browser: ImageBrowser, status_filter: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.browser = browser
+        self.filter_box = QComboBox()
+        for key in IMAGE_FILTERS:
+            if key == IMAGE_FILTER_ALL:
+                self.filter_box.addItem(filter_label(key), key)
+                continue
+            error = key == IMAGE_FILTER_ERROR
+            status = ImageStatus.NEW if error else ImageStatus(key)
+            badge = QPixmap(BADGE_SIZE + 4, BADGE_SIZE + 4)
+            badge.fill(Qt.GlobalColor.transparent)
+            painter = QPainter(badge)
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.setBrush(ERROR_COLOR if error else STATUS_COLORS[status])
+            painter.setPen(Qt.PenStyle.NoPen)
+            if error:
+                painter.drawRoundedRect(2, 2, BADGE_SIZE, BADGE_SIZE, 2, 2)
+            else:
+                painter.drawEllipse(2, 2, BADGE_SIZE, BADGE_SIZE)
+            painter.end()
+            self.filter_box.addItem(badge, filter_label(key), key)
+        self.legend = QLabel(legend_html())
+        self.legend.setWordWrap(True)
+        self.legend.setToolTip(
+            "The mark on each thumbnail: the image's status, or a red ! for a file that cannot be used"
+        )
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Show:"))
+        top.addWidget(self.filter_box, stretch=1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        layout.addLayout(top)
+        layout.addWidget(self.legend)
+        layout.addWidget(browser, stretch=1)
+        self.set_status_filter(status_filter)
+        self.filter_box.currentIndexChanged.connect(self._picked)
+
+    def set_status_filter(self, key: str) -> None:
+        """Show ``key``'s images and say so in the menu, without announcing it."""
+        self.browser.set_status_filter(key)
+        self.filter_box.blockSignals(True)
+        self.filter_box.setCurrentIndex(self.filter_box.findData(key))
+        self.filter_box.blockSignals(False)
+
+    def _picked(self, index: int) -> None:
+        key = self.filter_box.itemData(index)
+        self.browser.set_status_filter(key)
+        self.filterChanged.emit(key)
