@@ -337,3 +337,30 @@ def test_training_refuses_a_file_without_annotations(shapes: Path, tmp_path: Pat
     ]
     assert main(argv) == ExitCode.BAD_INPUT
     assert "no usable annotations" in capsys.readouterr().err
+
+
+def test_evaluate_weights_matches_classes_by_name_when_the_ids_disagree(tmp_path: Path, capsys) -> None:
+    """The demo model's classes are ids 1..4; the same four names under ids 0..3 score the same, with a
+    warning that the classes were matched by name."""
+    numbered = generate_synthetic_dataset(tmp_path / "by_id", num_images=3, seed=11)
+    renumbered = generate_synthetic_dataset(
+        tmp_path / "by_name", num_images=3, seed=11, category_ids=[0, 1, 2, 3]
+    )
+    scores = []
+    for gt in (numbered, renumbered):
+        argv = [
+            "evaluate",
+            "--gt",
+            str(gt),
+            "--weights",
+            str(DEMO_MODEL),
+            "--images",
+            str(gt.parent / "images"),
+        ]
+        assert main([*argv, "--device", "cpu", "--num-threads", "1", "--json"]) == 0
+        captured = capsys.readouterr()
+        result = json.loads(captured.out)
+        scores.append({c["name"]: c["ap"] for c in result["segm"]["per_class_ap"]})
+        matched_by_name = "matching classes by name" in captured.err
+        assert matched_by_name == (gt == renumbered), captured.err
+    assert scores[0] == scores[1] and scores[0]["circle"] > 0.1
