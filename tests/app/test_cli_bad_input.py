@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -89,3 +90,36 @@ def test_thumbnails_obey_the_pixel_limit_of_full_reads(tmp_path: Path, monkeypat
     monkeypatch.setattr(image_loader, "MAX_PIXELS", 40 * 50 - 1)
     with pytest.raises(ImageReadError, match="larger than the limit"):
         image_loader.read_thumbnail(path)
+
+
+def _huge_category_id(coco: dict) -> None:
+    old = coco["categories"][0]["id"]
+    coco["categories"][0]["id"] = 2**64 + 1
+    for ann in coco["annotations"]:
+        if ann["category_id"] == old:
+            ann["category_id"] = 2**64 + 1
+
+
+@pytest.mark.parametrize("case", ["id-beyond-64-bits", "nested-too-deeply", "named-pipe"])
+def test_import_of_a_bad_file_is_one_message_and_changes_nothing(
+    imported: Path, synthetic_dataset: Path, tmp_path: Path, capsys, case: str
+) -> None:
+    before = _project_files(imported)
+    bad = tmp_path / "bad.json"
+    if case == "id-beyond-64-bits":
+        coco = json.loads(synthetic_dataset.read_text())
+        _huge_category_id(coco)
+        bad.write_text(json.dumps(coco))
+        fragment = "does not fit in 64 bits"
+    elif case == "nested-too-deeply":
+        bad.write_text("[" * 100_000 + "]" * 100_000)
+        fragment = "nested too deeply"
+    else:
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("named pipes are POSIX")
+        os.mkfifo(bad)
+        fragment = "not a regular file"
+    assert main(["import", str(imported), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert fragment in err and str(bad) in err and "Traceback" not in err
+    assert _project_files(imported) == before
