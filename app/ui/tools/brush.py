@@ -119,8 +119,9 @@ class BrushTool(Tool):
     def _color(self) -> QColor:
         if self.erase:
             return QColor(255, 255, 255)
-        if self._target is not None:
-            return instance_color(self._target.id)
+        if self._target is not None:  # as the canvas draws it (by category or by instance)
+            drawing = self.canvas.overlay.drawing(self._target.id)
+            return drawing.overlay.color if drawing is not None else instance_color(self._target.id)
         category = self.editor.current_category
         if category >= 0:
             return QColor(self.editor.document.category(category).color)
