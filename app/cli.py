@@ -16,7 +16,8 @@ from app.project import model_sources
 from app.project.coco_io import export_coco, import_annotations
 from app.project.records import ImageResult
 from app.project.store import ProjectStore
-from maskrcnn_core.paths import OutputPathError, check_output_file, one_line_error
+from maskrcnn_core.paths import OutputPathError, check_output_file, one_line_error, unreadable_reason
+from maskrcnn_core.protocol import ExitCode
 
 # The exit status of a command stopped with Ctrl+C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as exc:  # every expected failure: a ValueError subclass with a message,
         # or an OSError (a disk that filled, a file that vanished after the checks)
         print(f"maskrcnn-studio {args.command}: {one_line_error(exc)}", file=sys.stderr)
-        return 1
+        return ExitCode.FAILED
     return 0
 
 
@@ -139,25 +140,26 @@ def _run_repair(args: argparse.Namespace) -> int:
 
     try:
         print(repair_project(args.folder, project_dir=args.project_dir).headline())
-    except ValueError as exc:
-        print(f"maskrcnn-studio repair: {exc}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as exc:
+        print(f"maskrcnn-studio repair: {one_line_error(exc)}", file=sys.stderr)
+        return ExitCode.FAILED
     return 0
 
 
 def _run_segment(args: argparse.Namespace) -> int:
     try:
         weights = model_sources.resolve(str(args.weights)) if args.weights is not None else None
-        if weights is not None and not weights.is_file():
-            raise ValueError(f"--weights {args.weights}: no such checkpoint file")
+        reason = unreadable_reason(weights) if weights is not None else None
+        if reason is not None:
+            raise ValueError(f"--weights {args.weights}: {reason}")
         with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
             segment_folder(store, weights=weights, batch_size=args.batch_size)
     except KeyboardInterrupt:
         print("maskrcnn-studio segment: interrupted; the images already segmented are saved", file=sys.stderr)
         return INTERRUPTED
-    except ValueError as exc:
-        print(f"maskrcnn-studio segment: {exc}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as exc:
+        print(f"maskrcnn-studio segment: {one_line_error(exc)}", file=sys.stderr)
+        return ExitCode.FAILED
     return 0
 
 

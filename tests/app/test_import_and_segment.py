@@ -223,7 +223,7 @@ def test_segment_bad_input_is_one_line_and_loses_nothing(segmented, tmp_path, ca
     assert err.count("\n") == 1 and "not a folder" in err
     assert main(["segment", str(segmented), "--weights", str(tmp_path / "none.pt")]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "no such checkpoint file" in err
+    assert err.count("\n") == 1 and "none.pt: no such file" in err
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
     assert main(["segment", str(segmented), "--weights", str(garbage)]) == 1
