@@ -42,7 +42,7 @@ from maskrcnn_core.masks import (
     rle_to_mask,
     segmentation_to_mask,
 )
-from maskrcnn_core.paths import JsonFileError, read_json
+from maskrcnn_core.paths import JsonFileError, read_json, unreadable_reason
 from maskrcnn_core.types import Category, ClassMap, CroppedMask, Prediction
 
 Severity = Literal["fatal", "skipped", "warning"]
@@ -430,8 +430,11 @@ def _check_image(entry: dict, images_root: Path, report: ValidationReport) -> tu
         raise _Invalid(f"file_name {file_name!r} is not a usable path: {err}") from err
     if not path.is_relative_to(images_root):
         raise _Invalid(f"file_name {file_name!r} points outside the images folder {images_root}")
-    if not path.is_file():
+    reason = unreadable_reason(path)
+    if reason == "no such file":
         raise _Invalid(f"image file missing: {path}")
+    if reason is not None:  # a directory, a named pipe (which would block the read), an empty file
+        raise _Invalid(f"image file unusable: {path}: {reason}")
     try:
         actual = image_size(path)
     except ImageReadError as err:

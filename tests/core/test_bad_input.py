@@ -364,3 +364,23 @@ def test_evaluate_weights_matches_classes_by_name_when_the_ids_disagree(tmp_path
         matched_by_name = "matching classes by name" in captured.err
         assert matched_by_name == (gt == renumbered), captured.err
     assert scores[0] == scores[1] and scores[0]["circle"] > 0.1
+
+
+@needs_fifo
+def test_a_coco_file_naming_a_pipe_skips_it_as_not_a_regular_file(shapes: Path, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    coco = json.loads((shapes / "train.json").read_text())
+    for image in coco["images"]:
+        (images / image["file_name"]).parent.mkdir(parents=True, exist_ok=True)
+        (images / image["file_name"]).write_bytes((shapes / "images" / image["file_name"]).read_bytes())
+    piped = coco["images"][0]["file_name"]
+    (images / piped).unlink()
+    os.mkfifo(images / piped)
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(coco))
+    outcome: list = []
+    assert _finishes(lambda: outcome.append(load_coco(gt, images))) is None
+    data, report = outcome[0]
+    assert len(data.images) == len(coco["images"]) - 1
+    assert any("not a regular file" in str(issue) for issue in report.skipped), report.summary()
