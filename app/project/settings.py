@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from app.project.export_options import EXPORT_ALL_IMAGES, EXPORT_FORMATS, EXPORT_IMAGES
 from app.project.records import ImageStatus
 
 if TYPE_CHECKING:
@@ -61,6 +62,14 @@ def _overlay_colour(value: object) -> str | None:
 
 def _image_filter(value: object) -> str | None:
     return value if isinstance(value, str) and value in IMAGE_FILTERS else None
+
+
+def _export_format(value: object) -> str | None:
+    return value if isinstance(value, str) and value in EXPORT_FORMATS else None
+
+
+def _export_images(value: object) -> str | None:
+    return value if isinstance(value, str) and value in EXPORT_IMAGES else None
 
 
 def _optional_text(value: object) -> str | None:
@@ -121,6 +130,19 @@ class ProjectSettings:
         _image_filter,
         f"the images the list shows: one of {', '.join(IMAGE_FILTERS)}",
     )
+    export_format = Setting[str](
+        "export_format",
+        "rle",
+        _export_format,
+        f"the last export's format: one of {', '.join(EXPORT_FORMATS)}",
+    )
+    export_images = Setting[str](
+        "export_images",
+        EXPORT_ALL_IMAGES,
+        _export_images,
+        f"which images the last export wrote: one of {', '.join(EXPORT_IMAGES)}",
+    )
+    export_path = Setting[str | None]("export_path", None, _optional_text, "the file the last export wrote")
     last_image_id = Setting[int | None](
         "last_image_id", None, _optional_id, "the image shown last, shown again when the project reopens"
     )

@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
     QFileDialog,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -49,6 +48,7 @@ from app.ui.actions import EditActions, install_tools
 from app.ui.canvas.view import HIDE_OVERLAYS_HELD_KEY, Canvas
 from app.ui.category_editing import CategoryEditing
 from app.ui.dialogs import choose_model, show_about, show_shortcuts
+from app.ui.export_dialog import ExportChoices, ask_export
 from app.ui.finetune_dialog import FinetuneDialog
 from app.ui.get_models_dialog import GetModelsDialog
 from app.ui.instance_menu import show_instance_menu
@@ -65,6 +65,7 @@ from app.ui.panels.view_controls import ViewControls
 from app.ui.project_opener import open_project
 from app.workers.image_loader import ImageLoader
 from app.workers.inference import LoadedModel, PredictorFactory, checkpoint_factory
+from maskrcnn_core.paths import one_line_error
 
 APP_NAME = "Mask R-CNN Studio"
 
@@ -324,29 +325,26 @@ class MainWindow(QMainWindow):
     def export_coco_file(self) -> None:
         if self.document is None:
             return
-        fmt, ok = QInputDialog.getItem(self, "Export COCO", "Masks as:", ["rle", "polygon"], 0, False)
-        if not ok:
-            return
-        choices = {
-            "Every image a person or the model has looked at": None,
-            "Only images a person edited or verified": "annotated",
-            "Only verified images": "verified",
-        }
-        which, ok = QInputDialog.getItem(self, "Export COCO", "Images:", list(choices), 0, False)
-        if not ok:
-            return
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export COCO", str(self.document.folder / "annotations.json"), "COCO JSON (*.json)"
+        settings = self.document.settings
+        last = settings.export_path
+        defaults = ExportChoices(
+            Path(last) if last else self.document.folder / "annotations.json",
+            settings.export_format,
+            settings.export_images,
         )
-        if not path:
+        choices = ask_export(defaults, self)
+        if choices is None:
             return
         try:
-            summary = self.document.export_coco(Path(path), segmentation=fmt, only=choices[which])
+            summary = self.document.export_coco(choices.path, segmentation=choices.format, only=choices.only)
         except (ValueError, OSError) as exc:
-            QMessageBox.critical(self, "Export COCO", str(exc))
+            QMessageBox.critical(self, "Export", one_line_error(exc))
             return
+        settings.export_path = str(choices.path)
+        settings.export_format = choices.format
+        settings.export_images = choices.images
         self.statusBar().showMessage(
-            f"Exported {summary.annotations} annotations on {summary.images} images to {path}", 10_000
+            f"Exported {summary.annotations} annotations on {summary.images} images to {choices.path}", 10_000
         )
 
     def step_image(self, step: int) -> None:

@@ -1,0 +1,19 @@
+"""What an export can be asked for: its formats and which images it writes, each with the words the
+window shows for it. The export itself is :func:`app.project.coco_io.export_coco`; the last choices are
+kept per project (:class:`app.project.settings.ProjectSettings`)."""
+
+from __future__ import annotations
+
+# Format key -> what the export dialog calls it. A format to come is one more entry (and its writer).
+EXPORT_FORMATS = {
+    "rle": "COCO, masks as RLE (pixel-exact)",
+    "polygon": "COCO, masks as polygons",
+}
+
+# Which images -> what the dialog calls it; the key is export_coco's ``only`` (``"all"``: ``None``).
+EXPORT_ALL_IMAGES = "all"
+EXPORT_IMAGES = {
+    EXPORT_ALL_IMAGES: "Every image a person or the model has looked at",
+    "annotated": "Only images a person edited or verified",
+    "verified": "Only verified images",
+}

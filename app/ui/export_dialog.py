@@ -1,0 +1,87 @@
+"""File ▸ Export…: one dialog for where, in which format and which images; it starts from the project's last
+choices (:class:`app.project.settings.ProjectSettings`) and the window writes them back when it exports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QWidget,
+)
+
+from app.project.export_options import EXPORT_ALL_IMAGES, EXPORT_FORMATS, EXPORT_IMAGES
+
+
+@dataclass(frozen=True)
+class ExportChoices:
+    path: Path
+    format: str  # a key of EXPORT_FORMATS
+    images: str  # a key of EXPORT_IMAGES
+
+    @property
+    def only(self) -> str | None:
+        """The export's ``only`` argument (``None``: every image looked at)."""
+        return None if self.images == EXPORT_ALL_IMAGES else self.images
+
+
+class ExportDialog(QDialog):
+    def __init__(self, defaults: ExportChoices, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Export annotations")
+        self.path_edit = QLineEdit(str(defaults.path))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        where = QHBoxLayout()
+        where.addWidget(self.path_edit, stretch=1)
+        where.addWidget(browse)
+        self.format_box = QComboBox()
+        for key, text in EXPORT_FORMATS.items():
+            self.format_box.addItem(text, key)
+        self.format_box.setCurrentIndex(max(self.format_box.findData(defaults.format), 0))
+        self.images_box = QComboBox()
+        for key, text in EXPORT_IMAGES.items():
+            self.images_box.addItem(text, key)
+        self.images_box.setCurrentIndex(max(self.images_box.findData(defaults.images), 0))
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+        self.path_edit.textChanged.connect(self._path_changed)
+        form = QFormLayout(self)
+        form.addRow("File:", where)
+        form.addRow("Format:", self.format_box)
+        form.addRow("Images:", self.images_box)
+        form.addRow(self.buttons)
+        self.resize(620, self.sizeHint().height())
+        self._path_changed(self.path_edit.text())
+
+    def choices(self) -> ExportChoices:
+        return ExportChoices(
+            Path(self.path_edit.text().strip()).expanduser(),
+            self.format_box.currentData(),
+            self.images_box.currentData(),
+        )
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path_edit.text(), "COCO JSON (*.json)")
+        if path:
+            self.path_edit.setText(path)
+
+    def _path_changed(self, text: str) -> None:
+        self.buttons.button(QDialogButtonBox.StandardButton.Save).setEnabled(bool(text.strip()))
+
+
+def ask_export(defaults: ExportChoices, parent: QWidget | None = None) -> ExportChoices | None:
+    """The user's choices, or ``None`` when cancelled."""
+    dialog = ExportDialog(defaults, parent)
+    return dialog.choices() if dialog.exec() == QDialog.DialogCode.Accepted else None
