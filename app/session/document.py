@@ -26,7 +26,7 @@ from app.project.records import (
     NewInstance,
 )
 from app.project.settings import ProjectSettings
-from app.project.store import ProjectStore
+from app.project.store import ProjectStore, StoreError
 from app.project.training_set import eligible_images
 from app.project.truth import counts_as_annotation, is_crowd_region
 from app.session.model_registry import ModelRegistry
@@ -161,7 +161,12 @@ class Document(QObject):
         """Mark the file unusable (unreadable, corrupt, too large); stored so that reopening shows it."""
         if self.image(image_id).error == error:
             return
-        self.store.set_image_info(image_id, error=error)
+        try:
+            self.store.set_image_info(image_id, error=error)
+        except StoreError:  # the file is busy or damaged: true now, shown now, stored when next found
+            self._runtime_errors[image_id] = error
+            self.imageChanged.emit(image_id)
+            return
         self._refresh_image(image_id)
 
     def set_image_size(self, image_id: int, size: tuple[int, int]) -> None:
@@ -169,7 +174,10 @@ class Document(QObject):
         image = self.image(image_id)
         if (image.height, image.width) == tuple(size) and image.error is None:
             return
-        self.store.set_image_info(image_id, size=size)
+        try:
+            self.store.set_image_info(image_id, size=size)
+        except StoreError:  # the file is busy or damaged: the size is read again with the image next time
+            return
         self._refresh_image(image_id)
 
     def set_verified(self, image_id: int, verified: bool) -> None:
