@@ -221,3 +221,40 @@ def test_an_edit_during_another_programs_lock_is_committed_after_or_reported(
         assert window.undo_stack.count() == 0
     assert document.store.integrity_check() == "ok"
     window.close_project()
+
+
+@pytest.mark.gui
+def test_model_results_that_cannot_be_saved_are_reported_and_the_run_goes_on(
+    qtbot, images_folder, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 300)  # 3 attempts: about 1 s per result
+    window = MainWindow(predictor_factory=lambda _source: lambda: FakePredictor())
+    qtbot.addWidget(window)
+    window.show()
+    weights = tmp_path / "fake.pt"
+    weights.write_bytes(b"not really a checkpoint: the fake predictor ignores it")
+    assert window.open_folder(images_folder, weights=str(weights))
+    qtbot.waitUntil(lambda: window.segmentation.model is not None, timeout=5000)
+    document = window.document
+    holder = _hold_write_lock(document.store.db_path, 60)
+    said: list[str] = []
+
+    def on_message(text: str) -> None:
+        said.append(text)
+        if "was not saved" in text:
+            holder.kill()  # the other program goes away after the first result it blocked
+
+    window.segmentation.message.connect(on_message)
+    with qtbot.waitSignal(window.segmentation.jobFinished, timeout=60_000):
+        window.segment_all_action.trigger()
+    holder.wait(timeout=30)
+
+    not_saved = [text for text in said if "was not saved" in text]
+    assert not_saved and "another program is using the project file" in not_saved[0]
+    assert window.isVisible()
+    with sqlite3.connect(document.store.db_path) as db:
+        predicted = db.execute("SELECT COUNT(*) FROM images WHERE predicted_by IS NOT NULL").fetchone()[0]
+    assert predicted > 0  # the run went on once the other program let go
+    assert predicted + len(not_saved) == len(document.images())  # each result saved, or said not to be
+    assert document.store.integrity_check() == "ok"
+    window.close_project()
