@@ -9,6 +9,7 @@ so every edit is committed to the store in the same step as it is shown.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Literal
 
@@ -194,7 +195,8 @@ class Document(QObject):
         if image_id == self._current:
             return
         self._current = image_id
-        self.settings.last_image_id = image_id
+        with suppress(StoreError):  # where the user was is a convenience: a busy file must not stop the view
+            self.settings.last_image_id = image_id
         self.currentImageChanged.emit(image_id)
 
     def restore_current_image(self) -> None:
@@ -286,7 +288,8 @@ class Document(QObject):
         if value == self._score_threshold:
             return
         self._score_threshold = value
-        self.settings.score_threshold = value
+        with suppress(StoreError):  # a busy file: the view uses it now, the project keeps the last stored one
+            self.settings.score_threshold = value
         self.scoreThresholdChanged.emit(value)
 
     def apply_edit(
