@@ -13,6 +13,7 @@ The damaged file stays beside the new one as ``project.damaged-<UTC time>.sqlite
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -82,6 +83,17 @@ def repair_project(images_dir: str | Path, *, project_dir: str | Path | None = N
         return _repair(db_path)
     finally:
         lock.release()
+
+
+def open_readable_copy(db_path: Path, into: Path) -> ProjectStore:
+    """A project store on a repaired copy of the damaged ``db_path``, made in the folder ``into``; the
+    damaged file itself is not touched. For reading (an export of what can be read) before a repair."""
+    copy = into / DB_NAME
+    for suffix in ("", "-wal"):
+        if Path(f"{db_path}{suffix}").exists():
+            shutil.copyfile(f"{db_path}{suffix}", f"{copy}{suffix}")
+    _repair(copy)
+    return ProjectStore(copy, ProjectLock(into / LOCK_NAME))
 
 
 def _repair(db_path: Path) -> RepairReport:

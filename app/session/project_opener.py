@@ -7,6 +7,7 @@ turns the two errors below into message boxes. A refusal never leaves the projec
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,8 +15,8 @@ from PySide6.QtCore import QObject
 
 from app.project.locations import ProjectLocationError, remember_project_dir
 from app.project.lock import ProjectLockedError
-from app.project.repair import repair_project
-from app.project.store import DamagedProjectError, ProjectStore, StoreError
+from app.project.repair import open_readable_copy, repair_project
+from app.project.store import DB_NAME, DamagedProjectError, ProjectStore, StoreError
 from app.session.document import Document
 
 # Asked when the folder cannot hold its project: (folder, why, a suggested directory) -> the directory the
@@ -44,6 +45,18 @@ def repair_damaged_project(error: ProjectDamagedError) -> str:
     """Rebuild the damaged project file from what is readable (the damaged one is kept beside it); returns
     what was kept, in one line. Raises ``ValueError`` (lock held, file unreadable) with the reason."""
     return repair_project(error.folder, project_dir=error.project_dir).headline()
+
+
+def export_readable(error: ProjectDamagedError, out: Path) -> str:
+    """Write what the damaged project file still holds as a COCO file ``out`` (the file is not changed:
+    a repaired copy in a temporary folder is exported by a document); returns what was written."""
+    with tempfile.TemporaryDirectory(prefix="maskrcnn-studio-readable-") as scratch:
+        document = Document(open_readable_copy(error.project_dir / DB_NAME, Path(scratch)))
+        try:
+            written = document.export_coco(out)
+        finally:
+            document.close()
+    return f"wrote {written.annotations} annotations on {written.images} images (what could be read) to {out}"
 
 
 def open_document(

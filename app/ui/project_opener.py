@@ -9,13 +9,14 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from app.session.document import Document
 from app.session.project_opener import (
     ProjectDamagedError,
     ProjectInUseError,
     ProjectOpenError,
+    export_readable,
     open_document,
     repair_damaged_project,
 )
@@ -36,14 +37,28 @@ def open_project(parent: QWidget, folder: Path) -> Document | None:
 
 
 def _offer_repair(parent: QWidget, folder: Path, damaged: ProjectDamagedError) -> Document | None:
-    """Say the project file is damaged and, if the user agrees, repair it and open the repaired project."""
-    answer = QMessageBox.critical(
-        parent,
-        "The project file is damaged",
-        f"{folder}\n\n{damaged}.\n\nRepair it now?",
-        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-        QMessageBox.StandardButton.Yes,
-    )
+    """Say the project file is damaged; offer to export what can be read (Save) and to repair it (Yes), then
+    open the repaired project."""
+    while True:
+        answer = QMessageBox.critical(
+            parent,
+            "The project file is damaged",
+            f"{folder}\n\n{damaged}.\n\nRepair it now (Yes), or first export what can be read (Save)?",
+            QMessageBox.StandardButton.Yes
+            | QMessageBox.StandardButton.Save
+            | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Yes,
+        )
+        if answer != QMessageBox.StandardButton.Save:
+            break
+        out, _ = QFileDialog.getSaveFileName(
+            parent, "Export what can be read", str(folder / "readable.json"), "COCO JSON (*.json)"
+        )
+        if out:
+            try:
+                QMessageBox.information(parent, "Exported", export_readable(damaged, Path(out)))
+            except ValueError as exc:
+                QMessageBox.critical(parent, "Cannot export", f"{out}\n\n{exc}.")
     if answer != QMessageBox.StandardButton.Yes:
         return None
     try:

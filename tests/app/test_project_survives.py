@@ -6,6 +6,7 @@ Real files throughout: a project written by the store, then pages in the middle 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fake_predictor import FakePredictor
-from PySide6.QtWidgets import QMessageBox
+from PIL import Image
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from app.project import store as store_module
 from app.project.records import NewInstance, Provenance
@@ -47,10 +49,13 @@ def _damaged_project(folder: Path) -> tuple[Path, dict[int, tuple]]:
 
     Returns the file and the image rows as written (id -> row), read before the damage."""
     folder.mkdir(parents=True, exist_ok=True)
+    for i in range(300):
+        Image.new("L", (40, 40)).save(folder / f"img{i:04d}.png")
     with ProjectStore.open(folder) as store:
         store.add_images(f"img{i:04d}.png" for i in range(300))
         category = store.ensure_categories(["cell"])["cell"]
         for k, image in enumerate(store.images()[:150]):
+            store.set_image_info(image.id, size=(40, 40))
             store.apply_edit(image.id, add=[_instance(category, k)])
         db_path = store.db_path
     with sqlite3.connect(db_path) as db:
@@ -136,28 +141,33 @@ def test_cli_repair_end_to_end(tmp_path):
 
 
 @pytest.mark.gui
-def test_the_window_offers_repair_and_opens_the_repaired_project(qtbot, tmp_path, monkeypatch):
+def test_the_window_offers_export_and_repair_and_opens_the_repaired_project(qtbot, tmp_path, monkeypatch):
     db_path, written = _damaged_project(tmp_path / "imgs")
     readable = _still_readable_images(db_path, written)
+    out = tmp_path / "readable.json"
     said: list[str] = []
+    answers = iter([QMessageBox.StandardButton.Save, QMessageBox.StandardButton.Yes])  # export, then repair
     monkeypatch.setattr(
-        QMessageBox,
-        "critical",
-        lambda _p, title, text, *a: said.append(text) or QMessageBox.StandardButton.Yes,
+        QMessageBox, "critical", lambda _p, _title, text, *a: said.append(text) or next(answers)
     )
     monkeypatch.setattr(QMessageBox, "information", lambda _p, _title, text, *a: said.append(text))
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "COCO JSON (*.json)"))
     window = MainWindow(predictor_factory=lambda _source: lambda: FakePredictor())
     qtbot.addWidget(window)
     window.show()
     assert window.open_folder(tmp_path / "imgs")
-    assert "damaged" in said[0] and "repaired" in said[1]
+    assert "damaged" in said[0] and "what could be read" in said[1] and "repaired" in said[3]
     assert window.isVisible() and window.document is not None
-    assert len(window.document.images()) == len(readable)
-    out = tmp_path / "readable.json"
-    window.document.export_coco(out)  # what was readable is exported through the document
-    assert out.stat().st_size > 0
+    names = {image.id: image.file_name for image in window.document.images()}
+    assert all(names[i] == written[i][1] for i in readable)  # the readable images, under their ids
+    assert len(names) == len(written)  # and the lost ones found again in the folder, as new images
     window.close_project()
-    _check_repaired(db_path, written, readable)
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert list(db_path.parent.glob("project.damaged-*.sqlite"))
+    exported = json.loads(out.read_text())
+    with sqlite3.connect(db_path) as db:
+        assert len(exported["annotations"]) == db.execute("SELECT COUNT(*) FROM instances").fetchone()[0] > 0
 
 
 _HOLDER = """
