@@ -287,7 +287,10 @@ class MainWindow(QMainWindow):
     def show_get_models_dialog(self) -> None:
         """Model ▸ Get models…: download a pretrained model; once downloaded it becomes the active model of
         the open project."""
-        GetModelsDialog(self.registry, self).exec()
+        # open(), not exec(): window-modal without a nested event loop, so nothing waits on the dialog
+        dialog = GetModelsDialog(self.registry, self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
 
     def choose_and_load_model(self) -> None:
         source = choose_model(self)

@@ -44,7 +44,7 @@ def test_the_menu_opens_the_catalogue_with_sizes_scores_and_marks(qtbot, monkeyp
     window = MainWindow(predictor_factory=lambda _source: FakePredictor)
     qtbot.addWidget(window)
     shown: list[GetModelsDialog] = []
-    monkeypatch.setattr(GetModelsDialog, "exec", lambda dialog: shown.append(dialog) or 0)
+    monkeypatch.setattr(GetModelsDialog, "open", lambda dialog: shown.append(dialog))
     window.get_models_action.trigger()
     (dialog,) = shown
     rows = [[dialog.table.item(r, c).text() for c in range(dialog.table.columnCount())] for r in range(2)]
