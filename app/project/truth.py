@@ -62,8 +62,7 @@ def counts_as_annotation(instance: _Instance, score_threshold: float) -> bool:
 # :func:`counts_as_annotation` as an SQL condition on the store's ``instances`` table (its one parameter:
 # the score threshold), so a count over the whole project is one query that agrees with the rule.
 ANNOTATION_SQL = (
-    f"iscrowd = 0 AND (provenance != '{Provenance.PREDICTED.value}' "
-    "OR (score IS NOT NULL AND score >= ?))"
+    f"iscrowd = 0 AND (provenance != '{Provenance.PREDICTED.value}' OR (score IS NOT NULL AND score >= ?))"
 )
 
 
