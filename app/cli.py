@@ -16,7 +16,7 @@ from app.project import model_sources
 from app.project.coco_io import export_coco, import_annotations
 from app.project.records import ImageResult
 from app.project.store import ProjectStore
-from maskrcnn_core.paths import OutputPathError, check_output_file, one_line_error, unreadable_reason
+from maskrcnn_core.paths import check_output_file, one_line_error, unreadable_reason
 from maskrcnn_core.protocol import ExitCode
 
 # The exit status of a command stopped with Ctrl+C (128 + SIGINT), as shells report it.
@@ -102,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "export":
             check_output_file(args.out)  # before the project opens: a bad --out costs nothing
         with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
-            if args.command == "export":
-                _refuse_output_in(store.db_path.parent, args.out)
+            if args.command == "export":  # the project folder may live outside FOLDER: checked once known
+                check_output_file(args.out, project_dir=store.db_path.parent)
             if args.command == "import":
                 imported = import_annotations(store, args.coco_json)
                 print(f"{imported.headline()} (into {store.db_path})")
@@ -124,15 +124,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"maskrcnn-studio {args.command}: {one_line_error(exc)}", file=sys.stderr)
         return ExitCode.FAILED
     return 0
-
-
-def _refuse_output_in(project_dir: Path, out: Path) -> None:
-    """An output inside the project's own folder (wherever it lives) would replace the project's files."""
-    if out.resolve().is_relative_to(project_dir.resolve()):
-        raise OutputPathError(
-            f"--out {out}: is inside the project folder {project_dir}, which holds the project's database; "
-            "write somewhere else"
-        )
 
 
 def _run_repair(args: argparse.Namespace) -> int:

@@ -65,7 +65,7 @@ CATALOGUE: dict[str, PretrainedWeights] = {
         size_bytes=178_090_079,
         box_ap=37.9,
         mask_ap=34.6,
-        description="ResNet-50 FPN trained on COCO (91 categories), torchvision v1",
+        description="ResNet-50 FPN trained on COCO (80 object categories), torchvision v1",
     ),
     "coco-v2": PretrainedWeights(
         name="coco-v2",
@@ -74,7 +74,7 @@ CATALOGUE: dict[str, PretrainedWeights] = {
         size_bytes=185_828_591,
         box_ap=47.4,
         mask_ap=41.8,
-        description="ResNet-50 FPN v2 trained on COCO (91 categories), more accurate, a bit slower",
+        description="ResNet-50 FPN v2 trained on COCO (80 object categories), more accurate, a bit slower",
     ),
 }
 

@@ -2,7 +2,8 @@
 
 Only regular files are ever opened for reading: a named pipe blocks ``open`` forever and a device never
 ends. Outputs are checked before any work starts, so a bad ``--out`` costs nothing, and no output may
-land inside a project folder, whose database a plain file would replace.
+land inside a project folder, whose database a plain file would replace, except in its runs folder, where
+the app's own fine-tuning runs write their checkpoints and logs.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 
 #: The hidden folder beside the images that holds a project's database and models.
 PROJECT_DIR_NAME = ".maskrcnn-studio"
+#: The folder inside a project folder that holds its fine-tuning runs (one folder a run).
+PROJECT_RUNS_DIR = "runs"
 
 
 class OutputPathError(ValueError):
@@ -51,10 +54,13 @@ def is_regular_file(path: str | os.PathLike) -> bool:
         return False
 
 
-def check_output_file(path: str | os.PathLike, *, flag: str = "--out") -> Path:
-    """Refuse, before any work, an output file that cannot be written or would land in a project folder."""
+def check_output_file(
+    path: str | os.PathLike, *, flag: str = "--out", project_dir: str | os.PathLike | None = None
+) -> Path:
+    """Refuse, before any work, an output file that cannot be written or would land in a project folder
+    (``project_dir``, wherever it lives, or any folder named :data:`PROJECT_DIR_NAME`)."""
     path = Path(path)
-    _refuse_project_folder(path, flag)
+    _refuse_project_folder(path, flag, project_dir)
     if path.is_dir():
         raise OutputPathError(f"{flag} {path}: is a directory; give a file name")
     if path.exists() and not path.is_file():
@@ -63,23 +69,36 @@ def check_output_file(path: str | os.PathLike, *, flag: str = "--out") -> Path:
     return path
 
 
-def check_output_dir(path: str | os.PathLike, *, flag: str = "--out") -> Path:
-    """Refuse, before any work, an output folder that cannot be created or would land in a project folder."""
+def check_output_dir(
+    path: str | os.PathLike, *, flag: str = "--out", project_dir: str | os.PathLike | None = None
+) -> Path:
+    """Refuse, before any work, an output folder that cannot be created or would land in a project folder
+    (as :func:`check_output_file` says)."""
     path = Path(path)
-    _refuse_project_folder(path, flag)
+    _refuse_project_folder(path, flag, project_dir)
     if path.exists() and not path.is_dir():
         raise OutputPathError(f"{flag} {path}: is a file, not a folder")
     _check_parent_writable(path, path, flag)
     return path
 
 
-def _refuse_project_folder(path: Path, flag: str) -> None:
+def _refuse_project_folder(path: Path, flag: str, project_dir: str | os.PathLike | None) -> None:
+    """Refuse ``path`` inside ``project_dir`` or inside any folder named :data:`PROJECT_DIR_NAME`, except
+    inside a run's folder under its :data:`PROJECT_RUNS_DIR`."""
     resolved = path.resolve()
-    if PROJECT_DIR_NAME in resolved.parts:
-        raise OutputPathError(
-            f"{flag} {path}: is inside a project folder ({PROJECT_DIR_NAME}), which holds the project's "
-            "database; write somewhere else"
-        )
+    parts = resolved.parts
+    roots = [Path(project_dir).resolve()] if project_dir is not None else []
+    if PROJECT_DIR_NAME in parts:
+        roots.append(Path(*parts[: parts.index(PROJECT_DIR_NAME) + 1]))
+    for root in roots:
+        if not resolved.is_relative_to(root):
+            continue
+        inside = resolved.relative_to(root).parts
+        if len(inside) < 2 or inside[0] != PROJECT_RUNS_DIR:  # a run's own folder, or a file in one, is fine
+            raise OutputPathError(
+                f"{flag} {path}: is inside the project folder {root}, which holds the project's database; "
+                "write somewhere else"
+            )
 
 
 def _check_parent_writable(folder: Path, path: Path, flag: str) -> None:

@@ -31,7 +31,7 @@ from app.project.store import ProjectStore, StoreError
 from app.project.training_set import eligible_images
 from app.project.truth import counts_as_annotation, is_crowd_region
 from app.session.model_registry import ModelRegistry
-from maskrcnn_core.paths import OutputPathError, check_output_file
+from maskrcnn_core.paths import check_output_file
 
 
 class Document(QObject):
@@ -131,10 +131,7 @@ class Document(QObject):
 
         A path that cannot be written, or one inside the project's own folder (wherever it lives: it holds
         the project's database), is refused with a one-line ``ValueError`` before anything is written."""
-        path = check_output_file(path, flag="Export to")
-        project_dir = self.store.db_path.parent
-        if path.resolve().is_relative_to(project_dir.resolve()):
-            raise OutputPathError(f"Export to {path}: is inside the project folder {project_dir}")
+        path = check_output_file(path, flag="Export to", project_dir=self.store.db_path.parent)
         return export_coco(self.store, path, segmentation=segmentation, only=only)
 
     def images(self) -> list[ImageRecord]:

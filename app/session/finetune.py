@@ -36,6 +36,7 @@ from app.session.document import Document
 from app.session.model_registry import ModelRegistry
 from app.session.run_history import BASE_ERROR, BASE_MODEL, BASE_VALIDATION, VALIDATION, PastRun, last_run
 from app.workers.training_runner import EvaluationRunner, RunOutcome, TrainingRunner
+from maskrcnn_core.paths import PROJECT_RUNS_DIR
 from maskrcnn_core.protocol import (
     LAST_CHECKPOINT,
     EvaluateRequest,
@@ -45,7 +46,6 @@ from maskrcnn_core.protocol import (
     iterations_of_run,
 )
 
-RUNS_DIR = "runs"
 TRAIN_LOG = "train.log"
 BASE_EVAL_LOG = "evaluate_base.log"
 
@@ -161,7 +161,7 @@ class FinetuneController(QObject):
     @property
     def runs_dir(self) -> Path:
         """``<project dir>/runs``: next to the project file, so a read-only images folder works too."""
-        return self.store.db_path.parent / RUNS_DIR
+        return self.store.db_path.parent / PROJECT_RUNS_DIR
 
     def base_candidates(self) -> list[ModelVersionRecord]:
         """Model versions whose checkpoint file is still there, newest first."""

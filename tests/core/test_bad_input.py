@@ -384,3 +384,23 @@ def test_a_coco_file_naming_a_pipe_skips_it_as_not_a_regular_file(shapes: Path, 
     data, report = outcome[0]
     assert len(data.images) == len(coco["images"]) - 1
     assert any("not a regular file" in str(issue) for issue in report.skipped), report.summary()
+
+
+def test_a_project_folder_is_refused_except_the_folder_of_a_run(tmp_path: Path) -> None:
+    from maskrcnn_core.paths import PROJECT_DIR_NAME, PROJECT_RUNS_DIR, check_output_dir, check_output_file
+
+    project = tmp_path / "photos" / PROJECT_DIR_NAME
+    (project / PROJECT_RUNS_DIR).mkdir(parents=True)
+    run = project / PROJECT_RUNS_DIR / "20261207-demo-ft1"
+    # the app's own fine-tuning runs write their checkpoints and logs here
+    assert check_output_dir(run) == run
+    assert check_output_file(run / "metrics.json") == run / "metrics.json"
+    for refused in (project, project / "project.sqlite", project / PROJECT_RUNS_DIR, project / "x" / "y"):
+        with pytest.raises(ValueError, match="inside the project folder"):
+            check_output_file(refused)
+    # a project kept elsewhere (a read-only images folder) is refused by its own path
+    elsewhere = tmp_path / "chosen"
+    elsewhere.mkdir()
+    with pytest.raises(ValueError, match=f"inside the project folder {elsewhere}"):
+        check_output_file(elsewhere / "export.json", project_dir=elsewhere)
+    assert check_output_file(tmp_path / "export.json", project_dir=elsewhere) == tmp_path / "export.json"
