@@ -558,6 +558,12 @@ class ProjectStore:
             )
         return [_instance(row) for row in rows]
 
+    def read_every_row(self) -> None:
+        """Read every row of the images and instances tables once, in SQLite (no Python records), so that a
+        file with damaged pages raises :class:`DamagedProjectError` now rather than later."""
+        self._query("SELECT count(*), sum(length(file_name)), sum(length(coalesce(error, ''))) FROM images")
+        self._query("SELECT count(*), sum(length(rle_counts)), sum(category_id) FROM instances")
+
     def instance_counts(self) -> dict[int, int]:
         """``{category_id: number of instances}`` over the whole project."""
         rows = self._query("SELECT category_id, COUNT(*) FROM instances GROUP BY category_id")

@@ -86,10 +86,9 @@ def open_document(
     except (ProjectLocationError, StoreError) as exc:
         raise ProjectOpenError(str(exc)) from exc
     try:
-        # Read every image and instance row once, so a file with damaged pages is found here, where the
-        # user is offered a repair, rather than half-way through building the window.
-        store.images()
-        store.instance_counts()
+        # A file with damaged pages is found here, where the user is offered a repair, rather than half-way
+        # through building the window.
+        store.read_every_row()
         return Document(store, parent)
     except DamagedProjectError as exc:
         store.close()
