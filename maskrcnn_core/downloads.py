@@ -14,6 +14,7 @@ import hashlib
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -109,7 +110,14 @@ def hub_checkpoints_dir() -> Path:
 
 
 def base_url() -> str:
+    """Where the files are fetched from: ``$MASKRCNN_WEIGHTS_URL`` (a mirror) or torchvision's site.
+    ``DownloadError`` for a value that is no http(s) or file URL."""
     url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https", "file") or (parsed.scheme != "file" and not parsed.netloc):
+        raise DownloadError(
+            f"{BASE_URL_ENV}={url!r} is not a download address; give an http(s):// or file:// URL of a folder"
+        )
     return url if url.endswith("/") else url + "/"
 
 

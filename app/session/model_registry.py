@@ -108,6 +108,8 @@ class ModelRegistry(QObject):
                 self.activate(active.id)
             elif fallback:
                 self.activate_file(fallback)
+        except model_sources.NotDownloaded as exc:  # its message already says how to get the file
+            self.message.emit(str(exc))
         except ValueError as exc:
             self.message.emit(f"{exc} — Model ▸ Load weights…")
 

@@ -7,6 +7,7 @@ import json
 from app.project.demo import DEMO_IMAGES, DEMO_VERIFIED, demo_folder, seed_demo_project
 from app.project.records import ImageStatus
 from app.project.store import ProjectStore
+from app.project.training_set import build_training_set
 
 
 def test_new_demo_project_has_ground_truth_verified_and_images_left_for_the_model():
@@ -45,6 +46,26 @@ def test_a_user_edit_in_the_demo_project_survives_the_next_start():
         assert store.image(first.id).status != ImageStatus.VERIFIED
     finally:
         store.close()
+
+
+def test_the_demo_project_can_be_fine_tuned_at_once(tmp_path):
+    """Model > Fine-tune on a fresh demo finds the verified images and their objects, each once."""
+    folder = demo_folder()
+    seed_demo_project(folder)
+    ground_truth = json.loads((folder.parent / "train.json").read_text())
+    names = sorted(image["file_name"] for image in ground_truth["images"])[:DEMO_VERIFIED]
+    expected = sum(
+        1 for a in ground_truth["annotations"] if a["image_id"] in {_id_of(ground_truth, n) for n in names}
+    )
+    store = ProjectStore.open(folder)
+    try:
+        store.add_images(sorted(image["file_name"] for image in ground_truth["images"]))
+        training_set = build_training_set(store, tmp_path / "run")
+    finally:
+        store.close()
+    assert sorted(training_set.train_images + training_set.val_images) == names
+    assert training_set.val_images and training_set.train_images
+    assert training_set.num_annotations == expected  # the imported truth only, nothing doubled
 
 
 def _id_of(coco: dict, file_name: str) -> int:

@@ -173,3 +173,16 @@ def test_cli_download_without_network_is_one_line_and_fails(
     assert main(["weights", "download", "coco"]) == ExitCode.FAILED
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "cannot download" in lines[0]
+
+
+@pytest.mark.parametrize("url", ["not a url", "ftp://mirror.example/models/", "http://", "models/"])
+def test_a_malformed_base_url_is_refused_before_any_connection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv(downloads.BASE_URL_ENV, url)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(
+        downloads.DownloadError, match=f"{downloads.BASE_URL_ENV}=.* is not a download address"
+    ):
+        downloads.download(downloads.CATALOGUE["coco"])
+    assert not (tmp_path / "torch").exists() or cache_contents() == []
