@@ -131,7 +131,7 @@ def test_weights_coco_uses_the_cached_file_or_points_to_get_models(
     window.statusBar().messageChanged.connect(messages.append)
     assert window.open_folder(images_folder, weights="coco")
     said = [m for m in messages if "not downloaded yet" in m]
-    assert said and all("Get models" in m and "Load weights" not in m for m in said)  # one hint, the right one
+    assert said and all("Get models" in m and "Load weights" not in m for m in said)  # one hint
     assert all("Model file not found" not in m for m in messages)
 
     cached = downloads.cached_path(downloads.CATALOGUE["coco"])
