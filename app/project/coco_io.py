@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
+from app.project.export_options import ExportFormat, ExportOnly
 from app.project.labelme_io import LabelmeReport, is_labelme, labelme_files, read_labelme
 from app.project.mask_ops import instance_box
 from app.project.records import ImageStatus, ImportCounts, NewInstance, Provenance
@@ -191,9 +191,9 @@ def export_coco(
     store: ProjectStore,
     out: Path,
     *,
-    segmentation: Literal["rle", "polygon"] = "rle",
+    segmentation: ExportFormat = "rle",
     score_threshold: float | None = None,
-    only: Literal["verified", "annotated"] | None = None,
+    only: ExportOnly | None = None,
 ) -> ExportSummary:
     """Write the project's annotations as a COCO file (atomic replace), loadable by pycocotools.
 

@@ -4,15 +4,21 @@ kept per project (:class:`app.project.settings.ProjectSettings`)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
+# What the export writes the masks as, and which images it keeps (None: every image looked at).
+ExportFormat = Literal["rle", "polygon"]
+ExportOnly = Literal["verified", "annotated"]
+
 # Format key -> what the export dialog calls it. A format to come is one more entry (and its writer).
-EXPORT_FORMATS = {
+EXPORT_FORMATS: dict[ExportFormat, str] = {
     "rle": "COCO, masks as RLE (pixel-exact)",
     "polygon": "COCO, masks as polygons",
 }
 
 # Which images -> what the dialog calls it; the key is export_coco's ``only`` (``"all"``: ``None``).
-EXPORT_ALL_IMAGES = "all"
-EXPORT_IMAGES = {
+EXPORT_ALL_IMAGES: Literal["all"] = "all"
+EXPORT_IMAGES: dict[ExportOnly | Literal["all"], str] = {
     EXPORT_ALL_IMAGES: "Every image a person or the model has looked at",
     "annotated": "Only images a person edited or verified",
     "verified": "Only verified images",

@@ -8,6 +8,7 @@ Built once with the window; :meth:`EditActions.set_editor` points them at the op
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import QInputDialog, QMainWindow, QMenu, QToolBar
@@ -86,7 +87,7 @@ class EditActions:
         self._edit(edit, "Change &category…", "C", self._choose_category)
         for n in range(1, 10):
             self._edit(
-                edit, f"Set category {n}", str(n), lambda e, n=n: self._category_number(e, n), menu_item=False
+                edit, f"Set category {n}", str(n), partial(self._category_number, n=n), menu_item=False
             )
         edit.addSeparator()
         self._edit(edit, "&Fill holes", "F", lambda e: e.fill_holes_selected())
@@ -124,7 +125,7 @@ class EditActions:
         self,
         menu: QMenu,
         text: str,
-        shortcut: QKeySequence | str,
+        shortcut: QKeySequence | QKeySequence.StandardKey | str,
         slot: Callable[[Editor], None],
         *,
         menu_item=True,

@@ -105,8 +105,8 @@ def choose_model(parent: QWidget) -> str | None:
             return None
         if choice != other:
             return options[choice]
-    path, _ = QFileDialog.getOpenFileName(parent, "Load weights", str(Path.home()), CHECKPOINT_FILTER)
-    return path or None
+    chosen, _ = QFileDialog.getOpenFileName(parent, "Load weights", str(Path.home()), CHECKPOINT_FILTER)
+    return chosen or None
 
 
 def choose_project_dir(parent: QWidget, folder: Path, reason: str, suggested: Path | None) -> Path | None:

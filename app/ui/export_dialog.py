@@ -18,7 +18,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.project.export_options import EXPORT_ALL_IMAGES, EXPORT_FORMATS, EXPORT_IMAGES
+from app.project.export_options import (
+    EXPORT_ALL_IMAGES,
+    EXPORT_FORMATS,
+    EXPORT_IMAGES,
+    ExportFormat,
+    ExportOnly,
+)
 
 
 @dataclass(frozen=True)
@@ -28,8 +34,18 @@ class ExportChoices:
     images: str  # a key of EXPORT_IMAGES
 
     @property
-    def only(self) -> str | None:
-        """The export's ``only`` argument (``None``: every image looked at)."""
+    def segmentation(self) -> ExportFormat:
+        """The export's ``segmentation`` argument. Raises ``ValueError`` for a format it does not know."""
+        if self.format not in EXPORT_FORMATS:
+            raise ValueError(f"Unknown export format {self.format!r}: one of {', '.join(EXPORT_FORMATS)}")
+        return self.format
+
+    @property
+    def only(self) -> ExportOnly | None:
+        """The export's ``only`` argument (``None``: every image looked at). Raises ``ValueError`` for a
+        choice of images it does not know."""
+        if self.images not in EXPORT_IMAGES:
+            raise ValueError(f"Unknown choice of images {self.images!r}: one of {', '.join(EXPORT_IMAGES)}")
         return None if self.images == EXPORT_ALL_IMAGES else self.images
 
 
@@ -44,12 +60,12 @@ class ExportDialog(QDialog):
         where.addWidget(self.path_edit, stretch=1)
         where.addWidget(browse)
         self.format_box = QComboBox()
-        for key, text in EXPORT_FORMATS.items():
-            self.format_box.addItem(text, key)
+        for export_format, text in EXPORT_FORMATS.items():
+            self.format_box.addItem(text, export_format)
         self.format_box.setCurrentIndex(max(self.format_box.findData(defaults.format), 0))
         self.images_box = QComboBox()
-        for key, text in EXPORT_IMAGES.items():
-            self.images_box.addItem(text, key)
+        for images, text in EXPORT_IMAGES.items():
+            self.images_box.addItem(text, images)
         self.images_box.setCurrentIndex(max(self.images_box.findData(defaults.images), 0))
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel

@@ -197,9 +197,14 @@ class MainWindow(QMainWindow):
             return
         self.edit_actions.set_editor(None)
         self.category_dock.set_enabled(False)
-        self.finetune.shutdown()  # the training run saves its last checkpoint; resume is offered on reopen
-        self.segmentation.shutdown()
-        self.loader.wait()
+        # the workers come and go with the document; the training run saves its last checkpoint (resume is
+        # offered on reopen)
+        if self.finetune is not None:
+            self.finetune.shutdown()
+        if self.segmentation is not None:
+            self.segmentation.shutdown()
+        if self.loader is not None:
+            self.loader.wait()
         self.document.close()
         shiboken6.delete(self.document)  # now, not later: no queued result may reach a closed store
         self.document = self.registry = self.segmentation = self.loader = self.editor = self.finetune = None
@@ -267,20 +272,22 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------------------------------ actions
     def auto_segment_image(self) -> None:
-        doc = self.document
-        if doc is None or doc.current_image_id < 0 or not self._model_ready():
+        doc, segmentation = self.document, self.segmentation
+        if doc is None or segmentation is None or doc.current_image_id < 0 or not self._model_ready():
             return
-        if doc.image_error(doc.current_image_id):
-            self.statusBar().showMessage(doc.image_error(doc.current_image_id), 10_000)
+        error = doc.image_error(doc.current_image_id)
+        if error:
+            self.statusBar().showMessage(error, 10_000)
             return
-        self.segmentation.segment([doc.current_image_id])
+        segmentation.segment([doc.current_image_id])
 
     def auto_segment_all(self) -> None:
-        if self.document is None or not self._model_ready():
+        segmentation = self.segmentation
+        if self.document is None or segmentation is None or not self._model_ready():
             return
         todo, skipped = self.document.images_to_segment()
-        batch = 4 if self.segmentation.model and self.segmentation.model.device.startswith("cuda") else 1
-        self.segmentation.segment([image.id for image in todo], batch_size=batch)
+        batch = 4 if segmentation.model and segmentation.model.device.startswith("cuda") else 1
+        segmentation.segment([image.id for image in todo], batch_size=batch)
         if skipped:
             self.statusBar().showMessage(f"Skipping {skipped} image(s) you corrected or verified", 10_000)
 
@@ -322,7 +329,9 @@ class MainWindow(QMainWindow):
     def import_annotation_file(self, path: Path) -> ImportSummary:
         """Import a COCO or labelme file into the open project (the document's import, which keeps the
         views right); what the menu item does, without its dialogs. Raises ``ValueError`` (nothing
-        imported) for a bad file."""
+        imported) for a bad file or when no project is open."""
+        if self.document is None:
+            raise ValueError("No project is open: open a project folder first")
         return self.document.import_annotations(path)
 
     def export_coco_file(self) -> None:
@@ -339,7 +348,9 @@ class MainWindow(QMainWindow):
         if choices is None:
             return
         try:
-            summary = self.document.export_coco(choices.path, segmentation=choices.format, only=choices.only)
+            summary = self.document.export_coco(
+                choices.path, segmentation=choices.segmentation, only=choices.only
+            )
         except (ValueError, OSError) as exc:
             QMessageBox.critical(self, "Export", one_line_error(exc))
             return
@@ -379,7 +390,7 @@ class MainWindow(QMainWindow):
         install_tools(editor, self.canvas, segmentation)
         editor.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         editor.brushSizeChanged.connect(lambda d: self.statusBar().showMessage(f"Brush: {d} px", 3_000))
-        editor.selectionChanged.connect(lambda ids: ids and self.instance_list.select(ids[0]))
+        editor.selectionChanged.connect(self._select_first_in_list)
         self.instance_list.instanceSelected.connect(editor.select_one)  # disconnected when it is deleted
         self.canvas.brushWheel.connect(editor.grow_brush)
         self.edit_actions.set_editor(editor)
@@ -407,11 +418,28 @@ class MainWindow(QMainWindow):
 
     def _wire_finetune_views(self) -> None:
         panel = self.training_panel
-        panel.cancelRequested.connect(lambda: self.finetune and self.finetune.cancel())
-        panel.resumeRequested.connect(lambda: self.finetune and self.finetune.resume())
-        panel.useNewRequested.connect(lambda: self.finetune and self.finetune.use_new_version())
+        panel.cancelRequested.connect(self._cancel_finetune)
+        panel.resumeRequested.connect(self._resume_finetune)
+        panel.useNewRequested.connect(self._use_new_version)
         panel.resegmentRequested.connect(self.auto_segment_all)
         self.versions_panel.activateRequested.connect(self.activate_version)
+
+    def _cancel_finetune(self) -> None:
+        if self.finetune is not None:
+            self.finetune.cancel()
+
+    def _resume_finetune(self) -> None:
+        if self.finetune is not None:
+            self.finetune.resume()
+
+    def _use_new_version(self) -> None:
+        if self.finetune is not None:
+            self.finetune.use_new_version()
+
+    def _select_first_in_list(self, instance_ids: list[int]) -> None:
+        """The instance list follows the canvas selection (its first instance)."""
+        if instance_ids:
+            self.instance_list.select(instance_ids[0])
 
     def _build_finetune(
         self, document: Document, registry: ModelRegistry, seg: SegmentationController
@@ -479,7 +507,13 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
-    def _action(self, menu, text: str, slot, shortcut: QKeySequence | str | None = None) -> QAction:  # noqa: ANN001
+    def _action(
+        self,
+        menu,  # noqa: ANN001
+        text: str,
+        slot,  # noqa: ANN001
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+    ) -> QAction:
         action = menu.addAction(text)
         if slot is not None:
             action.triggered.connect(slot)

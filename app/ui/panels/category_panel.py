@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, SignalInstance
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QHBoxLayout, QListWidget, QListWidgetItem, QToolButton, QVBoxLayout, QWidget
 
@@ -109,6 +109,6 @@ class CategoryDock(QWidget):
         for button in self.buttons.values():
             button.setEnabled(enabled)
 
-    def _with_current(self, signal: Signal) -> None:
+    def _with_current(self, signal: SignalInstance) -> None:
         if self.panel.current_category() >= 0:
             signal.emit(self.panel.current_category())

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from PySide6.QtCore import (
     QModelIndex,
+    QObject,
     QPoint,
     QRect,
     QRegularExpression,
@@ -94,7 +95,7 @@ class ImageListModel(QStandardItemModel):
 
     currentRowChanged = Signal(int)
 
-    def __init__(self, document: Document, loader: ImageLoader, parent: QWidget | None = None) -> None:
+    def __init__(self, document: Document, loader: ImageLoader, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._doc = document
         self._loader = loader
@@ -174,6 +175,8 @@ class ImageListModel(QStandardItemModel):
             return  # a thumbnail of a previous folder
         if error:
             self._doc.set_image_error(image_id, error)  # imageChanged redraws the item
+            return
+        if image is None:  # the loader sends no image only together with an error
             return
         self._thumbs[image_id] = QPixmap.fromImage(image)
         if len(self._thumbs) > _CACHE_LIMIT:  # the oldest goes back to its placeholder (memory stays bounded)

@@ -137,7 +137,7 @@ class ModelVersionsPanel(QWidget):
 
     def _update_button(self) -> None:
         row = self._selected()
-        usable = row is not None and not row.active and bool(row.path) and Path(row.path).is_file()
+        usable = row is not None and not row.active and bool(row.path and Path(row.path).is_file())
         self.activate_button.setEnabled(usable)
         tip = "" if usable or row is None else "already active, or its file is gone"
         self.activate_button.setToolTip(tip)

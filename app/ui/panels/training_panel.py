@@ -109,13 +109,13 @@ class TrainingPanel(QWidget):
         column.addWidget(self.ap_chart, 1)
         column.addWidget(self.table, 2)
         column.addWidget(self.log, 2)
-        self.scroll = QScrollArea()
-        self.scroll.setWidget(content)
-        self.scroll.setWidgetResizable(True)
-        self.scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.figures_scroll = QScrollArea()
+        self.figures_scroll.setWidget(content)
+        self.figures_scroll.setWidgetResizable(True)
+        self.figures_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        self.figures_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.scroll)
+        layout.addWidget(self.figures_scroll)
         layout.addWidget(self.verdict)
         row = QHBoxLayout()
         for button in (self.cancel_button, self.resume_button):
@@ -202,8 +202,10 @@ class TrainingPanel(QWidget):
             f"Finished. Mask AP on the same {comparison.num_images} validation images, before "
             f"(<b>{comparison.base_name}</b>) and after (<b>{comparison.new_name}</b>):"
         )
-        self.table.horizontalHeaderItem(1).setToolTip(comparison.base_name)
-        self.table.horizontalHeaderItem(2).setToolTip(comparison.new_name)
+        for column, name in ((1, comparison.base_name), (2, comparison.new_name)):
+            header = self.table.horizontalHeaderItem(column)
+            if header is not None:  # the headers are set once in __init__; this only satisfies the Optional
+                header.setToolTip(name)
         self.table.setRowCount(len(comparison.rows))
         for r, row in enumerate(comparison.rows):
             delta = row.delta
@@ -226,8 +228,8 @@ class TrainingPanel(QWidget):
                 f"{comparison.base_name} stays active. Use new version to switch anyway."
             )
         self.use_new_button.setEnabled(not comparison.new_is_better)
-        # bring the table into view once the layout has made room for its rows
-        QTimer.singleShot(0, self, lambda: self.scroll.ensureWidgetVisible(self.table))  # dropped with self
+        # bring the table into view once the layout has made room for its rows (the timer dies with self)
+        QTimer.singleShot(0, self, lambda: self.figures_scroll.ensureWidgetVisible(self.table))
 
     def set_active_model(self, name: str, is_new_version: bool) -> None:
         """The worker loaded ``name``; re-segmenting makes sense once the run's new version is active."""

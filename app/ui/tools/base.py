@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypeGuard, TypeVar
+
 import shiboken6
 from PySide6.QtCore import QPointF, Qt
 from PySide6.QtGui import QKeyEvent, QMouseEvent
@@ -9,6 +11,8 @@ from PySide6.QtWidgets import QGraphicsItem
 
 from app.session.editor import Editor
 from app.ui.canvas.view import Canvas
+
+_Item = TypeVar("_Item", bound=QGraphicsItem)
 
 
 class Tool:
@@ -79,7 +83,7 @@ class Tool:
         self._items = []
 
 
-def alive(item: QGraphicsItem | None) -> bool:
+def alive(item: _Item | None) -> TypeGuard[_Item]:
     """Whether a preview item is still on the canvas: showing another image clears the scene, which
-    deletes every item in it, ours included."""
+    deletes every item in it, ours included. Type checkers take a True answer to mean "not None"."""
     return item is not None and shiboken6.isValid(item) and item.scene() is not None

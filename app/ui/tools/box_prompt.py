@@ -138,7 +138,10 @@ class BoxPromptTool(Tool):
             return
         start = self._start
         self.cancel()
-        height, width = self.editor.image_size()
+        size = self.editor.image_size()
+        if size is None:  # the image went away during the drag
+            return
+        height, width = size
         x0, x1 = sorted((min(max(start.x(), 0.0), width), min(max(pos.x(), 0.0), width)))
         y0, y1 = sorted((min(max(start.y(), 0.0), height), min(max(pos.y(), 0.0), height)))
         if x1 - x0 < MIN_BOX or y1 - y0 < MIN_BOX:

@@ -106,6 +106,8 @@ class BrushTool(Tool):
     def _finish(self, points: list[tuple[float, float]], target: InstanceRecord | None) -> None:
         editor = self.editor
         size = editor.image_size()
+        if size is None:  # the image went away during the stroke
+            return
         stroke = stroke_mask(points, editor.brush_size / 2, size)
         if target is None:
             command = commands.add_instance(

@@ -83,7 +83,10 @@ class PolygonTool(Tool):
         points = [p for i, p in enumerate(self.points) if i == 0 or p != self.points[i - 1]]
         self.cancel()
         editor = self.editor
-        shape = polygon_mask(points, editor.image_size())
+        size = editor.image_size()
+        if size is None:  # the image went away while the polygon was open
+            return
+        shape = polygon_mask(points, size)
         if shape.area == 0:
             editor.message.emit("Polygon: the shape covers no pixel centre")
             return
