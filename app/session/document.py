@@ -8,7 +8,7 @@ so every edit is committed to the store in the same step as it is shown.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Literal
@@ -34,6 +34,10 @@ from app.session.model_registry import ModelRegistry
 from maskrcnn_core.paths import check_output_file
 
 
+class ReadOnlyDocumentError(StoreError):
+    """An edit of a document opened read-only (a damaged project's readable copy); nothing was written."""
+
+
 class Document(QObject):
     """The open project. Methods are called on the GUI thread only."""
 
@@ -47,9 +51,22 @@ class Document(QObject):
     saved = Signal()  # a write is committed: everything so far is in the project file
     saveFailed = Signal(str)  # a write was refused (why); the file holds what it held before
 
-    def __init__(self, store: ProjectStore, parent: QObject | None = None) -> None:
+    def __init__(
+        self,
+        store: ProjectStore,
+        parent: QObject | None = None,
+        *,
+        damaged_project_dir: Path | None = None,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
+        """``damaged_project_dir``: ``store`` is a readable copy of that folder's damaged project file, and
+        the document is read-only: its images, instances and model versions can be looked at and exported,
+        every edit raises :class:`ReadOnlyDocumentError`. ``on_close`` runs after the store is closed (it
+        removes the temporary folder a readable copy lives in)."""
         super().__init__(parent)
         self.store = store
+        self.damaged_project_dir = damaged_project_dir
+        self._on_close = on_close
         self.folder = store.images_dir
         self._images: list[ImageRecord] = []
         self._row_of: dict[int, int] = {}
@@ -69,6 +86,23 @@ class Document(QObject):
     def close(self) -> None:
         """Release the project (its store and lock); everything is already saved."""
         self.store.close()
+        if self._on_close is not None:
+            on_close, self._on_close = self._on_close, None
+            on_close()
+
+    @property
+    def read_only(self) -> bool:
+        """Opened from a damaged project file's readable copy: looked at and exported, never edited."""
+        return self.damaged_project_dir is not None
+
+    def check_writable(self) -> None:
+        """The one check every annotation edit passes first: a read-only document raises
+        :class:`ReadOnlyDocumentError`."""
+        if self.read_only:
+            raise ReadOnlyDocumentError(
+                "the project is open read-only (its file is damaged): nothing was changed — "
+                "File ▸ Repair project…"
+            )
 
     # ---------------------------------------------------------------------------------------------- images
     def scan(self) -> int:
@@ -77,7 +111,7 @@ class Document(QObject):
         Files that disappeared keep their annotations and show "file not found".
         """
         found = scan_folder(self.folder)
-        added = self.store.add_images(found.file_names)
+        added = 0 if self.read_only else self.store.add_images(found.file_names)
         self._images = self.store.images()
         self._row_of = {image.id: row for row, image in enumerate(self._images)}
         present = set(found.file_names)
@@ -86,6 +120,9 @@ class Document(QObject):
             if image.file_name not in present:
                 self._runtime_errors[image.id] = "file not found in the folder"
             elif image.file_name in found.errors and image.error != found.errors[image.file_name]:
+                if self.read_only:
+                    self._runtime_errors[image.id] = found.errors[image.file_name]
+                    continue
                 self.store.set_image_info(image.id, error=found.errors[image.file_name])
                 self._images[self._row_of[image.id]] = self.store.image(image.id)
         self.imagesReset.emit()
@@ -99,6 +136,7 @@ class Document(QObject):
         unusable file, with nothing imported. The caches are reloaded and the views told through the
         usual signals.
         """
+        self.check_writable()
         summary = import_annotations(self.store, path)
         self._instances.clear()
         self._reload_categories()
@@ -159,6 +197,10 @@ class Document(QObject):
         """Mark the file unusable (unreadable, corrupt, too large); stored so that reopening shows it."""
         if self.image(image_id).error == error:
             return
+        if self.read_only:  # true now, shown now; the project file is not written
+            self._runtime_errors[image_id] = error
+            self.imageChanged.emit(image_id)
+            return
         try:
             self.store.set_image_info(image_id, error=error)
         except StoreError:  # the file is busy or damaged: true now, shown now, stored when next found
@@ -170,7 +212,7 @@ class Document(QObject):
     def set_image_size(self, image_id: int, size: tuple[int, int]) -> None:
         """Record the ``(H, W)`` read from the file (clears an earlier error)."""
         image = self.image(image_id)
-        if (image.height, image.width) == tuple(size) and image.error is None:
+        if (image.height, image.width) == tuple(size) and image.error is None or self.read_only:
             return
         try:
             self.store.set_image_info(image_id, size=size)
@@ -179,6 +221,7 @@ class Document(QObject):
         self._refresh_image(image_id)
 
     def set_verified(self, image_id: int, verified: bool) -> None:
+        self.check_writable()
         self.store.set_verified(image_id, verified)
         self._refresh_image(image_id)
 
@@ -217,6 +260,7 @@ class Document(QObject):
         class, the first stroke in an empty project the default category), and undoing that something
         leaves the category empty, which changes no annotation. A person adding a category pushes
         :class:`~app.session.commands.AddCategory`, which is undoable."""
+        self.check_writable()
         ids = self.store.ensure_categories(names)
         if any(i not in self._categories for i in ids.values()):
             self._reload_categories()
@@ -233,16 +277,19 @@ class Document(QObject):
         return self.store.annotation_counts(self._score_threshold)
 
     def update_category(self, category_id: int, *, name: str | None = None, color: str | None = None) -> None:
+        self.check_writable()
         self.store.update_category(category_id, name=name, color=color)
         self._categories_edited({})
 
     def delete_category(self, category_id: int, reassign_to: int | None) -> dict[int, list[int]]:
         """Delete a category, its instances going to ``reassign_to``; returns what moved (for undo)."""
+        self.check_writable()
         moved = self.store.delete_category(category_id, reassign_to)
         self._categories_edited(moved)
         return moved
 
     def restore_category(self, category: CategoryRecord, moved: dict[int, list[int]]) -> None:
+        self.check_writable()
         self.store.restore_category(category, moved)
         self._categories_edited(moved)
 
@@ -303,6 +350,7 @@ class Document(QObject):
 
         ``verified`` (when not ``None``) also marks the whole image verified or not, in the same transaction.
         """
+        self.check_writable()
         with self.store.transaction():
             new_ids = self.store.apply_edit(image_id, add=add, restore=restore, update=update, delete=delete)
             if verified is not None:
@@ -326,6 +374,7 @@ class Document(QObject):
     ) -> ApplyOutcome:
         """Store a model result for one image, unless a person edited the image since the run started
         (the rule is :func:`app.project.model_results.apply_model_result`)."""
+        self.check_writable()
         categories = set(self._categories)
         outcome = apply_model_result(
             self.store, result, expected_revision=expected_revision, model_version_id=model_version_id

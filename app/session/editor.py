@@ -16,7 +16,7 @@ from app.project.mask_ops import fill_holes
 from app.project.records import ImageStatus, InstanceRecord
 from app.session import commands
 from app.session.commands import EditCommand, EditContext
-from app.session.document import Document
+from app.session.document import Document, ReadOnlyDocumentError
 from app.session.views import CanvasView, EditingTool
 from maskrcnn_core.masks import rle_to_mask
 
@@ -193,6 +193,11 @@ class Editor(QObject):
     def push(self, command: QUndoCommand | None, *, select_added: bool = True) -> bool:
         """Run and record ``command`` (``None``: nothing to do). Instances it adds become the selection."""
         if command is None:
+            return False
+        try:
+            self.document.check_writable()
+        except ReadOnlyDocumentError as exc:  # said, not recorded: the history holds only what was saved
+            self.message.emit(str(exc))
             return False
         self.undo_stack.push(command)
         if select_added and isinstance(command, EditCommand) and command.added_ids:

@@ -41,21 +41,34 @@ class ProjectDamagedError(ProjectOpenError):
         self.project_dir = project_dir
 
 
-def repair_damaged_project(error: ProjectDamagedError) -> str:
-    """Rebuild the damaged project file from what is readable (the damaged one is kept beside it); returns
-    what was kept, in one line. Raises ``ValueError`` (lock held, file unreadable) with the reason."""
-    return repair_project(error.folder, project_dir=error.project_dir).headline()
+def repair_damaged_project(folder: Path, project_dir: Path) -> str:
+    """Rebuild ``folder``'s damaged project file in ``project_dir`` from what is readable (the damaged one
+    is kept beside it); returns what was kept, in one line. Raises ``ValueError`` (lock held, file
+    unreadable) with the reason."""
+    return repair_project(folder, project_dir=project_dir).headline()
+
+
+def open_read_only(error: ProjectDamagedError, parent: QObject | None = None) -> Document:
+    """A read-only document of what the damaged project file still holds: a repaired copy in a temporary
+    folder that lives as long as the document (removed when it is closed). The damaged file is not
+    touched. Raises ``ValueError`` (:class:`StoreError`) when the file cannot be read at all."""
+    scratch = tempfile.TemporaryDirectory(prefix="maskrcnn-studio-readable-")
+    try:
+        store = open_readable_copy(error.project_dir / DB_NAME, Path(scratch.name))
+    except BaseException:
+        scratch.cleanup()
+        raise
+    return Document(store, parent, damaged_project_dir=error.project_dir, on_close=scratch.cleanup)
 
 
 def export_readable(error: ProjectDamagedError, out: Path) -> str:
     """Write what the damaged project file still holds as a COCO file ``out`` (the file is not changed:
-    a repaired copy in a temporary folder is exported by a document); returns what was written."""
-    with tempfile.TemporaryDirectory(prefix="maskrcnn-studio-readable-") as scratch:
-        document = Document(open_readable_copy(error.project_dir / DB_NAME, Path(scratch)))
-        try:
-            written = document.export_coco(out)
-        finally:
-            document.close()
+    the read-only document of its repaired copy is exported); returns what was written."""
+    document = open_read_only(error)
+    try:
+        written = document.export_coco(out)
+    finally:
+        document.close()
     return f"wrote {written.annotations} annotations on {written.images} images (what could be read) to {out}"
 
 

@@ -62,12 +62,14 @@ from app.ui.panels.save_indicator import SaveIndicator
 from app.ui.panels.start_page import StartPage
 from app.ui.panels.training_panel import TrainingPanel
 from app.ui.panels.view_controls import ViewControls
-from app.ui.project_opener import open_project
+from app.ui.project_opener import open_project, repair_and_open
 from app.workers.image_loader import ImageLoader
 from app.workers.inference import LoadedModel, PredictorFactory, checkpoint_factory
 from maskrcnn_core.paths import one_line_error
 
 APP_NAME = "Mask R-CNN Studio"
+# Shown while a damaged project file is looked at read-only (its readable copy), with the way out.
+READ_ONLY_NOTICE = "read-only: the project file is damaged — File ▸ Repair project…"
 
 
 class MainWindow(QMainWindow):
@@ -133,6 +135,9 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.get_models_button)
         self.save_indicator = SaveIndicator()
         self.statusBar().addPermanentWidget(self.save_indicator)
+        self.read_only_label = QLabel(READ_ONLY_NOTICE)  # in the save indicator's place: nothing is saved
+        self.read_only_label.hide()
+        self.statusBar().addPermanentWidget(self.read_only_label)
         self._build_menus()
         self._set_project_actions_enabled(False)
 
@@ -147,6 +152,11 @@ class MainWindow(QMainWindow):
         document = open_project(self, folder)
         if document is None:
             return False
+        self._show_document(folder, document, weights=weights)
+        return True
+
+    def _show_document(self, folder: Path, document: Document, *, weights: str | None = None) -> None:
+        """Make ``document`` (``folder``'s project) the window's, closing the current one."""
         self.close_project()
         # Everything that belongs to this project is a child of its document, so closing deletes it all
         # at once, together with any queued signal still on its way to it.
@@ -184,7 +194,20 @@ class MainWindow(QMainWindow):
         self._rebuild_recent_menu()
         self._set_project_actions_enabled(True)
         self.registry.restore(weights=weights, fallback=_default_model())
-        return True
+        if document.read_only:
+            self.setWindowTitle(f"{folder.name} ({READ_ONLY_NOTICE}) — {APP_NAME}")
+
+    def repair_open_project(self) -> None:
+        """File ▸ Repair project…: close the read-only look at a damaged project file, repair the file
+        (what SQLite can still read is kept, the damaged file stays beside it) and open the project."""
+        document = self.document
+        if document is None or document.damaged_project_dir is None:
+            return
+        folder, project_dir = Path(document.folder), document.damaged_project_dir
+        self.close_project()
+        repaired = repair_and_open(self, folder, project_dir)
+        if repaired is not None:
+            self._show_document(folder, repaired)
 
     def _show_store_busy(self, text: str) -> None:
         # The GUI thread is inside the store's wait for the file's lock: paint the line now, not later.
@@ -535,6 +558,7 @@ class MainWindow(QMainWindow):
         file.addSeparator()
         self.import_action = self._action(file, "&Import COCO…", self.import_coco_file, "Ctrl+I")
         self.export_action = self._action(file, "&Export COCO…", self.export_coco_file, "Ctrl+E")
+        self.repair_action = self._action(file, "&Repair project…", self.repair_open_project)
         file.addSeparator()
         self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -615,15 +639,24 @@ class MainWindow(QMainWindow):
         self.recent_menu.setEnabled(not self.recent_menu.isEmpty())
 
     def _set_project_actions_enabled(self, enabled: bool) -> None:
+        """The one place that decides what an open project enables: everything, or for a read-only
+        document (a damaged project file's readable copy) looking, exporting and the repair only."""
+        read_only = enabled and self.document is not None and self.document.read_only
         for action in (
             self.import_action,
-            self.export_action,
             self.load_weights_action,
             self.segment_image_action,
             self.segment_all_action,
             self.finetune_action,
         ):
-            action.setEnabled(enabled)
+            action.setEnabled(enabled and not read_only)
+        self.export_action.setEnabled(enabled)
+        self.repair_action.setEnabled(read_only)
+        self.read_only_label.setVisible(read_only)
+        self.save_indicator.setVisible(not read_only)
+        if read_only:  # no editing tool, no category editing: the instances can be selected and looked at
+            self.edit_actions.set_editor(None)
+            self.category_dock.set_enabled(False)
 
     def _nudge_opacity(self, delta: float) -> None:
         self._set_opacity(self.canvas.opacity + delta)

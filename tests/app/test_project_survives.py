@@ -10,20 +10,28 @@ import json
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fake_predictor import FakePredictor
 from PIL import Image
-from PySide6.QtWidgets import QFileDialog, QMessageBox
+from pycocotools.coco import COCO
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox, QWidget
 
 from app.project import store as store_module
 from app.project.records import NewInstance, Provenance
 from app.project.repair import repair_project
 from app.project.store import DamagedProjectError, ProjectStore, StoreError
 from app.session import commands
+from app.session.document import ReadOnlyDocumentError
+from app.session.project_opener import ProjectDamagedError
+from app.ui import main_window as main_window_module
+from app.ui import project_opener
 from app.ui.main_window import MainWindow
+from app.ui.project_opener import DamagedChoice, ask_what_to_do
 from maskrcnn_core.masks import mask_to_rle
 from maskrcnn_core.types import CroppedMask
 
@@ -146,17 +154,15 @@ def test_the_window_offers_export_and_repair_and_opens_the_repaired_project(qtbo
     readable = _still_readable_images(db_path, written)
     out = tmp_path / "readable.json"
     said: list[str] = []
-    answers = iter([QMessageBox.StandardButton.Save, QMessageBox.StandardButton.Yes])  # export, then repair
-    monkeypatch.setattr(
-        QMessageBox, "critical", lambda _p, _title, text, *a: said.append(text) or next(answers)
-    )
+    answers = iter([DamagedChoice.EXPORT, DamagedChoice.REPAIR])
+    monkeypatch.setattr(project_opener, "ask_what_to_do", lambda *_a: next(answers))
     monkeypatch.setattr(QMessageBox, "information", lambda _p, _title, text, *a: said.append(text))
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(out), "COCO JSON (*.json)"))
     window = MainWindow(predictor_factory=lambda _source: lambda: FakePredictor())
     qtbot.addWidget(window)
     window.show()
     assert window.open_folder(tmp_path / "imgs")
-    assert "damaged" in said[0] and "what could be read" in said[1] and "repaired" in said[3]
+    assert "what could be read" in said[0] and "repaired" in said[1]
     assert window.isVisible() and window.document is not None
     names = {image.id: image.file_name for image in window.document.images()}
     assert all(names[i] == written[i][1] for i in readable)  # the readable images, under their ids
@@ -168,6 +174,95 @@ def test_the_window_offers_export_and_repair_and_opens_the_repaired_project(qtbo
     exported = json.loads(out.read_text())
     with sqlite3.connect(db_path) as db:
         assert len(exported["annotations"]) == db.execute("SELECT COUNT(*) FROM instances").fetchone()[0] > 0
+
+
+@pytest.mark.gui
+@pytest.mark.parametrize("choice", list(DamagedChoice))
+def test_the_damaged_project_question_has_four_labelled_buttons(qtbot, tmp_path, choice):
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    damaged = ProjectDamagedError("database disk image is malformed", tmp_path, tmp_path)
+    seen: list[str] = []
+
+    def answer() -> None:
+        box = QApplication.activeModalWidget()
+        seen.extend(button.text() for button in box.buttons())
+        next(button for button in box.buttons() if button.text() == choice.value).click()
+
+    QTimer.singleShot(0, answer)
+    assert ask_what_to_do(parent, tmp_path, damaged) is choice
+    assert sorted(seen) == sorted(["Repair", "Open read-only", "Export what can be read…", "Cancel"])
+
+
+@pytest.mark.gui
+def test_a_damaged_project_opens_read_only_exports_and_is_repaired_from_the_menu(
+    qtbot, tmp_path, monkeypatch
+):
+    db_path, written = _damaged_project(tmp_path / "imgs")
+    readable = _still_readable_images(db_path, written)
+    damaged_bytes = db_path.read_bytes()
+    monkeypatch.setattr(project_opener, "ask_what_to_do", lambda *_a: DamagedChoice.OPEN_READ_ONLY)
+    told: list[str] = []
+    monkeypatch.setattr(QMessageBox, "information", lambda _p, _title, text, *a: told.append(text))
+    window = MainWindow(predictor_factory=lambda _source: lambda: FakePredictor())
+    qtbot.addWidget(window)
+    window.show()
+    assert window.open_folder(tmp_path / "imgs")
+
+    document, editor = window.document, window.editor
+    assert window.isVisible() and document is not None and editor is not None and document.read_only
+    assert "read-only" in window.windowTitle() and "Repair project" in window.windowTitle()
+    assert window.read_only_label.isVisible() and "Repair project" in window.read_only_label.text()
+    names = {image.id: image.file_name for image in document.images()}
+    assert set(names) == readable and all(names[i] == written[i][1] for i in readable)
+    qtbot.waitUntil(window.canvas.has_image, timeout=5000)  # an image is shown
+    editing = [*window.edit_actions.tool_actions.values(), *window.edit_actions.instance_actions]
+    for action in (window.import_action, window.segment_image_action, window.segment_all_action):
+        assert not action.isEnabled()
+    assert not window.finetune_action.isEnabled() and not any(a.isEnabled() for a in editing)
+    assert window.export_action.isEnabled() and window.repair_action.isEnabled()
+
+    # An edit that slips past the disabled actions is refused, and nothing is recorded or written.
+    annotated = next(i for i in sorted(readable) if document.instances(i))
+    before = document.instances(annotated)
+    category = before[0].category_id
+    with pytest.raises(ReadOnlyDocumentError):
+        document.apply_edit(annotated, delete=[before[0].id])
+    with pytest.raises(ReadOnlyDocumentError):
+        document.ensure_categories(["new"])
+    said: list[str] = []
+    editor.message.connect(said.append)
+    command = commands.add_instance(
+        editor.context, annotated, CroppedMask.from_full(np.ones((40, 40), bool)), category, "Add"
+    )
+    assert not editor.push(command) and window.undo_stack.count() == 0
+    assert said and "read-only" in said[0]
+    assert document.instances(annotated) == before
+
+    # File ▸ Export writes what could be read, as a COCO file pycocotools loads.
+    out = tmp_path / "readable.json"
+    monkeypatch.setattr(
+        main_window_module, "ask_export", lambda defaults, _parent: replace(defaults, path=out)
+    )
+    window.export_action.trigger()
+    coco = COCO(str(out))
+    exported = {i: len(coco.getAnnIds(imgIds=[i])) for i in coco.getImgIds()}
+    shown = {i: len(document.visible_instances(i)) for i in readable}
+    assert {i: n for i, n in exported.items() if n} == {i: n for i, n in shown.items() if n}
+    assert sum(exported.values()) > 0
+    assert db_path.read_bytes() == damaged_bytes  # the damaged file was never written
+
+    window.repair_action.trigger()  # File ▸ Repair project…: the project reopens, writable
+    assert told and "repaired" in told[-1]
+    document = window.document
+    assert document is not None and not document.read_only and "read-only" not in window.windowTitle()
+    assert not window.read_only_label.isVisible() and window.save_indicator.isVisible()
+    names = {image.id: image.file_name for image in document.images()}
+    assert all(names[i] == written[i][1] for i in readable)
+    assert window.import_action.isEnabled() and not window.repair_action.isEnabled()
+    assert all(a.isEnabled() for a in editing)
+    assert list(db_path.parent.glob("project.damaged-*.sqlite"))
+    window.close_project()
 
 
 _HOLDER = """
