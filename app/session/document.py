@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Literal
 
 from PySide6.QtCore import QObject, Signal
 
 from app.project.coco_io import ExportSummary, ImportSummary, export_coco, import_annotations
+from app.project.export_options import ExportFormat, ExportOnly
 from app.project.folder_scan import scan_folder
 from app.project.model_results import ApplyOutcome, apply_model_result, needs_segmentation
 from app.project.records import (
@@ -161,8 +161,8 @@ class Document(QObject):
         self,
         path: Path,
         *,
-        segmentation: Literal["rle", "polygon"] = "rle",
-        only: Literal["verified", "annotated"] | None = None,
+        segmentation: ExportFormat = "rle",
+        only: ExportOnly | None = None,
     ) -> ExportSummary:
         """Write the project's annotations (the truth rule's) as a COCO file; see
         :func:`app.project.coco_io.export_coco` for ``segmentation`` and ``only``.
