@@ -58,6 +58,13 @@ class FakePredictor:
         return out
 
 
+def rect_mask(x0: int, y0: int, x1: int, y1: int, size: tuple[int, int]) -> CroppedMask:
+    """The rectangle ``[x0, x1) x [y0, y1)`` of an image of ``size`` (H, W), as a cropped mask."""
+    full = np.zeros(size, dtype=bool)
+    full[y0:y1, x0:x1] = True
+    return CroppedMask.from_full(full)
+
+
 def _two_detections(size: tuple[int, int], source: str) -> Prediction:
     h, w = size
     boxes, masks = [], []

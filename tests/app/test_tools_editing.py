@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from fake_predictor import FakePredictor
+from fake_predictor import FakePredictor, rect_mask
 from PIL import Image
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtGui import QWheelEvent
@@ -24,9 +24,7 @@ H, W = 200, 300
 
 
 def _rect(x0, y0, x1, y1) -> CroppedMask:
-    full = np.zeros((H, W), dtype=bool)
-    full[y0:y1, x0:x1] = True
-    return CroppedMask.from_full(full)
+    return rect_mask(x0, y0, x1, y1, (H, W))
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from fake_predictor import rect_mask
 from PySide6.QtGui import QUndoStack
 
 from app.project.mask_ops import combine, polygon_mask, stroke_mask
@@ -20,9 +21,7 @@ SIZE = (60, 80)
 
 
 def _rect(x0, y0, x1, y1, size=SIZE) -> CroppedMask:
-    full = np.zeros(size, dtype=bool)
-    full[y0:y1, x0:x1] = True
-    return CroppedMask.from_full(full)
+    return rect_mask(x0, y0, x1, y1, size)
 
 
 def _new(mask: CroppedMask, category_id: int, provenance=Provenance.PREDICTED, score=0.9) -> NewInstance:
