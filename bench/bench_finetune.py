@@ -22,7 +22,9 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # The stall probe is test instrumentation: it lives with the tests, not in the shipped package.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+ROOT = Path(__file__).resolve().parents[1]
+# The packages first: tests/app (no __init__) would otherwise be taken for the app package.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from PySide6.QtWidgets import QApplication  # noqa: E402
 from stall_probe import StallProbe  # noqa: E402
