@@ -24,11 +24,13 @@ from maskrcnn_core.protocol import (
     BACKBONES,
     DEVICES,
     FINAL_MODEL,
+    HEADS_TIER_MAX_IMAGES,
     LAST_CHECKPOINT,
     METRICS_LOG,
     PROGRESS_MODES,
     REFERENCE_BATCH,
     REFERENCE_LR,
+    TIERS,
     CancelledEvent,
     ErrorEvent,
     EvaluationEvent,
@@ -469,6 +471,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--resume", action="store_true", help=f"continue from RUN/{LAST_CHECKPOINT}")
     t.add_argument("--name", help="model name stored in the checkpoint (default: the run folder's name)")
+    t.add_argument(
+        "--tier",
+        choices=TIERS,
+        default=TrainRequest.tier,
+        help="heads: train the RPN, box and mask heads on cached features of a frozen backbone + FPN; "
+        f"full: backbone stages too, with augmentation; auto: heads on a CPU or under "
+        f"{HEADS_TIER_MAX_IMAGES} images (%(default)s)",
+    )
     t.set_defaults(run=_train)
 
     p = sub.add_parser(

@@ -281,6 +281,11 @@ BACKBONES: dict[str, str] = {
     "mobilenet_v2": "mobilenet_v2_fpn",
 }
 DEVICES = ("auto", "cpu", "cuda")
+TIERS = ("auto", "heads", "full")  # what a fine-tune trains; see :func:`resolve_tier`
+#: below this many training images ``auto`` picks the ``heads`` tier even on a GPU: with few examples,
+#: training only the heads on a frozen backbone learns new classes better and keeps the old ones
+#: (Wang et al. 2020, "Frustratingly Simple Few-Shot Object Detection")
+HEADS_TIER_MAX_IMAGES = 100
 PROGRESS_MODES = ("bar", "jsonl", "none")  # a bar on stderr, JSON lines on stdout (the app), nothing
 
 
@@ -325,11 +330,17 @@ class TrainRequest:
     progress: str = "bar"
     resume: bool = False
     name: str | None = None  # the model's name in its checkpoint (None: the run folder's name)
+    tier: str = "auto"  # a key of TIERS: "heads" (frozen backbone + FPN, cached features), "full" or "auto"
 
     def __post_init__(self) -> None:
         if (self.iterations is None) == (self.epochs is None):
             raise ValueError("give either iterations or epochs")
-        for name, allowed in (("backbone", BACKBONES), ("device", DEVICES), ("progress", PROGRESS_MODES)):
+        for name, allowed in (
+            ("backbone", BACKBONES),
+            ("device", DEVICES),
+            ("progress", PROGRESS_MODES),
+            ("tier", TIERS),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.anchor_sizes is not None:
@@ -390,6 +401,16 @@ class TrainRequest:
             else:
                 values[f.name] = getattr(args, f.name)
         return cls(**values)
+
+
+def resolve_tier(tier: str, *, on_gpu: bool, num_train_images: int) -> str:
+    """The tier a run trains: ``tier`` itself unless it is ``"auto"``, which picks ``"heads"`` on a CPU or for
+    fewer than :data:`HEADS_TIER_MAX_IMAGES` images and ``"full"`` on a GPU with a larger set."""
+    if tier not in TIERS:
+        raise ValueError(f"tier must be one of {', '.join(TIERS)}; got {tier!r}")
+    if tier != "auto":
+        return tier
+    return "full" if on_gpu and num_train_images >= HEADS_TIER_MAX_IMAGES else "heads"
 
 
 # Boolean options: the flag that flips each from its default.
