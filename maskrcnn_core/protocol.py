@@ -92,6 +92,7 @@ class EventType(StrEnum):
     """The ``"event"`` word of each training event's JSON line."""
 
     START = "start"
+    CACHING = "caching"
     PROGRESS = "progress"
     EVALUATION = "evaluation"
     CHECKPOINT = "checkpoint"
@@ -125,6 +126,19 @@ class StartEvent(_Event):
     world_size: int
     num_train_images: int
     config: dict[str, Any] = field(default_factory=dict)  # the trainer's full recipe, for the record
+    tier: str = "full"  # the tier this run trains (a key of TIERS other than "auto")
+
+
+@dataclass(frozen=True)
+class CachingEvent(_Event):
+    """The ``heads`` tier computed the frozen backbone + FPN features of ``done`` of ``total`` training
+    images (flipped copies included), before its first step; ``on_disk`` when they did not fit in memory."""
+
+    type: ClassVar[EventType] = EventType.CACHING
+    done: int
+    total: int
+    elapsed_s: float
+    on_disk: bool = False
 
 
 @dataclass(frozen=True)
@@ -190,6 +204,7 @@ class ErrorEvent(_Event):
 
 TrainingEvent = (
     StartEvent
+    | CachingEvent
     | ProgressEvent
     | EvaluationEvent
     | CheckpointEvent
@@ -201,6 +216,7 @@ _EVENT_CLASSES: dict[EventType, type] = {
     cls.type: cls
     for cls in (
         StartEvent,
+        CachingEvent,
         ProgressEvent,
         EvaluationEvent,
         CheckpointEvent,
