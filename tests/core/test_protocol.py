@@ -14,6 +14,8 @@ import pytest
 from maskrcnn_core.cli import _parser
 from maskrcnn_core.protocol import (
     BACKBONES,
+    HEADS_TIER_MAX_IMAGES,
+    CachingEvent,
     CancelledEvent,
     CheckpointEvent,
     ErrorEvent,
@@ -30,6 +32,7 @@ from maskrcnn_core.protocol import (
     engine_argv,
     iterations_for_epochs,
     parse_event,
+    resolve_tier,
 )
 
 EVENTS = [
@@ -41,7 +44,9 @@ EVENTS = [
         world_size=2,
         num_train_images=17,
         config={"lr_steps": [0.7, 0.9], "seed": 1},
+        tier="heads",
     ),
+    CachingEvent(done=3, total=34, elapsed_s=2.5, on_disk=True),
     ProgressEvent(
         iteration=4,
         iterations=40,
@@ -259,3 +264,14 @@ def test_the_protocol_and_the_command_line_load_without_torch() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
+
+
+def test_auto_tier_trains_the_heads_on_a_cpu_or_a_small_set_and_everything_on_a_gpu_with_a_large_one() -> (
+    None
+):
+    assert resolve_tier("auto", on_gpu=False, num_train_images=10_000) == "heads"
+    assert resolve_tier("auto", on_gpu=True, num_train_images=HEADS_TIER_MAX_IMAGES - 1) == "heads"
+    assert resolve_tier("auto", on_gpu=True, num_train_images=HEADS_TIER_MAX_IMAGES) == "full"
+    assert resolve_tier("full", on_gpu=False, num_train_images=3) == "full"  # a choice is kept
+    with pytest.raises(ValueError, match="tier must be one of"):
+        resolve_tier("backbone", on_gpu=False, num_train_images=3)
