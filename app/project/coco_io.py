@@ -20,61 +20,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.project.export_images import ExportSelection
 from app.project.export_options import ExportFormat, ExportOnly
+from app.project.import_summary import ImportSummary
 from app.project.labelme_io import LabelmeReport, is_labelme, labelme_files, read_labelme
 from app.project.mask_ops import instance_box
-from app.project.records import ImageStatus, ImportCounts, NewInstance, Provenance
-from app.project.settings import ProjectSettings
+from app.project.records import ImportCounts, NewInstance, Provenance
 from app.project.store import ProjectStore
-from app.project.truth import annotations_of, crowd_regions_of
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, load_coco, write_coco
-from maskrcnn_core.image_io import ImageReadError, image_size
 from maskrcnn_core.masks import mask_to_rle
 from maskrcnn_core.paths import read_json
 from maskrcnn_core.types import Category, ClassMap
-
-
-@dataclass(frozen=True)
-class ImportSummary:
-    images: int  # images of the file found in the folder
-    added: int  # annotations added
-    duplicates: int  # annotations identical to one already there (or earlier in the file): not added again
-    replaced: int  # untouched predictions the file's annotations replaced
-    report: str  # the validator's summary: what was skipped or clipped, and why
-    crowd_regions: int = 0  # crowd regions among ``added``: kept and exported, never trained on
-    negatives: int = 0  # images listed with no objects, now verified as holding none
-    conflicts: int = 0  # images called negative that hold a person's instances (kept, not verified)
-
-    def headline(self) -> str:
-        """One line saying what the import did, for the command line and the window alike."""
-        line = (
-            f"imported {self.added - self.crowd_regions} annotations on {self.images} images; replaced "
-            f"{self.replaced} predictions; {self.duplicates} duplicates of annotations already there were "
-            f"not added again"
-        )
-        if self.crowd_regions:
-            line += f"; {self.crowd_regions} crowd regions (kept, not trained on)"
-        if self.negatives:
-            line += f"; {self.negatives} images with no objects verified as negatives"
-        if self.conflicts:
-            line += (
-                f"; {self.conflicts} images the file calls negative hold a person's instances, "
-                f"which were kept (those images are not verified)"
-            )
-        return line
-
-    @classmethod
-    def of(cls, images: int, counts: ImportCounts, report: str) -> ImportSummary:
-        return cls(
-            images,
-            counts.added,
-            counts.duplicates,
-            counts.replaced,
-            report,
-            crowd_regions=counts.crowd,
-            negatives=counts.negatives,
-            conflicts=counts.conflicts,
-        )
 
 
 @dataclass(frozen=True)
@@ -178,15 +134,6 @@ def import_annotations(store: ProjectStore, path: Path) -> ImportSummary:
     return import_labelme(store, path) if is_labelme(data) else import_coco(store, path)
 
 
-#: Which images an export holds: every looked-at image (``None``), only those a person edited or
-#: verified (``"annotated"``), or only verified ones (``"verified"``).
-EXPORT_SELECTIONS = {
-    None: (ImageStatus.PREDICTED, ImageStatus.CORRECTED, ImageStatus.VERIFIED),
-    "annotated": (ImageStatus.CORRECTED, ImageStatus.VERIFIED),
-    "verified": (ImageStatus.VERIFIED,),
-}
-
-
 def export_coco(
     store: ProjectStore,
     out: Path,
@@ -200,48 +147,38 @@ def export_coco(
     Images nobody and no model has looked at yet (status ``new``) and unusable files are left out:
     an unlabelled image is not an image without objects (a verified image with none is, and is written
     as an image entry with no annotations); crowd regions are written as ``iscrowd: 1``; ``only`` narrows
-    it further (see ``EXPORT_SELECTIONS``). Predictions scoring below ``score_threshold`` (default: the
-    project's slider setting) are left out, as they are hidden in the app: each image holds what the
-    truth rule (:mod:`app.project.truth`) counts. ``segmentation``: compressed RLE (pixel-exact, holes
-    kept) or polygons (RLE for crowd regions and for the masks that polygons cannot redraw exactly).
+    it further (see :mod:`app.project.export_images`). Predictions scoring below ``score_threshold``
+    (default: the project's slider setting) are left out, as they are hidden in the app: each image holds
+    what the truth rule (:mod:`app.project.truth`) counts. ``segmentation``: compressed RLE (pixel-exact,
+    holes kept) or polygons (RLE for crowd regions and for the masks that polygons cannot redraw exactly).
     """
     if segmentation not in ("rle", "polygon"):
         raise ValueError(f'the export format must be "rle" or "polygon", got {segmentation!r}')
-    if only not in EXPORT_SELECTIONS:
-        raise ValueError(f'--only must be "verified" or "annotated", got {only!r}')
-    statuses = EXPORT_SELECTIONS[only]
-    threshold = ProjectSettings(store).score_threshold if score_threshold is None else score_threshold
+    selection = ExportSelection(store, only, score_threshold)
     categories = store.categories()
     coco_categories = [Category(c.id, c.name) for c in categories]
     if not coco_categories:
         raise ValueError("the project has no categories yet, so there is nothing to export")
     class_map = ClassMap(tuple(coco_categories))
-    images, skipped = [], []
-    for image in store.images():
-        if image.status not in statuses:
-            continue
-        if image.error:
-            skipped.append(f"{image.file_name}: {image.error}")
-            continue
-        path = store.images_dir / image.file_name
-        height, width = image.height, image.width
-        if height is None or width is None:
-            try:
-                height, width = image_size(path)
-            except ImageReadError as exc:
-                skipped.append(f"{image.file_name}: {exc}")
-                continue
-        instances = store.instances(image.id)
+    images = []
+    for exported in selection:
         coco_annotations = tuple(
             CocoAnnotation(
                 r.id, r.category_id, class_map.category_id_to_label(r.category_id), r.rle, r.iscrowd
             )
-            for r in annotations_of(instances, threshold) + crowd_regions_of(instances)
+            for r in exported.annotations + exported.crowd_regions
         )
-        images.append(CocoImage(image.id, image.file_name, path, height, width, coco_annotations))
+        height, width = exported.size
+        images.append(
+            CocoImage(
+                exported.image.id, exported.image.file_name, exported.path, height, width, coco_annotations
+            )
+        )
     write_coco(
         out, images, coco_categories, segmentation=segmentation, info={"description": "Mask R-CNN Studio"}
     )
     return ExportSummary(
-        images=len(images), annotations=sum(len(i.annotations) for i in images), skipped_images=skipped
+        images=len(images),
+        annotations=sum(len(i.annotations) for i in images),
+        skipped_images=selection.skipped,
     )
