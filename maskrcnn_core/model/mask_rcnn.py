@@ -29,6 +29,7 @@ from maskrcnn_core.model.config import MaskRCNNConfig
 from maskrcnn_core.model.heads import ImageTransform, MLPBoxHead
 from maskrcnn_core.model.inputs import ImagesLike, check_images, check_targets
 from maskrcnn_core.model.pooling import ParallelMultiScaleRoIAlign
+from maskrcnn_core.model.subnetworks import SubNetworks, TorchSubNetworks
 from maskrcnn_core.protocol import LOSS_KEYS
 from maskrcnn_core.types import ClassMap
 
@@ -201,6 +202,23 @@ class MaskRCNN(nn.Module):
         targets = check_targets(targets, image_list_in, self.config.num_classes)
         image_list, targets = self.transform(image_list_in, [dict(t) for t in targets])
         features = self._features(image_list.tensors)
+        return self.get_loss_from_features(image_list, features, targets)
+
+    def get_loss_from_features(
+        self,
+        image_list: ImageList,
+        features: OrderedDict[str, Tensor],
+        targets: Sequence[dict[str, Tensor]],
+    ) -> MaskRCNNLoss:
+        """The training losses of the RPN, box and mask heads on backbone + FPN ``features`` computed
+        beforehand: the part of :meth:`get_loss` after the backbone, for a frozen backbone whose features
+        are cached (the ``heads`` tier).
+
+        ``image_list`` is the resized, padded batch the features are of (only the shape of its ``tensors``
+        and its ``image_sizes`` are read, to place the anchors); ``features`` are the levels as the
+        backbone returns them, ``(B, C, h, w)`` each; ``targets`` are in the resized frame, as the model's
+        ``transform`` leaves them.
+        """
         proposals, (rpn_cls, rpn_reg) = self._propose(image_list, features, training=True, targets=targets)
 
         heads = self.roi_heads
@@ -235,6 +253,7 @@ class MaskRCNN(nn.Module):
         score_thresh: float = 0.05,
         nms_thresh: float = 0.5,
         top_k: int = 100,
+        subnetworks: SubNetworks | None = None,
     ) -> list[dict]:
         """Detections with unpasted mask probabilities: what ``predict`` and the Predictor build on.
 
@@ -244,22 +263,34 @@ class MaskRCNN(nn.Module):
         Returns per image: ``boxes`` ``(N, 4)`` float32 xyxy in input pixels, ``scores`` ``(N,)``,
         ``labels`` ``(N,)`` int64, ``mask_probs`` ``(N, M, M)`` float32 (the sigmoid of each detection's class
         channel, relative to its box), ``image_size`` ``(H, W)`` of the input.
+
+        ``subnetworks`` runs the dense networks (an execution backend's compiled ones); default the
+        model's own modules.
         """
-        return self._detect(images, score_thresh, nms_thresh, top_k, allow_uint8=True)
+        return self._detect(images, score_thresh, nms_thresh, top_k, allow_uint8=True, nets=subnetworks)
 
     def _detect(
-        self, images: ImagesLike, score_thresh: float, nms_thresh: float, top_k: int, *, allow_uint8: bool
+        self,
+        images: ImagesLike,
+        score_thresh: float,
+        nms_thresh: float,
+        top_k: int,
+        *,
+        allow_uint8: bool,
+        nets: SubNetworks | None = None,
     ) -> list[dict]:
         _check_thresholds(score_thresh, nms_thresh, top_k)
+        nets = TorchSubNetworks(self) if nets is None else nets
         with _eval_mode(self):
             image_list, originals = self._prepare(images, allow_uint8=allow_uint8)
-            features = self._features(image_list.tensors)
-            proposals = self._propose(image_list, features, training=False)[0]
-            cls_logits, bbox_deltas = self._box_branch(features, proposals, image_list.image_sizes)
+            features, objectness, deltas = nets.features_and_objectness(image_list.tensors)
+            proposals = self._proposals(image_list, features, objectness, deltas, training=False)[0]
+            pooled = self.roi_heads.box_roi_pool(features, proposals, image_list.image_sizes)
+            cls_logits, bbox_deltas = nets.box_outputs(pooled)
             boxes, scores, labels = self._postprocess_boxes(
                 cls_logits, bbox_deltas, proposals, image_list.image_sizes, score_thresh, nms_thresh, top_k
             )
-            mask_probs = self._mask_probs(features, boxes, labels, image_list.image_sizes)
+            mask_probs = self._mask_probs(features, boxes, labels, image_list.image_sizes, nets)
         results = []
         for b, s, lab, m, resized, original in zip(
             boxes, scores, labels, mask_probs, image_list.image_sizes, originals, strict=False
@@ -338,38 +369,49 @@ class MaskRCNN(nn.Module):
         targets: Sequence[dict[str, Tensor]] | None = None,
     ) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
         """RPN proposals ``[(P_i, 4)]`` in resized pixels, and its two losses when ``targets`` are given."""
+        objectness, deltas = self.rpn.head(list(features.values()))
+        return self._proposals(image_list, features, objectness, deltas, training=training, targets=targets)
+
+    def _proposals(
+        self,
+        image_list: ImageList,
+        features: OrderedDict[str, Tensor],
+        objectness: list[Tensor],
+        deltas: list[Tensor],
+        *,
+        training: bool,
+        targets: Sequence[dict[str, Tensor]] | None = None,
+    ) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
+        """:meth:`_propose` from the RPN head's outputs."""
         rpn = self.rpn
         feats = list(features.values())
-        objectness, deltas = rpn.head(feats)
         anchors = rpn.anchor_generator(image_list, feats)
         num_anchors_per_level = [o[0].numel() for o in objectness]
-        objectness, deltas = concat_box_prediction_layers(objectness, deltas)
-        proposals = rpn.box_coder.decode(deltas.detach(), anchors).view(len(anchors), -1, 4)
+        all_objectness, all_deltas = concat_box_prediction_layers(objectness, deltas)
+        proposals = rpn.box_coder.decode(all_deltas.detach(), anchors).view(len(anchors), -1, 4)
         with rpn.phase(training):
             boxes, _ = rpn.filter_proposals(
-                proposals, objectness, image_list.image_sizes, num_anchors_per_level
+                proposals, all_objectness, image_list.image_sizes, num_anchors_per_level
             )
         if targets is None:
-            zero = objectness.sum() * 0
+            zero = all_objectness.sum() * 0
             return boxes, (zero, zero)
         labels, matched_gt_boxes = rpn.assign_targets_to_anchors(anchors, targets)
         regression_targets = rpn.box_coder.encode(matched_gt_boxes, anchors)
-        return boxes, rpn.compute_loss(objectness, deltas, labels, regression_targets)
+        return boxes, rpn.compute_loss(all_objectness, all_deltas, labels, regression_targets)
 
     def _box_branch(
         self, features: OrderedDict[str, Tensor], proposals: list[Tensor], image_sizes: list[tuple[int, int]]
     ) -> tuple[Tensor, Tensor]:
-        heads = self.roi_heads
-        pooled = heads.box_roi_pool(features, proposals, image_sizes)
-        return heads.box_predictor(heads.box_head(pooled))
+        pooled = self.roi_heads.box_roi_pool(features, proposals, image_sizes)
+        return TorchSubNetworks(self).box_outputs(pooled)
 
     def _mask_branch(
         self, features: OrderedDict[str, Tensor], boxes: list[Tensor], image_sizes: list[tuple[int, int]]
     ) -> Tensor:
-        heads = self.roi_heads
         # zero rois run through the heads too: every parameter joins the graph, as DDP requires
-        pooled = heads.mask_roi_pool(features, boxes, image_sizes)
-        return heads.mask_predictor(heads.mask_head(pooled))
+        pooled = self.roi_heads.mask_roi_pool(features, boxes, image_sizes)
+        return TorchSubNetworks(self).mask_logits(pooled)
 
     def _mask_probs(
         self,
@@ -377,8 +419,10 @@ class MaskRCNN(nn.Module):
         boxes: list[Tensor],
         labels: list[Tensor],
         image_sizes: list[tuple[int, int]],
+        nets: SubNetworks,
     ) -> list[Tensor]:
-        mask_logits = self._mask_branch(features, boxes, image_sizes)
+        pooled = self.roi_heads.mask_roi_pool(features, boxes, image_sizes)
+        mask_logits = nets.mask_logits(pooled)
         all_labels = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64)
         channel = torch.zeros_like(all_labels) if self.config.class_agnostic_masks else all_labels
         index = torch.arange(len(all_labels), device=mask_logits.device)
