@@ -2,16 +2,31 @@
 
 Plain data (no Qt, no torch). The metrics are the evaluator's dicts
 (``{"segm": {"ap": ..., "per_class_ap": [{"category_id", "name", "ap"}]}, "bbox": {...}}``).
+
+The verdict protects what the base model knew: a new version becomes active by itself only when its
+overall mask AP beats the base's *and* its mask AP on the known classes (the base's classes that the
+validation images show) drops by no more than :data:`KNOWN_CLASSES_MAX_AP_LOSS`. Fine-tuning a whole
+network on a few images of new classes can trade the old classes away for them; the person can still
+switch to such a version by hand.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+
+#: the most mask AP the known classes may lose for a new version to become active by itself
+KNOWN_CLASSES_MAX_AP_LOSS = 0.02
+# The names of the table's summary rows.
+ALL_CLASSES = "all classes"
+KNOWN_CLASSES = "known classes"
+NEW_CLASSES = "new classes"
 
 
 @dataclass(frozen=True)
 class ComparisonRow:
-    """One line of the table: ``name`` is "all classes" or a class name; APs in ``[0, 1]`` or ``None``."""
+    """One line of the table: ``name`` is a summary row (:data:`ALL_CLASSES`, :data:`KNOWN_CLASSES`,
+    :data:`NEW_CLASSES`) or a class name; APs in ``[0, 1]`` or ``None``."""
 
     name: str
     base_ap: float | None
@@ -26,17 +41,59 @@ class ComparisonRow:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Mask AP of ``base_name`` and ``new_name`` on ``num_images`` validation images."""
+    """Mask AP of ``base_name`` and ``new_name`` on ``num_images`` validation images.
+
+    ``known_classes`` are the base's classes the validation images show, ``new_classes`` the others they
+    show; both are empty when the base's classes were not given (a run recorded before they were kept).
+    """
 
     base_name: str
     new_name: str
     num_images: int
     rows: tuple[ComparisonRow, ...]
     base_error: str = ""  # why the base model could not be evaluated ("" when it was)
+    known_classes: tuple[str, ...] = ()
+    new_classes: tuple[str, ...] = ()
 
     @property
     def overall(self) -> ComparisonRow:
         return self.rows[0]
+
+    def row(self, name: str) -> ComparisonRow | None:
+        return next((r for r in self.rows if r.name == name), None)
+
+    @property
+    def known_classes_loss(self) -> float | None:
+        """How much mask AP the known classes lost (negative: gained); ``None`` when it is not known."""
+        known = self.row(KNOWN_CLASSES)
+        delta = known.delta if known is not None else None
+        return None if delta is None else -delta
+
+    @property
+    def forgets_known_classes(self) -> bool:
+        """The known classes lose more than :data:`KNOWN_CLASSES_MAX_AP_LOSS` mask AP."""
+        loss = self.known_classes_loss
+        return loss is not None and loss > KNOWN_CLASSES_MAX_AP_LOSS
+
+    @property
+    def activates(self) -> bool:
+        """Whether the new version becomes the active model by itself: it is better and keeps what the base
+        knew."""
+        return self.new_is_better and not self.forgets_known_classes
+
+    @property
+    def verdict(self) -> str:
+        """One line: what happens to the new version, and why."""
+        new, base = self.new_name, self.base_name
+        if self.activates:
+            return f"{new} scores better than {base}: it becomes the active model."
+        if self.new_is_better:  # better overall, but it forgets
+            return (
+                f"{new} loses {self.known_classes_loss:.3f} mask AP on the classes {base} knew "
+                f"(more than {KNOWN_CLASSES_MAX_AP_LOSS:g}), so it is not activated; {base} stays active."
+            )
+        why = f" ({self.base_error})" if self.base_error else ""
+        return f"{new} does not score better than {base}{why}; {base} stays active."
 
     @property
     def new_is_better(self) -> bool:
@@ -60,16 +117,37 @@ def compare(
     new_metrics: dict | None,
     *,
     base_error: str = "",
+    base_classes: Collection[str] | None = None,
 ) -> Comparison:
-    """The comparison table: overall mask AP first, then per class (matched by class name)."""
+    """The comparison table: overall mask AP first, then per class (matched by class name).
 
-    def per_class(metrics: dict | None) -> dict[str, float | None]:
-        entries = ((metrics or {}).get("segm") or {}).get("per_class_ap") or []
-        return {str(e["name"]): (None if e.get("ap") is None else float(e["ap"])) for e in entries}
-
-    base_classes, new_classes = per_class(base_metrics), per_class(new_metrics)
-    names = list(new_classes) + [n for n in base_classes if n not in new_classes]
-    rows = [ComparisonRow("all classes", mask_ap(base_metrics), mask_ap(new_metrics))]
-    rows += [ComparisonRow(n, base_classes.get(n), new_classes.get(n)) for n in names]
+    With ``base_classes`` (the names of the classes the base model predicts: its class map, COCO's for
+    COCO weights) two rows follow the overall one: the known classes (those of them the validation images
+    show), base AP against new AP, and the new classes (the others the images show), the new version's AP.
+    Each is the mean of its classes' APs, as COCO's AP is the mean over classes.
+    """
+    base_per_class, new_per_class = _per_class(base_metrics), _per_class(new_metrics)
+    names = list(new_per_class) + [n for n in base_per_class if n not in new_per_class]
+    rows = [ComparisonRow(ALL_CLASSES, mask_ap(base_metrics), mask_ap(new_metrics))]
+    known: list[str] = []
+    new: list[str] = []
+    if base_classes is not None:
+        knew = set(base_classes)
+        known = [n for n in names if n in knew]
+        new = [n for n in names if n not in knew]
+        rows.append(ComparisonRow(KNOWN_CLASSES, _mean(base_per_class, known), _mean(new_per_class, known)))
+        rows.append(ComparisonRow(NEW_CLASSES, None, _mean(new_per_class, new)))
+    rows += [ComparisonRow(n, base_per_class.get(n), new_per_class.get(n)) for n in names]
     num_images = int((new_metrics or base_metrics or {}).get("num_images", 0))
-    return Comparison(base_name, new_name, num_images, tuple(rows), base_error)
+    return Comparison(base_name, new_name, num_images, tuple(rows), base_error, tuple(known), tuple(new))
+
+
+def _per_class(metrics: dict | None) -> dict[str, float | None]:
+    """Mask AP by class name, for the classes the validation images show."""
+    entries = ((metrics or {}).get("segm") or {}).get("per_class_ap") or []
+    return {str(e["name"]): (None if e.get("ap") is None else float(e["ap"])) for e in entries}
+
+
+def _mean(per_class: dict[str, float | None], names: Collection[str]) -> float | None:
+    values = [v for n in names if (v := per_class.get(n)) is not None]
+    return sum(values) / len(values) if values else None

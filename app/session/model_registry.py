@@ -136,9 +136,10 @@ class ModelRegistry(QObject):
 
     def propose(self, version_id: int, comparison: Comparison) -> bool:
         """A fine-tuning run offers its new version with the comparison against its base on the same
-        validation images: it becomes active when it scores better. Returns the decision."""
+        validation images: it becomes active when the comparison's verdict says so (it scores better and
+        keeps what its base knew, :attr:`Comparison.activates`). Returns the decision."""
         version = self.version(version_id)
-        if version is None or not comparison.new_is_better:
+        if version is None or not comparison.activates:
             return False
         if not version.path or not Path(version.path).is_file():
             return False

@@ -23,6 +23,7 @@ VALIDATION = "validation"  # the new version's scores on the validation images
 BASE_VALIDATION = "base_validation"  # the base version's scores on the same images (once it was scored)
 BASE_ERROR = "base_error"  # why the base version could not be scored ("" when it was)
 BASE_MODEL = "base_model"  # the base version's name
+BASE_CLASSES = "base_classes"  # the names of the base version's classes (what it knew)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def last_run(registry: ModelRegistry) -> PastRun | None:
             name,
             metrics.get(VALIDATION),
             base_error=str(metrics.get(BASE_ERROR) or ""),
+            base_classes=metrics.get(BASE_CLASSES),  # None for a run recorded before they were kept
         )
     return PastRun(
         run=record,
