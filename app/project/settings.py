@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from app.project.export_options import EXPORT_ALL_IMAGES, EXPORT_FORMATS, EXPORT_IMAGES
 from app.project.records import ImageStatus
+from maskrcnn_core.protocol import TIERS, TrainRequest
 
 if TYPE_CHECKING:
     from app.project.store import ProjectStore
@@ -70,6 +71,10 @@ def _export_format(value: object) -> str | None:
 
 def _export_images(value: object) -> str | None:
     return value if isinstance(value, str) and value in EXPORT_IMAGES else None
+
+
+def _tier(value: object) -> str | None:
+    return value if isinstance(value, str) and value in TIERS else None
 
 
 def _optional_text(value: object) -> str | None:
@@ -145,6 +150,12 @@ class ProjectSettings:
     export_path = Setting[str | None]("export_path", None, _optional_text, "the file the last export wrote")
     last_image_id = Setting[int | None](
         "last_image_id", None, _optional_id, "the image shown last, shown again when the project reopens"
+    )
+    finetune_tier = Setting[str](
+        "finetune_tier",
+        TrainRequest.tier,  # the engine's default, "auto"
+        _tier,
+        f"what the last fine-tune trained: one of {', '.join(TIERS)} (auto: the engine's rule)",
     )
     # The active model belongs to the model registry (app/session/model_registry.py): it alone reads and
     # writes these two. They are declared here so that every key of the settings table is in one place.

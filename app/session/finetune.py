@@ -6,11 +6,13 @@
 :class:`~app.workers.training_runner.TrainingRunner` and, at the same time, scores the base model on the
 same validation images with ``python -m maskrcnn_core evaluate`` (a second child process: torch never
 loads in the window's process). When the run has finished the new checkpoint becomes a model version of the
-project, the two mask APs are compared, and the new version is proposed to the
-:class:`~app.session.model_registry.ModelRegistry`, which makes it active when it is better (or when the
-user says so). Run records are read and written through the registry too. Cancel keeps the last
-checkpoint; a cancelled, failed or interrupted run resumes with the same request plus ``--resume``.
-The project and the active model are never touched by a failure.
+project, the two mask APs are compared (overall, and on the classes the base knew and the new ones apart),
+and the new version is proposed to the :class:`~app.session.model_registry.ModelRegistry`, which makes it
+active when the comparison's verdict says so (or when the user does). A finished run's measured step and
+caching times are kept with its record, for the next run's estimate (:mod:`app.project.run_timing`). Run
+records are read and written through the registry too. Cancel keeps the last checkpoint; a cancelled,
+failed or interrupted run resumes with the same request plus ``--resume``. The project and the active
+model are never touched by a failure.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 from app.project.comparison import Comparison, compare
 from app.project.file_hash import file_sha256
 from app.project.records import ImageStatus, ModelVersionRecord
+from app.project.run_timing import TIMING, RunTimer, RunTiming, TimeEstimate, estimate_run_time
 from app.project.training_set import (
     DEFAULT_VAL_FRACTION,
     TrainingSet,
@@ -34,19 +37,30 @@ from app.project.training_set import (
 )
 from app.session.document import Document
 from app.session.model_registry import ModelRegistry
-from app.session.run_history import BASE_ERROR, BASE_MODEL, BASE_VALIDATION, VALIDATION, PastRun, last_run
+from app.session.run_history import (
+    BASE_CLASSES,
+    BASE_ERROR,
+    BASE_MODEL,
+    BASE_VALIDATION,
+    VALIDATION,
+    PastRun,
+    last_run,
+)
 from app.workers.training_runner import EvaluationRunner, RunOutcome, TrainingRunner
 from maskrcnn_core.paths import PROJECT_RUNS_DIR
 from maskrcnn_core.protocol import (
     LAST_CHECKPOINT,
     EvaluateRequest,
     RunStatus,
+    TrainingEvent,
     TrainRequest,
     default_lr,
     iterations_of_run,
+    resolve_tier,
 )
 
 TRAIN_LOG = "train.log"
+TIER_NAMES = {"heads": "heads only", "full": "full"}  # how the window names the tier a run trains
 BASE_EVAL_LOG = "evaluate_base.log"
 
 
@@ -57,8 +71,10 @@ class FinetuneSettings:
     ``iterations`` wins over ``epochs``. ``lr`` ``None``: :func:`finetune_learning_rate`.
     ``trainable_backbone_layers`` counts backbone stages that train, from the last (``None``: the model's
     own policy). ``eval_every`` / ``checkpoint_every`` ``None``: four validations and ten checkpoints per
-    run (``eval_every`` 0: validation at the end only). ``request_options`` are further
-    :class:`~maskrcnn_core.protocol.TrainRequest` fields, e.g. ``(("min_size", 128),)``.
+    run (``eval_every`` 0: validation at the end only). ``tier`` is what trains (a key of
+    :data:`~maskrcnn_core.protocol.TIERS`; ``auto``: :func:`~maskrcnn_core.protocol.resolve_tier`).
+    ``request_options`` are further :class:`~maskrcnn_core.protocol.TrainRequest` fields, e.g.
+    ``(("min_size", 128),)``.
     """
 
     base_version_id: int
@@ -74,6 +90,7 @@ class FinetuneSettings:
     num_threads: int | None = None
     eval_every: int | None = None
     checkpoint_every: int | None = None
+    tier: str = TrainRequest.tier
     request_options: tuple[tuple[str, object], ...] = ()
 
     def total_iterations(self, num_train_images: int) -> int:
@@ -86,6 +103,19 @@ def finetune_learning_rate(batch_size: int, lr: float | None = None) -> float:
     default for the batch (:func:`maskrcnn_core.protocol.default_lr`; the app trains in one process, so
     the batch is the global batch). The run is always started with this rate written out."""
     return lr if lr is not None else default_lr(batch_size)
+
+
+def trains_on_gpu(device: str, gpu_available: bool) -> bool:
+    """Whether a run with the ``device`` setting trains on a GPU, where this machine has one when
+    ``gpu_available`` (the app knows it from the device the inference worker built its model on: the
+    window never loads torch to ask)."""
+    return device == "cuda" or (device == "auto" and gpu_available)
+
+
+def expected_tier(settings: FinetuneSettings, *, gpu_available: bool, num_train_images: int) -> str:
+    """The tier a run with ``settings`` trains (the engine's rule for ``auto``, on this machine)."""
+    on_gpu = trains_on_gpu(settings.device, gpu_available)
+    return resolve_tier(settings.tier, on_gpu=on_gpu, num_train_images=num_train_images)
 
 
 @dataclass
@@ -102,6 +132,7 @@ class _Run:
     train_images: int
     categories: list[list]
     evaluate_request: EvaluateRequest
+    on_gpu: bool = False  # where the app expected it to train (for its timing)
     base_metrics: dict | None = None
     base_error: str = ""
     new_metrics: dict | None = None
@@ -118,6 +149,7 @@ class _Run:
             "num_train_images": self.train_images,
             "num_val_images": self.val_images,
             "categories": self.categories,
+            "on_gpu": self.on_gpu,
         }
 
 
@@ -141,12 +173,14 @@ class FinetuneController(QObject):
         self.runner = TrainingRunner(self)
         self.base_evaluation = EvaluationRunner(self)
         self.runner.trainingEvent.connect(self.trainingEvent)
+        self.runner.trainingEvent.connect(self._time_event)
         self.runner.finished.connect(self._on_training_finished)
         self.base_evaluation.finished.connect(self._on_base_evaluated)
         self._hashed.connect(self._on_hashed)
         self.run: _Run | None = None
         self.new_version_id: int | None = None
         self.comparison: Comparison | None = None
+        self._timer: RunTimer | None = None
         self._recover_interrupted_runs()
         self.past_run: PastRun | None = last_run(registry)  # what the Training panel shows on opening
         if self.past_run is not None and self.past_run.comparison is not None:
@@ -171,6 +205,30 @@ class FinetuneController(QObject):
         """Whether ``version_id`` is the model version the last run produced."""
         return version_id is not None and version_id == self.new_version_id
 
+    @property
+    def last_tier(self) -> str:
+        """The tier the last fine-tune of the project asked for (the dialog offers it again)."""
+        return self.document.settings.finetune_tier
+
+    def measured_timings(self) -> list[RunTiming]:
+        """What the project's runs measured on this machine, oldest first."""
+        timings = (RunTiming.from_dict(r.metrics.get(TIMING)) for r in self.registry.runs())
+        return [t for t in timings if t is not None]
+
+    def estimate(
+        self, settings: FinetuneSettings, *, gpu_available: bool, num_train_images: int
+    ) -> TimeEstimate | None:
+        """How long a run with ``settings`` on ``num_train_images`` images takes, from a measured run;
+        ``None`` when no run of its tier on this kind of device was measured yet."""
+        return estimate_run_time(
+            self.measured_timings(),
+            tier=expected_tier(settings, gpu_available=gpu_available, num_train_images=num_train_images),
+            on_gpu=trains_on_gpu(settings.device, gpu_available),
+            train_images=num_train_images,
+            iterations=settings.total_iterations(num_train_images),
+            batch_size=settings.batch_size,
+        )
+
     def can_resume(self) -> bool:
         run = self.run
         return (
@@ -182,8 +240,9 @@ class FinetuneController(QObject):
         )
 
     # ------------------------------------------------------------------------------------------ actions
-    def start(self, settings: FinetuneSettings) -> int:
-        """Write the training set and start the run; returns its id.
+    def start(self, settings: FinetuneSettings, *, gpu_available: bool = False) -> int:
+        """Write the training set and start the run; returns its id. ``gpu_available``: the machine has a
+        GPU (see :func:`trains_on_gpu`); it only labels the run's timing, the engine picks the device.
 
         Raises :class:`~app.project.training_set.TrainingSetError` (a ``ValueError``) when the project
         cannot be trained on yet, ``ValueError`` for an unknown base version, ``RuntimeError`` while a run
@@ -219,9 +278,11 @@ class FinetuneController(QObject):
             train_images=len(training_set.train_images),
             categories=[list(c) for c in training_set.categories],
             evaluate_request=evaluate_request,
+            on_gpu=trains_on_gpu(settings.device, gpu_available),
         )
         config = {**_plain_settings(settings), **run.config(), "iterations": total}
         run.id = self.registry.start_run(base_version_id=base.id, config=config)
+        self.document.settings.finetune_tier = settings.tier
         self.base_evaluation.shutdown()  # a previous run's scoring must not be taken for this run's
         self._begin(run, request, total)
         return run.id
@@ -261,6 +322,13 @@ class FinetuneController(QObject):
         self.new_version_id = None
         self.comparison = None
         run.outcome = None
+        if self._timer is None or self._timer.run_name != run.name:  # a resumed run adds to its timing
+            self._timer = RunTimer(
+                run_name=run.name,
+                on_gpu=run.on_gpu,
+                batch_size=run.request.batch_size,
+                train_images=run.train_images,
+            )
         self.runner.start(request, workdir=run.run_dir, log_path=run.run_dir / TRAIN_LOG)
         if run.base_metrics is None and not self.base_evaluation.running:
             run.base_error = ""
@@ -308,6 +376,9 @@ class FinetuneController(QObject):
                 "final_losses": outcome.losses,
                 "model": outcome.model_path,
             }
+            timing = self._timer.timing() if self._timer is not None else None
+            if timing is not None:
+                run.metrics[TIMING] = timing.to_dict()
             self.registry.finish_run(run.id, RunStatus.FINISHED, run.metrics)
             self.message.emit(f"Fine-tuning {run.name} finished; registering the new model version…")
             path = str(outcome.model_path)
@@ -352,8 +423,14 @@ class FinetuneController(QObject):
             return
         if run.base_metrics is None and not run.base_error:
             return
+        base_classes = [name for _, name in run.base.categories]
         comparison = compare(
-            run.base.name, run.base_metrics, run.name, run.new_metrics, base_error=run.base_error
+            run.base.name,
+            run.base_metrics,
+            run.name,
+            run.new_metrics,
+            base_error=run.base_error,
+            base_classes=base_classes,
         )
         self.comparison = comparison
         run.metrics = {
@@ -361,16 +438,16 @@ class FinetuneController(QObject):
             BASE_VALIDATION: run.base_metrics,
             BASE_ERROR: run.base_error,
             BASE_MODEL: run.base.name,
+            BASE_CLASSES: base_classes,
         }
         self.registry.finish_run(run.id, RunStatus.FINISHED, run.metrics)
         self.comparisonReady.emit(comparison)
-        if self.registry.propose(self.new_version_id, comparison):
-            self.message.emit(f"{run.name} scores better than {run.base.name}: it is now the active model")
-        else:
-            self.message.emit(
-                f"{run.name} does not score better than {run.base.name}; {run.base.name} stays active "
-                "(Use new version to switch anyway)"
-            )
+        activated = self.registry.propose(self.new_version_id, comparison)
+        self.message.emit(comparison.verdict + ("" if activated else " Use new version to switch anyway."))
+
+    def _time_event(self, event: TrainingEvent) -> None:
+        if self._timer is not None:
+            self._timer.add(event)
 
     def _recover_interrupted_runs(self) -> None:
         """A run still marked running belongs to an app that was closed or killed: mark it failed, and
@@ -406,6 +483,7 @@ class FinetuneController(QObject):
             train_images=int(config["num_train_images"]),
             categories=list(config["categories"]),
             evaluate_request=evaluate_request,
+            on_gpu=bool(config.get("on_gpu", False)),
             outcome=RunOutcome(RunStatus.FAILED, None, message=str(record.metrics.get("error", ""))),
         )
 
@@ -437,6 +515,7 @@ def train_request(
         num_threads=settings.num_threads or None,
         eval_every=eval_every if eval_every > 0 else None,
         checkpoint_every=settings.checkpoint_every or max(1, total // 10),
+        tier=settings.tier,
     )
     options: dict[str, Any] = dict(settings.request_options)
     try:

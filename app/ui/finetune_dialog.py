@@ -1,12 +1,14 @@
 """Model ▸ Fine-tune…: base model, images, the deterministic train / validation split, and the recipe.
 
 The defaults (active model, corrected and verified images, 20 % validation, 10 epochs, the engine's
-learning rate for the batch, the model's own frozen stages, automatic device) make one click work.
+learning rate for the batch, the model's own frozen stages, automatic device, the project's last tier)
+make one click work. The dialog says what the automatic tier is on this machine for these images, and how
+long the run will take when a run of that tier was measured here before (never a guess).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from PySide6.QtWidgets import (
     QComboBox,
@@ -24,14 +26,29 @@ from PySide6.QtWidgets import (
 )
 
 from app.project.records import ImageStatus, ModelVersionRecord
+from app.project.run_timing import TimeEstimate
 from app.project.training_set import DEFAULT_VAL_FRACTION, split_images
-from app.session.finetune import FinetuneSettings, finetune_learning_rate
+from app.session.finetune import (
+    TIER_NAMES,
+    FinetuneSettings,
+    expected_tier,
+    finetune_learning_rate,
+    trains_on_gpu,
+)
+from app.ui.panels.run_progress import format_duration
+from maskrcnn_core.protocol import HEADS_TIER_MAX_IMAGES, TIERS
 
 IMAGE_CHOICES = (
     ("Corrected and verified images", (ImageStatus.VERIFIED, ImageStatus.CORRECTED)),
     ("Verified images only", (ImageStatus.VERIFIED,)),
 )
 BACKBONE_STAGES = 5  # ResNet: stem + 4 stages; the engine maps the count onto other backbones
+TIER_CHOICES = {
+    "heads": "Heads only: backbone frozen, its features computed once (minutes on a CPU)",
+    "full": "Full: the backbone trains too (for a GPU or a large set)",
+}
+#: ``estimate(settings, num_train_images)``: the run's time from a measured run, ``None`` when none was
+Estimator = Callable[[FinetuneSettings, int], TimeEstimate | None]
 
 
 class FinetuneDialog(QDialog):
@@ -43,10 +60,16 @@ class FinetuneDialog(QDialog):
         active_id: int | None,
         images_by_status: Mapping[ImageStatus, Sequence[str]],
         parent: QWidget | None = None,
+        *,
+        tier: str = FinetuneSettings.tier,
+        gpu_available: bool = False,
+        estimate: Estimator | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Fine-tune")
         self._images = images_by_status
+        self._gpu_available = gpu_available
+        self._estimate = estimate
         self.base = QComboBox()
         for version in bases:
             self.base.addItem(f"{version.name}  ({version.arch})", version.id)
@@ -93,6 +116,16 @@ class FinetuneDialog(QDialog):
         self.frozen.setValue(-1)
         self.device = QComboBox()
         self.device.addItems(["auto", "cuda", "cpu"])
+        self.tier = QComboBox()
+        self.tier.setToolTip(
+            "Heads only trains the region proposal, box and mask heads on the frozen backbone's features, "
+            "computed once: fast, and it keeps what the model knew. Full trains the backbone too."
+        )
+        for key in TIERS:
+            self.tier.addItem(TIER_CHOICES.get(key, key), key)
+        self.tier.setCurrentIndex(max(0, self.tier.findData(tier)))
+        self.estimate_label = QLabel()
+        self.estimate_label.setWordWrap(True)
 
         form = QFormLayout()
         form.addRow("Base model", self.base)
@@ -106,6 +139,8 @@ class FinetuneDialog(QDialog):
         form.addRow("Batch size", self.batch_size)
         form.addRow("Frozen backbone stages", self.frozen)
         form.addRow("Device", self.device)
+        form.addRow("Tier", self.tier)
+        form.addRow("Time", self.estimate_label)
         ok_cancel = QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         self.buttons = QDialogButtonBox(ok_cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Fine-tune")
@@ -116,6 +151,10 @@ class FinetuneDialog(QDialog):
         layout.addWidget(self.buttons)
         self.images.currentIndexChanged.connect(self._update_split)
         self.val_percent.valueChanged.connect(self._update_split)
+        for box in (self.device, self.tier, self.base, self.length_unit):
+            box.currentIndexChanged.connect(self._update_tier_and_time)
+        for spin in (self.epochs, self.iterations, self.batch_size):
+            spin.valueChanged.connect(self._update_tier_and_time)
         self._update_split()
 
     def settings(self) -> FinetuneSettings:
@@ -133,6 +172,7 @@ class FinetuneDialog(QDialog):
             batch_size=self.batch_size.value(),
             trainable_backbone_layers=None if frozen < 0 else BACKBONE_STAGES - frozen,
             device=self.device.currentText(),
+            tier=str(self.tier.currentData()),
         )
 
     def split(self) -> tuple[list[str], list[str]]:
@@ -156,6 +196,47 @@ class FinetuneDialog(QDialog):
         self.val_list.clear()
         self.val_list.addItems(val)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
+        self._update_tier_and_time()
+
+    def _update_tier_and_time(self) -> None:
+        """The automatic tier's text says what it picks here and why; the time is estimated anew."""
+        num_train = len(self.split()[0])
+        settings = self.settings() if self.base.count() else None
+        device = self.device.currentText()
+        on_gpu = trains_on_gpu(device, self._gpu_available)
+        automatic = expected_tier(
+            FinetuneSettings(base_version_id=0, device=device),
+            gpu_available=self._gpu_available,
+            num_train_images=num_train,
+        )
+        if automatic == "heads" and not on_gpu:
+            why = "on this CPU"
+        elif automatic == "heads":
+            why = f"for {num_train} training images on the GPU (under {HEADS_TIER_MAX_IMAGES})"
+        else:
+            why = f"for {num_train} training images on the GPU"
+        self.tier.setItemText(self.tier.findData("auto"), f"Automatic: {TIER_NAMES[automatic]} {why}")
+        self.estimate_label.setText(self._time_text(settings, num_train))
+
+    def _time_text(self, settings: FinetuneSettings | None, num_train: int) -> str:
+        if settings is None or num_train == 0 or self._estimate is None:
+            return "no estimate yet"
+        tier = TIER_NAMES[
+            expected_tier(settings, gpu_available=self._gpu_available, num_train_images=num_train)
+        ]
+        estimate = self._estimate(settings, num_train)
+        if estimate is None:
+            device = "GPU" if trains_on_gpu(settings.device, self._gpu_available) else "CPU"
+            return f"no estimate yet: no {tier} run was measured on this {device} (this run will be)"
+        steps = settings.total_iterations(num_train)
+        source = estimate.source
+        parts = f"{steps} steps × {estimate.training_s / steps:.2f} s"
+        if estimate.caching_s:
+            parts += f" + {format_duration(estimate.caching_s)} computing features"
+        return (
+            f"about {format_duration(estimate.total_s)} ({parts}; measured in {source.run_name}, "
+            f"{source.train_images} training images)"
+        )
 
     def _show_automatic_lr(self) -> None:
         """0 in the learning-rate box means automatic: say which rate that is for the batch."""

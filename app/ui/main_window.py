@@ -431,11 +431,22 @@ class MainWindow(QMainWindow):
         statuses = (ImageStatus.VERIFIED, ImageStatus.CORRECTED)
         images = {s: [im.file_name for im in self.document.trainable_images((s,))] for s in statuses}
         active = self.registry.active_id if self.registry else None
-        dialog = FinetuneDialog(self.finetune.base_candidates(), active, images, self)
+        finetune = self.finetune
+        model = self.segmentation.model if self.segmentation is not None else None
+        gpu = model is not None and model.device.startswith("cuda")  # where the worker built the model
+        dialog = FinetuneDialog(
+            finetune.base_candidates(),
+            active,
+            images,
+            self,
+            tier=finetune.last_tier,
+            gpu_available=gpu,
+            estimate=lambda settings, n: finetune.estimate(settings, gpu_available=gpu, num_train_images=n),
+        )
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return
         try:
-            self.finetune.start(dialog.settings())
+            self.finetune.start(dialog.settings(), gpu_available=gpu)
         except (ValueError, RuntimeError, OSError) as exc:
             QMessageBox.warning(self, "Fine-tune", str(exc))
 

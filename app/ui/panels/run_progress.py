@@ -1,4 +1,5 @@
-"""The status-bar progress of an auto-segment run: bar, images segmented, ETA, and a Cancel button."""
+"""The status-bar progress of an auto-segment run: bar, images segmented, ETA, and a Cancel button; and how
+durations are written (the fine-tune dialog's estimate and the Training panel's time left use them too)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,17 @@ from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 
+def format_duration(seconds: float) -> str:
+    """``"1:05"`` (minutes and seconds) or ``"1:02:03"`` (with hours)."""
+    whole = int(round(max(0.0, seconds)))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def format_eta(seconds: float) -> str:
     """``"ETA 1:05"`` style text; empty while unknown (negative)."""
-    if seconds < 0:
-        return ""
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"ETA {hours}:{minutes:02d}:{secs:02d}" if hours else f"ETA {minutes}:{secs:02d}"
+    return "" if seconds < 0 else f"ETA {format_duration(seconds)}"
 
 
 class RunProgress(QWidget):

@@ -24,13 +24,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.project.comparison import Comparison
+from app.project.comparison import ALL_CLASSES, KNOWN_CLASSES, NEW_CLASSES, Comparison
+from app.session.finetune import TIER_NAMES
 from app.session.run_history import PastRun
 from app.ui.panels.curve_chart import CurveChart
-from app.ui.panels.run_progress import format_eta
+from app.ui.panels.run_progress import format_duration
 from app.workers.training_runner import RunOutcome
 from maskrcnn_core.protocol import (
     LOSS_KEYS,
+    CachingEvent,
     CheckpointEvent,
     EvaluationEvent,
     ProgressEvent,
@@ -47,6 +49,10 @@ LOSS_TERMS = ("total_loss", *(key for key in LOSS_KEYS if key != "total_loss"))
 
 def _ap(value: float | None) -> str:
     return "–" if value is None else f"{value:.3f}"
+
+
+def _time_left(seconds: float | None) -> str:
+    return "time left unknown" if seconds is None or seconds < 0 else f"{format_duration(seconds)} left"
 
 
 class TrainingPanel(QWidget):
@@ -139,6 +145,7 @@ class TrainingPanel(QWidget):
         )
         self.progress.setMaximum(max(1, int(info["iterations"])))
         self.progress.setValue(0)
+        self.progress.setFormat("%p%")
         self.figures.setText("Starting the training process…")
         self.validation.setText("")
         self.loss_chart.clear(info["iterations"])
@@ -155,18 +162,30 @@ class TrainingPanel(QWidget):
         if isinstance(event, StartEvent):
             self.progress.setMaximum(max(1, event.iterations))
             self.progress.setValue(event.start_iteration)
+            self.progress.setFormat("%p%")
             self.loss_chart.set_x_max(event.iterations)
             self.ap_chart.set_x_max(event.iterations)
-            self.figures.setText(f"Training on {event.num_train_images} images…")
+            tier = TIER_NAMES.get(event.tier, event.tier)
+            self.figures.setText(f"Training ({tier}) on {event.num_train_images} images…")
+        elif isinstance(event, CachingEvent):
+            # the heads tier's feature pass, before the first step: the bar counts images, not steps
+            self.progress.setMaximum(max(1, event.total))
+            self.progress.setValue(event.done)
+            self.progress.setFormat(f"Caching features {event.done}/{event.total}")
+            left = event.elapsed_s / event.done * (event.total - event.done) if event.done else None
+            where = " (on disk: they do not fit in memory)" if event.on_disk else ""
+            self.figures.setText(
+                f"Caching features {event.done}/{event.total}{where} · {_time_left(left)} of caching"
+            )
         elif isinstance(event, ProgressEvent):
             self.progress.setMaximum(max(1, event.iterations))
             self.progress.setValue(event.iteration)
+            self.progress.setFormat(f"%v/%m · {_time_left(event.eta_s)}")
             for term in LOSS_TERMS:
                 self.loss_chart.add_point(term, event.iteration, event.losses.get(term))
             self.figures.setText(
                 f"iteration {event.iteration}/{event.iterations} · epoch {event.epoch:.2f} · "
-                f"lr {event.lr:.2e} · {event.images_per_s:.2f} images/s"
-                + (f" · {format_eta(event.eta_s)}" if event.eta_s is not None else "")
+                f"lr {event.lr:.2e} · {event.images_per_s:.2f} images/s · {_time_left(event.eta_s)}"
             )
         elif isinstance(event, EvaluationEvent):
             segm = event.metrics.get("segm") or {}
@@ -180,6 +199,7 @@ class TrainingPanel(QWidget):
 
     def show_run_ended(self, outcome: RunOutcome) -> None:
         self.cancel_button.setEnabled(False)
+        self.progress.setFormat("%p%")
         if outcome.status is RunStatus.FINISHED:
             self.figures.setText("Finished. Comparing with the base model on the same validation images…")
             return
@@ -206,6 +226,11 @@ class TrainingPanel(QWidget):
             header = self.table.horizontalHeaderItem(column)
             if header is not None:  # the headers are set once in __init__; this only satisfies the Optional
                 header.setToolTip(name)
+        summaries = {
+            ALL_CLASSES: "Every class the validation images show",
+            KNOWN_CLASSES: "Classes the base model knew: " + (", ".join(comparison.known_classes) or "none"),
+            NEW_CLASSES: "Classes new to the base model: " + (", ".join(comparison.new_classes) or "none"),
+        }
         self.table.setRowCount(len(comparison.rows))
         for r, row in enumerate(comparison.rows):
             delta = row.delta
@@ -214,20 +239,17 @@ class TrainingPanel(QWidget):
                 item = QTableWidgetItem(text)
                 if c:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                if r == 0:
+                if row.name in summaries:
                     font = item.font()
                     font.setBold(True)
                     item.setFont(font)
+                    item.setToolTip(summaries[row.name])
                 self.table.setItem(r, c, item)
-        if comparison.new_is_better:
-            self.verdict.setText(f"{comparison.new_name} is better: it becomes the active model.")
+        if comparison.activates:
+            self.verdict.setText(comparison.verdict)
         else:
-            why = f" ({comparison.base_error})" if comparison.base_error else ""
-            self.verdict.setText(
-                f"{comparison.new_name} is not better than {comparison.base_name}{why}; "
-                f"{comparison.base_name} stays active. Use new version to switch anyway."
-            )
-        self.use_new_button.setEnabled(not comparison.new_is_better)
+            self.verdict.setText(f"{comparison.verdict} Use new version to switch anyway.")
+        self.use_new_button.setEnabled(not comparison.activates)
         # bring the table into view once the layout has made room for its rows (the timer dies with self)
         QTimer.singleShot(0, self, lambda: self.figures_scroll.ensureWidgetVisible(self.table))
 
