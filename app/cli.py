@@ -13,11 +13,24 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.project import model_sources
-from app.project.coco_io import export_coco, import_annotations
+from app.project.coco_io import CROWD_AS_INSTANCES_FLAG, export_coco, import_annotations
+from app.project.export_options import EXPORT_FORMATS
+from app.project.label_image_io import (
+    CLASS_TABLE,
+    CLASS_TABLE_COLUMNS,
+    LabelExportSummary,
+    export_label_images,
+)
+from app.project.predictions_io import import_predictions
 from app.project.records import ImageResult
 from app.project.store import ProjectStore
-from maskrcnn_core.paths import check_output_file, one_line_error, unreadable_reason
+from app.project.yolo_io import YoloExportSummary, export_yolo
+from maskrcnn_core.paths import check_output_dir, check_output_file, one_line_error, unreadable_reason
 from maskrcnn_core.protocol import ExitCode
+
+# The export command's formats: COCO files (the export dialog's, see app.project.export_options) and folders.
+EXPORT_FOLDER_FORMATS = ("yolo", "label-png", "label-tif")
+EXPORT_COMMAND_FORMATS = (*EXPORT_FORMATS, *EXPORT_FOLDER_FORMATS)
 
 # The exit status of a command stopped with Ctrl+C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
@@ -27,21 +40,67 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="maskrcnn-studio", description="Mask R-CNN Studio project commands")
     sub = parser.add_subparsers(dest="command", required=True)
     imp = sub.add_parser(
-        "import", help="add the annotations of a COCO or labelme file (or a folder of labelme files)"
+        "import",
+        help="add annotations (COCO, labelme, a YOLO dataset, label images) or, with --predictions, a COCO "
+        "results file's predictions",
     )
     imp.add_argument("folder", type=Path, help="the images folder (its project is created if needed)")
     imp.add_argument(
         "coco_json",
+        metavar="SOURCE",
         type=Path,
-        help="COCO instances JSON (file_names relative to FOLDER), a labelme JSON, or a folder of them",
+        help="COCO instances JSON (file_names relative to FOLDER), a labelme JSON or a folder of them, a "
+        "YOLO segmentation dataset folder (data.yaml, labels/), or a folder of label images",
     )
-    exp = sub.add_parser("export", help="write FOLDER's annotations as a COCO file")
+    imp.add_argument(
+        CROWD_AS_INSTANCES_FLAG,
+        action="store_true",
+        help="a COCO file whose every annotation is an RLE crowd region (CVAT's brush masks): import them "
+        "as instances (default: as crowd regions, with a line in the report)",
+    )
+    imp.add_argument(
+        "--class-table",
+        type=Path,
+        default=None,
+        help=f"label images: the CSV ({','.join(CLASS_TABLE_COLUMNS)}) giving each label its category "
+        f"(default: the folder's {CLASS_TABLE})",
+    )
+    imp.add_argument("--category", default=None, help="label images: one category for every instance")
+    imp.add_argument(
+        "--predictions",
+        action="store_true",
+        help="SOURCE is a COCO results file (maskrcnn-core predict's output): store its detections as "
+        "predictions, as auto-segmentation does (corrected and verified images are left alone)",
+    )
+    imp.add_argument("--model", default=None, help="--predictions: the model's name (default: the file's)")
+    imp.add_argument(
+        "--image-list",
+        type=Path,
+        default=None,
+        help="--predictions: the COCO file predict was given (its image ids and category names)",
+    )
+    exp = sub.add_parser(
+        "export", help="write FOLDER's annotations as a COCO file, a YOLO dataset or label images"
+    )
     exp.add_argument("folder", type=Path)
     exp.add_argument(
-        "--out", type=Path, required=True, help="the COCO JSON file to write (replaced atomically)"
+        "--out",
+        type=Path,
+        required=True,
+        help="the COCO JSON file to write (replaced atomically), or the new folder for yolo and label images",
     )
     exp.add_argument(
-        "--format", choices=("rle", "polygon"), default="rle", help="mask encoding (default: rle)"
+        "--format",
+        choices=EXPORT_COMMAND_FORMATS,
+        default="rle",
+        help="COCO with RLE or polygon masks, a YOLO segmentation dataset, or 16-bit label images (PNG or "
+        "TIFF) with a class table (default: rle)",
+    )
+    exp.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        help="yolo: the share of images for validation (default: 0, every image in train)",
     )
     exp.add_argument(
         "--only",
@@ -99,15 +158,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "repair":
         return _run_repair(args)
     try:
-        if args.command == "export":
+        if args.command == "export" and args.format not in EXPORT_FOLDER_FORMATS:
             check_output_file(args.out)  # before the project opens: a bad --out costs nothing
+        elif args.command == "export":
+            check_output_dir(args.out)
         with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
-            if args.command == "export":  # the project folder may live outside FOLDER: checked once known
+            if args.command == "export" and args.format not in EXPORT_FOLDER_FORMATS:
+                # the project folder may live outside FOLDER: checked once known
                 check_output_file(args.out, project_dir=store.db_path.parent)
-            if args.command == "import":
-                imported = import_annotations(store, args.coco_json)
+            if args.command == "import" and args.predictions:
+                predicted = import_predictions(
+                    store, args.coco_json, model_name=args.model, image_list=args.image_list
+                )
+                print(f"{predicted.headline()} (into {store.db_path})")
+                if predicted.report:
+                    print(predicted.report)
+            elif args.command == "import":
+                imported = import_annotations(
+                    store,
+                    args.coco_json,
+                    crowd_as_instances=args.crowd_as_instances,
+                    class_table=args.class_table,
+                    category=args.category,
+                )
                 print(f"{imported.headline()} (into {store.db_path})")
                 print(imported.report)
+            elif args.format in EXPORT_FOLDER_FORMATS:
+                _export_folder(store, args)
             else:
                 exported = export_coco(
                     store,
@@ -124,6 +201,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"maskrcnn-studio {args.command}: {one_line_error(exc)}", file=sys.stderr)
         return ExitCode.FAILED
     return 0
+
+
+def _export_folder(store: ProjectStore, args: argparse.Namespace) -> None:
+    """``export --format yolo | label-png | label-tif``: a folder, checked by the writer itself."""
+    summary: YoloExportSummary | LabelExportSummary
+    if args.format == "yolo":
+        summary = export_yolo(
+            store,
+            args.out,
+            val_fraction=args.val_fraction,
+            only=args.only,
+            score_threshold=args.score_threshold,
+        )
+    else:
+        suffix = ".png" if args.format == "label-png" else ".tif"
+        summary = export_label_images(
+            store, args.out, suffix=suffix, only=args.only, score_threshold=args.score_threshold
+        )
+    print(f"{summary.headline()} in {args.out}")
+    for note in summary.notes:
+        print(f"note: {note}")
+    for line in summary.skipped_images:
+        print(f"left out {line}", file=sys.stderr)
 
 
 def _run_repair(args: argparse.Namespace) -> int:

@@ -23,10 +23,12 @@ from pathlib import Path
 from app.project.export_images import ExportSelection
 from app.project.export_options import ExportFormat, ExportOnly
 from app.project.import_summary import ImportSummary
+from app.project.label_image_io import import_label_images, is_label_image_folder
 from app.project.labelme_io import LabelmeReport, is_labelme, labelme_files, read_labelme
 from app.project.mask_ops import instance_box
 from app.project.records import ImportCounts, NewInstance, Provenance
 from app.project.store import ProjectStore
+from app.project.yolo_io import import_yolo, is_yolo_folder
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, load_coco, write_coco
 from maskrcnn_core.masks import mask_to_rle
 from maskrcnn_core.paths import read_json
@@ -40,16 +42,40 @@ class ExportSummary:
     skipped_images: list[str]  # unusable files left out, with the reason
 
 
-def import_coco(store: ProjectStore, json_path: Path) -> ImportSummary:
+#: The command-line flag that imports a CVAT-style file's crowd regions as instances (see
+#: :func:`is_cvat_crowd_file`); named in the report line of such an import.
+CROWD_AS_INSTANCES_FLAG = "--crowd-as-instances"
+
+
+def is_cvat_crowd_file(data: object) -> bool:
+    """A COCO file whose every annotation is an RLE with ``iscrowd: 1``: how CVAT writes brush masks
+    unless an ``is_crowd`` attribute was set, so they are most likely objects, not crowd regions. Which
+    they are is the person's call (the window asks; the command line takes ``--crowd-as-instances``)."""
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        return False
+    annotations = data["annotations"]
+    return bool(annotations) and all(
+        isinstance(a, dict) and a.get("iscrowd") == 1 and isinstance(a.get("segmentation"), dict)
+        for a in annotations
+    )
+
+
+def import_coco(store: ProjectStore, json_path: Path, *, crowd_as_instances: bool = False) -> ImportSummary:
     """Import the annotations of a COCO file whose images are in the project's folder.
 
     In each image the file annotates they replace the untouched predictions; re-importing the same file
     changes nothing (every annotation is a duplicate). Imported instances have provenance ``imported``
     and are never replaced by a model run. An image listed with no annotations is a negative (see the
-    module docstring); ``iscrowd: 1`` annotations become crowd regions. Raises ``CocoValidationError``
-    (a ``ValueError``) for an unusable file.
+    module docstring); ``iscrowd: 1`` annotations become crowd regions, except in a CVAT-style file
+    (:func:`is_cvat_crowd_file`) with ``crowd_as_instances``: there they are instances. Either way such a
+    file gets a line in the report. Raises ``CocoValidationError`` (a ``ValueError``) for an unusable file.
     """
     data, report = load_coco(json_path, store.images_dir)
+    try:
+        cvat = is_cvat_crowd_file(read_json(json_path))
+    except ValueError:
+        cvat = False  # load_coco read it: a second read that fails changes nothing it found
+    as_instances = cvat and crowd_as_instances
     counts = ImportCounts()
     with store.transaction():  # all of the file or nothing
         category_ids = store.ensure_categories(
@@ -66,12 +92,26 @@ def import_coco(store: ProjectStore, json_path: Path) -> ImportSummary:
                     box=ann.bbox,
                     area=ann.area,
                     provenance=Provenance.IMPORTED,
-                    iscrowd=ann.iscrowd,
+                    iscrowd=ann.iscrowd and not as_instances,
                 )
                 for ann in image.annotations
             ]
             counts += store.import_instances(record.id, instances)
-    return ImportSummary.of(len(data.images), counts, report.summary())
+    summary = report.summary()
+    if cvat:
+        summary += "\n" + cvat_report_line(crowd_as_instances)
+    return ImportSummary.of(len(data.images), counts, summary)
+
+
+def cvat_report_line(as_instances: bool) -> str:
+    """The report's line for a CVAT-style file: what its crowd regions were imported as, and the other way."""
+    head = "every annotation is an RLE crowd region (iscrowd: 1), as CVAT writes brush masks:"
+    if as_instances:
+        return f"  note: {head} imported as instances ({CROWD_AS_INSTANCES_FLAG})"
+    return (
+        f"  note: {head} imported as crowd regions, kept but never trained on; if they are objects, import "
+        f"the file with {CROWD_AS_INSTANCES_FLAG} into a project that does not hold them yet"
+    )
 
 
 def import_labelme(store: ProjectStore, path: Path) -> ImportSummary:
@@ -122,16 +162,32 @@ def import_labelme(store: ProjectStore, path: Path) -> ImportSummary:
     return ImportSummary.of(len(images), counts, report.summary())
 
 
-def import_annotations(store: ProjectStore, path: Path) -> ImportSummary:
-    """Import a COCO file, a labelme file, or a directory of labelme files (recognised by content)."""
+def import_annotations(
+    store: ProjectStore,
+    path: Path,
+    *,
+    crowd_as_instances: bool = False,
+    class_table: Path | None = None,
+    category: str | None = None,
+) -> ImportSummary:
+    """Import a COCO file, a labelme file, a folder of labelme files, a YOLO segmentation dataset folder
+    or a folder of label images (recognised by content). ``crowd_as_instances`` is for a CVAT-style COCO
+    file (:func:`import_coco`); ``class_table`` and ``category`` for label images
+    (:func:`app.project.label_image_io.import_label_images`)."""
     path = Path(path)
     if path.is_dir():
+        if is_yolo_folder(path):
+            return import_yolo(store, path)
+        if class_table is not None or category is not None or is_label_image_folder(path):
+            return import_label_images(store, path, class_table=class_table, category=category)
         return import_labelme(store, path)
     try:
         data = read_json(path)
     except ValueError:
         data = None  # load_coco reports it properly
-    return import_labelme(store, path) if is_labelme(data) else import_coco(store, path)
+    if is_labelme(data):
+        return import_labelme(store, path)
+    return import_coco(store, path, crowd_as_instances=crowd_as_instances)
 
 
 def export_coco(
