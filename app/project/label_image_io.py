@@ -167,7 +167,8 @@ def import_label_images(
             )
             continue
         instances = []
-        for number, mask in _instances(labels):
+        found = _instances(labels)
+        for number, mask in found:
             category_name = (
                 category if table is None else table.get((name, number), table.get((EVERY_IMAGE, number)))
             )
@@ -175,6 +176,8 @@ def import_label_images(
                 report.skipped.append(f"{name}: label {number} has no class in the class table")
                 continue
             instances.append((category_name, mask))
+        if found and not instances:
+            continue  # labels with no class are not a statement that the image holds nothing
         images.append(MaskImage(image_name, tuple(instances)))
         report.images += 1
         report.instances += len(instances)
