@@ -68,6 +68,15 @@ class InstanceDataset(Dataset):
         image = (
             torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1))).to(torch.float32).div_(255.0)
         )
+        target = self.target(index)
+        if self.transforms is not None:
+            image, target = self.transforms(image, target)
+        return image, target
+
+    def target(self, index: int) -> Target:
+        """The instances of item ``index`` without reading its pixels and without ``transforms`` (for a
+        trainer that has the image's features already)."""
+        info = self.images[index]
         instances = [a for a in info.annotations if not a.iscrowd]
         masks = torch.zeros((len(instances), info.height, info.width), dtype=torch.uint8)
         for mask, annotation in zip(masks, instances, strict=True):
@@ -76,15 +85,12 @@ class InstanceDataset(Dataset):
             cropped = annotation.mask
             x0, y0, x1, y1 = cropped.crop_box
             mask[y0:y1, x0:x1] = torch.from_numpy(cropped.mask)
-        target = {
+        return {
             "boxes": torch.tensor([a.bbox for a in instances], dtype=torch.float32).reshape(-1, 4),
             "labels": torch.tensor([a.label for a in instances], dtype=torch.int64),
             "masks": masks,
             "image_id": info.id,
         }
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
 
 
 def collate_detection(batch: list[tuple[Tensor, Target]]) -> tuple[list[Tensor], list[Target]]:

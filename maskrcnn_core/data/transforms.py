@@ -49,14 +49,18 @@ class RandomHorizontalFlip:
     def __call__(self, image: Tensor, target: Target) -> tuple[Tensor, Target]:
         if torch.rand((), generator=self.generator).item() >= self.p:
             return image, target
-        width = image.shape[-1]
-        boxes = target["boxes"]
-        # pixel x covers [x, x + 1) and lands on W - 1 - x, so the edges x1, x2 become W - x2, W - x1
-        flipped = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-        return image.flip(-1), {**target, "boxes": flipped, "masks": target["masks"].flip(-1)}
+        return image.flip(-1), hflip_target(target, image.shape[-1])
 
     def __repr__(self) -> str:
         return f"RandomHorizontalFlip(p={self.p})"
+
+
+def hflip_target(target: Target, width: int) -> Target:
+    """``target`` of an image ``width`` pixels wide, mirrored left-right (boxes and masks)."""
+    boxes = target["boxes"]
+    # pixel x covers [x, x + 1) and lands on W - 1 - x, so the edges x1, x2 become W - x2, W - x1
+    flipped = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+    return {**target, "boxes": flipped, "masks": target["masks"].flip(-1)}
 
 
 class RandomScale:

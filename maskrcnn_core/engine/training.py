@@ -13,11 +13,19 @@ as a bar or as JSON lines for the app, and logs them to the run's metrics file).
 Exact resume: the data order is a pure function of (seed, iteration), augmentation and the model's
 sampling draw from torch's RNG, whose state is checkpointed with model, optimizer, scheduler and
 iteration — so on CPU a resumed run reproduces the loss curve of an uninterrupted one.
+
+Tiers (:data:`~maskrcnn_core.protocol.TIERS`, ``auto`` resolved by
+:func:`~maskrcnn_core.protocol.resolve_tier`): ``full`` trains the model's trainable backbone stages, the
+FPN and the heads on augmented images; ``heads`` freezes the backbone + FPN, computes their features once
+per training image and once for its mirror image before the first step (a
+:class:`~maskrcnn_core.engine.feature_cache.FeatureCache`; no scale jitter), and trains the RPN, box and
+mask heads on them — a step then costs the heads alone.
 """
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
@@ -27,11 +35,18 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torchvision.models.detection.image_list import ImageList
 
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.data.coco import CocoData
 from maskrcnn_core.data.dataset import InstanceDataset, collate_detection
-from maskrcnn_core.data.transforms import Compose, RandomHorizontalFlip, RandomScale
+from maskrcnn_core.data.transforms import Compose, RandomHorizontalFlip, RandomScale, hflip_target
+from maskrcnn_core.engine.feature_cache import (
+    FEATURE_CACHE_DIR,
+    FeatureCache,
+    FeatureCacheError,
+    batch_features,
+)
 from maskrcnn_core.model.backbones import set_trainable_stages
 from maskrcnn_core.model.mask_rcnn import MaskRCNN, MaskRCNNLoss
 from maskrcnn_core.model.weights import read_checkpoint, save_checkpoint
@@ -39,6 +54,8 @@ from maskrcnn_core.protocol import (
     FINAL_MODEL,
     LAST_CHECKPOINT,
     LOSS_KEYS,
+    TIERS,
+    CachingEvent,
     CancelledEvent,
     CheckpointEvent,
     EvaluationEvent,
@@ -50,6 +67,7 @@ from maskrcnn_core.protocol import (
     TrainRequest,
     default_lr,
     iterations_of_run,
+    resolve_tier,
 )
 
 Callback = Callable[[TrainingEvent], None]
@@ -95,6 +113,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     eval_every: int | None = None
     seed: int = 0
+    tier: str = "full"  # a key of protocol.TIERS; "auto" is resolved by the trainer for its device and data
+    feature_cache_bytes: int | None = None  # the heads tier's in-memory budget; None: half the free memory
 
     def __post_init__(self) -> None:
         if self.iterations is None and self.epochs is None:
@@ -111,6 +131,10 @@ class TrainConfig:
             raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.eval_every is not None and self.eval_every < 1:
             raise ValueError(f"eval_every must be >= 1, got {self.eval_every}")
+        if self.tier not in TIERS:
+            raise ValueError(f"tier must be one of {', '.join(TIERS)}; got {self.tier!r}")
+        if self.feature_cache_bytes is not None and self.feature_cache_bytes < 0:
+            raise ValueError(f"feature_cache_bytes must be >= 0, got {self.feature_cache_bytes}")
         if any(not 0 < s < 1 for s in self.lr_steps):
             raise ValueError(f"lr_steps are fractions of the run in (0, 1), got {self.lr_steps}")
         self.lr_steps = tuple(self.lr_steps)
@@ -132,6 +156,7 @@ class TrainConfig:
             seed=request.seed,
             hflip_prob=request.hflip,
             scale_jitter=(request.scale_min, request.scale_max) if request.scale_jitter else None,
+            tier=request.tier,
         )
 
 
@@ -237,6 +262,26 @@ class _LossModule(nn.Module):
         return self.model.get_loss(images, targets)
 
 
+class _HeadsLossModule(_LossModule):
+    """``forward = model.get_loss_from_features``: the ``heads`` tier's step on cached features."""
+
+    def forward(  # type: ignore[override]
+        self, image_list: ImageList, features: OrderedDict[str, torch.Tensor], targets: list[dict]
+    ) -> MaskRCNNLoss:
+        return self.model.get_loss_from_features(image_list, features, targets)
+
+
+class _AnyRankCancel:
+    """A cancel seen by any rank, asked collectively: every rank asks as often (once per cached image)."""
+
+    def __init__(self, token: CancelToken, device: torch.device) -> None:
+        self.token, self.device = token, device
+
+    @property
+    def cancelled(self) -> bool:
+        return _any_rank(self.token.cancelled, self.device)
+
+
 class Trainer:
     """One training run of ``model`` (already on its device) on ``train_data``, written to ``out_dir``.
 
@@ -267,9 +312,20 @@ class Trainer:
         self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         self.callbacks = list(callbacks) if self.rank == 0 else []
         self.device = next(model.parameters()).device
-        if config.trainable_backbone_layers is not None:
-            set_trainable_stages(model.backbone, config.trainable_backbone_layers)
-        self.dataset = InstanceDataset(train_data, transforms=_augmentation(config))
+        self.tier = resolve_tier(
+            config.tier, on_gpu=self.device.type == "cuda", num_train_images=len(train_data.images)
+        )
+        self.features: FeatureCache | None = None
+        if self.tier == "heads":
+            model.backbone.requires_grad_(False)  # backbone + FPN frozen: their features are cached
+            self.dataset = InstanceDataset(train_data)  # each image as it is, and mirrored
+            # every process caches the features of every image (its share changes with each epoch)
+            folder = FEATURE_CACHE_DIR if self.rank == 0 else f"{FEATURE_CACHE_DIR}-rank{self.rank}"
+            self.features = FeatureCache(self.out_dir / folder, config.feature_cache_bytes)
+        else:
+            if config.trainable_backbone_layers is not None:
+                set_trainable_stages(model.backbone, config.trainable_backbone_layers)
+            self.dataset = InstanceDataset(train_data, transforms=_augmentation(config))
         if len(self.dataset) == 0:
             raise ValueError("the training data has no images")
 
@@ -294,7 +350,9 @@ class Trainer:
         self.last_losses: dict[str, float] = {}
         self.last_metrics: dict | None = None
         self.checkpoint_path: Path | None = None
-        self._loss_module: nn.Module = _LossModule(model)
+        self._loss_module: nn.Module = (
+            _LossModule(model) if self.features is None else _HeadsLossModule(model)
+        )
         self.hooks: list[HookBase] = [ProgressHook()]
         if val_data is not None:
             self.hooks.append(EvaluationHook(config.eval_every))
@@ -312,6 +370,7 @@ class Trainer:
             "world_size": self.world,
             "config": _plain(asdict(self.config)),
             "num_train_images": len(self.dataset),
+            "tier": self.tier,
         }
 
     def resume(self) -> None:
@@ -325,6 +384,9 @@ class Trainer:
             raise TrainingError(f"{path} holds no training state to resume from")
         if state["world_size"] != self.world:
             raise TrainingError(f"{path} was written by {state['world_size']} processes; resume with as many")
+        tier = state.get("tier", "full")
+        if tier != self.tier:
+            raise TrainingError(f"{path} is from a run of the {tier} tier; resume it with --tier {tier}")
         if state["iterations"] != self.total:
             raise TrainingError(
                 f"{path} is from a run of {state['iterations']} iterations; "
@@ -346,7 +408,9 @@ class Trainer:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self._loss_module = nn.parallel.DistributedDataParallel(self._loss_module, device_ids=device_ids)
         self.emit(StartEvent(start_iteration=self.start_iteration, **self.run_info))
-        self.model.train()
+        if self.features is not None and not self._cache_features():
+            return self._cancelled()
+        self._train_mode()
         for hook in self.hooks:
             hook.before_train(self)
         while self.iteration < self.total:
@@ -366,8 +430,12 @@ class Trainer:
         indices = _batch_indices(
             self.iteration, len(self.dataset), config.batch_size, self.rank, self.world, config.seed
         )
-        images, targets = collate_detection([self.dataset[i] for i in indices])
-        images = [im.to(self.device, non_blocking=True) for im in images]
+        inputs: tuple[Any, ...]
+        if self.features is None:
+            images, targets = collate_detection([self.dataset[i] for i in indices])
+            inputs = ([im.to(self.device, non_blocking=True) for im in images],)
+        else:
+            inputs, targets = self._cached_batch(indices)
         targets = [
             {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
         ]
@@ -376,7 +444,7 @@ class Trainer:
                 torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype else nullcontext()
             )
             with autocast:
-                losses = self._loss_module(images, targets)
+                losses = self._loss_module(*inputs, targets)
             total_loss = losses["total_loss"]
             if not torch.isfinite(total_loss):
                 raise TrainingError(
@@ -410,7 +478,7 @@ class Trainer:
         from maskrcnn_core.engine.validation import evaluate_model
 
         self.last_metrics = evaluate_model(self.model, self.val_data).to_dict()
-        self.model.train()
+        self._train_mode()
         self.emit(EvaluationEvent(iteration=self.iteration, metrics=self.last_metrics))
 
     def write_checkpoint(self) -> Path:
@@ -430,6 +498,7 @@ class Trainer:
                 "grad_scaler": self.scaler.state_dict(),
                 "rng": rng,
                 "train_config": _plain(asdict(self.config)),
+                "tier": self.tier,
             }
             metadata = {**self.metadata, "iteration": self.iteration}
             save_checkpoint(path, self.model, metadata=metadata, training_state=training_state)
@@ -438,6 +507,46 @@ class Trainer:
             dist.barrier()
         self.checkpoint_path = path
         return path
+
+    # ------------------------------------------------------------------------------- the heads tier
+    def _cache_features(self) -> bool:
+        """Compute (or reuse) the features of every training image, with caching events; ``False`` when
+        cancelled during it (what is written to the run folder so far stays for a resumed run)."""
+        assert self.features is not None
+        started = time.monotonic()
+
+        def report(done: int, total: int, on_disk: bool) -> None:
+            elapsed = time.monotonic() - started
+            self.emit(CachingEvent(done=done, total=total, elapsed_s=elapsed, on_disk=on_disk))
+
+        cancel = None if self.cancel is None else _AnyRankCancel(self.cancel, self.device)
+        return self.features.build(
+            self.model, self.dataset, mirrored=self.config.hflip_prob > 0, cancel=cancel, progress=report
+        )
+
+    def _cached_batch(self, indices: list[int]) -> tuple[tuple[Any, ...], list[dict]]:
+        """The heads tier's inputs for ``indices``: cached features (each image mirrored with the flip
+        probability, a draw from torch's RNG as the full tier's flip makes) and the targets to match."""
+        assert self.features is not None
+        items, targets = [], []
+        for i in indices:
+            mirrored = bool(torch.rand(()).item() < self.config.hflip_prob)
+            try:
+                items.append(self.features.get(i, mirrored))
+            except FeatureCacheError as exc:
+                raise TrainingError(str(exc)) from None
+            info = self.dataset.images[i]
+            target = self.dataset.target(i)
+            if mirrored:
+                target = hflip_target(target, info.width)
+            targets.append(self.model.transform.resize_target(target, (info.height, info.width)))
+        image_list, levels = batch_features(items, self.device)
+        return (image_list, levels), targets
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.features is not None:
+            self.model.backbone.eval()  # frozen: its BatchNorm statistics stay what the features saw
 
     # ------------------------------------------------------------------------------------ the ends
     def _cancelled(self) -> TrainResult:

@@ -66,6 +66,19 @@ class ImageTransform(GeneralizedRCNNTransform):
         finally:
             self.training = was_training
 
+    def resize_target(self, target: dict[str, Tensor], image_size: tuple[int, int]) -> dict[str, Tensor]:
+        """``target`` of an ``image_size`` (H, W) image resized as :meth:`resize` resizes the image alone
+        (the inference size, no scale jitter): the targets that go with features computed once."""
+        was_training = self.training
+        self.training = False
+        try:
+            # only the image's shape is read: a meta tensor allocates nothing
+            _, resized = super().resize(torch.empty((3, *image_size), device="meta"), dict(target))
+        finally:
+            self.training = was_training
+        assert resized is not None
+        return resized
+
 
 def lookup(image: Tensor, table: Tensor) -> Tensor:
     """``table[c][image[c]]`` for a ``(3, H, W)`` uint8 image and a ``(3, 256)`` table, on any device."""
