@@ -4,8 +4,9 @@ A results file is what ``maskrcnn-core predict`` writes and pycocotools' ``loadR
 detections ``{image_id, category_id, segmentation (RLE), score, bbox}``. ``predict`` without ``--coco``
 adds each image's ``file_name``; otherwise the image list it was given (a COCO file: ``images`` and
 ``categories``) says which file each ``image_id`` is and what each ``category_id`` is called. A category id
-the image list does not name is looked up among the project's categories (a model fine-tuned here
-predicts the project's own ids).
+the image list does not name is looked up in the classes the project recorded for the model of that name
+(a model the project has used), then among the project's categories (a model fine-tuned here predicts
+the project's own ids).
 
 The detections are stored by the rule of the window's own auto-segmentation
 (:mod:`app.project.model_results`): only new and predicted images take them (corrected and verified images
@@ -73,8 +74,10 @@ def import_predictions(
     results = read_json(results_path)
     if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
         raise ValueError(f"{results_path}: not a COCO results file (a list of detections)")
-    files, names = _image_list(image_list) if image_list is not None else ({}, {})
-    names = {c.id: c.name for c in store.categories()} | names
+    name = model_name or results_path.name
+    files, listed = _image_list(image_list) if image_list is not None else ({}, {})
+    known = [dict(v.categories) for v in store.model_versions() if v.name == name and v.categories]
+    names = {c.id: c.name for c in store.categories()} | (known[-1] if known else {}) | listed
     summary = PredictionsSummary()
     reasons: dict[str, list[str]] = defaultdict(list)
     by_image: dict[str, list[dict]] = defaultdict(list)
@@ -87,7 +90,6 @@ def import_predictions(
             )
             continue
         by_image[file_name].append(entry)
-    name = model_name or results_path.name
     version_id = store.add_model_version(
         name=name,
         arch=RESULTS_FILE_ARCH,
