@@ -60,6 +60,15 @@ def is_cvat_crowd_file(data: object) -> bool:
     )
 
 
+def is_cvat_crowd_path(path: Path) -> bool:
+    """Whether the file at ``path`` is a CVAT-style COCO file (:func:`is_cvat_crowd_file`), which the
+    window asks about before importing; ``False`` for anything unreadable (the import says why)."""
+    try:
+        return Path(path).is_file() and is_cvat_crowd_file(read_json(path))
+    except ValueError:
+        return False
+
+
 def import_coco(store: ProjectStore, json_path: Path, *, crowd_as_instances: bool = False) -> ImportSummary:
     """Import the annotations of a COCO file whose images are in the project's folder.
 

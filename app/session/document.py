@@ -128,16 +128,31 @@ class Document(QObject):
         self.imagesReset.emit()
         return added
 
-    def import_annotations(self, path: Path) -> ImportSummary:
-        """Import a COCO or labelme file (or a folder of labelme files) as a person's annotations.
+    def import_annotations(
+        self,
+        path: Path,
+        *,
+        crowd_as_instances: bool = False,
+        class_table: Path | None = None,
+        category: str | None = None,
+    ) -> ImportSummary:
+        """Import a COCO or labelme file, or a folder (labelme files, a YOLO dataset, label images), as a
+        person's annotations.
 
-        One store transaction (see :func:`app.project.coco_io.import_annotations`: in each image the file
+        One store transaction (see :func:`app.project.coco_io.import_annotations`, which also says what
+        ``crowd_as_instances``, ``class_table`` and ``category`` are for: in each image the file
         annotates, its annotations replace the untouched predictions). Raises ``ValueError`` for an
         unusable file, with nothing imported. The caches are reloaded and the views told through the
         usual signals.
         """
         self.check_writable()
-        summary = import_annotations(self.store, path)
+        summary = import_annotations(
+            self.store,
+            path,
+            crowd_as_instances=crowd_as_instances,
+            class_table=class_table,
+            category=category,
+        )
         self._instances.clear()
         self._reload_categories()
         self.categoriesChanged.emit()

@@ -125,3 +125,27 @@ def choose_project_dir(parent: QWidget, folder: Path, reason: str, suggested: Pa
         parent, f"Where to keep the project of {folder.name}", str(start)
     )
     return Path(chosen) if chosen else None
+
+
+CROWD_AS_INSTANCES = "Import as instances"
+CROWD_AS_CROWD = "Import as crowd regions"
+
+
+def ask_crowd_as_instances(parent: QWidget, file_name: str) -> bool | None:
+    """The question for a COCO file whose every mask is a crowd region (CVAT's brush masks): ``True`` to
+    import them as instances, ``False`` as crowd regions, ``None`` to cancel the import."""
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setWindowTitle("Import COCO")
+    box.setText(f"Every mask in {file_name} is marked as a crowd region (iscrowd: 1).")
+    box.setInformativeText(
+        "CVAT exports brush masks this way, so they are most likely objects. Crowd regions are kept but "
+        "never trained on. How should they be imported?"
+    )
+    instances = box.addButton(CROWD_AS_INSTANCES, QMessageBox.ButtonRole.AcceptRole)
+    crowd = box.addButton(CROWD_AS_CROWD, QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(instances)
+    box.exec()
+    clicked = box.clickedButton()
+    return True if clicked is instances else False if clicked is crowd else None

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.project.coco_io import ImportSummary
+from app.project.coco_io import ImportSummary, is_cvat_crowd_path
 from app.project.model_sources import bundled_demo_model
 from app.project.recent import (
     add_recent_folder,
@@ -47,7 +47,7 @@ from app.session.segmentation import SegmentationController
 from app.ui.actions import EditActions, install_tools
 from app.ui.canvas.view import HIDE_OVERLAYS_HELD_KEY, Canvas
 from app.ui.category_editing import CategoryEditing
-from app.ui.dialogs import choose_model, show_about, show_shortcuts
+from app.ui.dialogs import ask_crowd_as_instances, choose_model, show_about, show_shortcuts
 from app.ui.export_dialog import ExportChoices, ask_export
 from app.ui.finetune_dialog import FinetuneDialog
 from app.ui.get_models_dialog import GetModelsDialog
@@ -340,8 +340,14 @@ class MainWindow(QMainWindow):
         )
         if not path:
             return
+        crowd_as_instances = False
+        if is_cvat_crowd_path(Path(path)):
+            answer = ask_crowd_as_instances(self, Path(path).name)
+            if answer is None:
+                return
+            crowd_as_instances = answer
         try:
-            summary = self.import_annotation_file(Path(path))
+            summary = self.import_annotation_file(Path(path), crowd_as_instances=crowd_as_instances)
         except ValueError as exc:
             QMessageBox.critical(self, "Import COCO", str(exc))
             return
@@ -349,13 +355,14 @@ class MainWindow(QMainWindow):
             self, "Import COCO", f"{summary.headline().capitalize()}.\n\n{summary.report}"
         )
 
-    def import_annotation_file(self, path: Path) -> ImportSummary:
+    def import_annotation_file(self, path: Path, *, crowd_as_instances: bool = False) -> ImportSummary:
         """Import a COCO or labelme file into the open project (the document's import, which keeps the
-        views right); what the menu item does, without its dialogs. Raises ``ValueError`` (nothing
-        imported) for a bad file or when no project is open."""
+        views right); what the menu item does, without its dialogs (``crowd_as_instances``: the answer to
+        the question about a CVAT-style file). Raises ``ValueError`` (nothing imported) for a bad file or
+        when no project is open."""
         if self.document is None:
             raise ValueError("No project is open: open a project folder first")
-        return self.document.import_annotations(path)
+        return self.document.import_annotations(path, crowd_as_instances=crowd_as_instances)
 
     def export_coco_file(self) -> None:
         if self.document is None:
