@@ -31,6 +31,7 @@ from maskrcnn_core.protocol import (
     REFERENCE_BATCH,
     REFERENCE_LR,
     TIERS,
+    CachingEvent,
     CancelledEvent,
     ErrorEvent,
     EvaluationEvent,
@@ -314,9 +315,19 @@ def _progress_printer(mode: str):
     if mode == "none":
         return lambda event: None
     bars: list = []  # the bar, once the run has started
+    caching: list = []  # the heads tier's feature pass, while it runs
 
     def bar(event: TrainingEvent) -> None:
-        if isinstance(event, StartEvent):
+        if isinstance(event, CachingEvent):
+            if not caching:
+                caching.append(_bar(event.total, "features"))
+            b = caching[-1]
+            if event.on_disk and b.postfix != "on disk":
+                b.set_postfix_str("on disk")  # past the memory budget: in the run folder from now on
+            b.update(event.done - b.n)
+            if event.done == event.total:
+                b.close()
+        elif isinstance(event, StartEvent):
             bars.append(_bar(event.iterations, "train", initial=event.start_iteration))
         elif isinstance(event, ProgressEvent):
             b = bars[-1]

@@ -159,7 +159,8 @@ TORCHRUN = shutil.which("torchrun", path=str(Path(sys.executable).parent))
 
 
 @pytest.mark.skipif(TORCHRUN is None, reason="torchrun is not installed next to this Python")
-def test_torchrun_command_trains_with_two_processes(shapes_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("tier", ["full", "heads"])
+def test_torchrun_command_trains_with_two_processes(shapes_root: Path, tmp_path: Path, tier: str) -> None:
     out = tmp_path / "run"
     command = [
         TORCHRUN,
@@ -188,6 +189,8 @@ def test_torchrun_command_trains_with_two_processes(shapes_root: Path, tmp_path:
         "1",
         "--progress",
         "jsonl",
+        "--tier",
+        tier,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
@@ -195,8 +198,12 @@ def test_torchrun_command_trains_with_two_processes(shapes_root: Path, tmp_path:
     printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     logged = [json.loads(line) for line in (out / METRICS_LOG).read_text().splitlines()]
     for events in (printed, logged):  # each event once: rank 1 neither prints nor logs
-        kinds = [e["event"] for e in events]
+        kinds = [e["event"] for e in events if e["event"] != "caching"]
         assert kinds == ["start", "progress", "progress", "checkpoint", "progress", "checkpoint", "finished"]
-        assert events[0]["world_size"] == 2 and events[0]["global_batch"] == 2
+        assert events[0]["world_size"] == 2 and events[0]["global_batch"] == 2 and events[0]["tier"] == tier
+        # the heads tier: every process caches the features of every image (and mirror image) first
+        caching = [e for e in events if e["event"] == "caching"]
+        assert len(caching) == (8 if tier == "heads" else 0)
+        assert tier == "full" or caching[-1]["done"] == caching[-1]["total"] == 16
     model = load_model(out / FINAL_MODEL)
     assert model.checkpoint_metadata["training"]["world_size"] == 2

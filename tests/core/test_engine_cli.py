@@ -89,9 +89,12 @@ def test_train_prints_json_lines_and_writes_the_run(trained) -> None:
     assert done.returncode == ExitCode.OK, done.stderr[-3000:]
     events = _json_lines(done.stdout)
     kinds = [e["event"] for e in events]
-    assert kinds == ["start", "progress", "progress", "checkpoint", "progress", "checkpoint", "finished"]
-    assert events[0]["iterations"] == 3 and events[0]["start_iteration"] == 0
-    progress = events[1]
+    # the default tier on a CPU is heads: the features of the 4 images and their mirror images come first
+    steps = ["progress", "progress", "checkpoint", "progress", "checkpoint", "finished"]
+    assert kinds == ["start", *["caching"] * 4, *steps]
+    assert events[0]["iterations"] == 3 and events[0]["start_iteration"] == 0 and events[0]["tier"] == "heads"
+    assert events[4]["done"] == events[4]["total"] == 8
+    progress = events[5]
     assert progress["iteration"] == 1 and progress["iterations"] == 3
     assert {"total_loss", "mask_loss", "rpn_cls_loss"} <= set(progress["losses"])
     assert progress["lr"] > 0 and progress["images_per_s"] > 0
