@@ -14,23 +14,17 @@ from pathlib import Path
 
 from app.project import model_sources
 from app.project.coco_io import CROWD_AS_INSTANCES_FLAG, export_coco, import_annotations
-from app.project.export_options import EXPORT_FORMATS
+from app.project.export_options import EXPORT_FORMATS, FOLDER_FORMATS
+from app.project.folder_exports import export_folder
 from app.project.label_image_io import (
     CLASS_TABLE,
     CLASS_TABLE_COLUMNS,
-    LabelExportSummary,
-    export_label_images,
 )
 from app.project.predictions_io import import_predictions
 from app.project.records import ImageResult
 from app.project.store import ProjectStore
-from app.project.yolo_io import YoloExportSummary, export_yolo
 from maskrcnn_core.paths import check_output_dir, check_output_file, one_line_error, unreadable_reason
 from maskrcnn_core.protocol import ExitCode
-
-# The export command's formats: COCO files (the export dialog's, see app.project.export_options) and folders.
-EXPORT_FOLDER_FORMATS = ("yolo", "label-png", "label-tif")
-EXPORT_COMMAND_FORMATS = (*EXPORT_FORMATS, *EXPORT_FOLDER_FORMATS)
 
 # The exit status of a command stopped with Ctrl+C (128 + SIGINT), as shells report it.
 INTERRUPTED = 130
@@ -91,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     exp.add_argument(
         "--format",
-        choices=EXPORT_COMMAND_FORMATS,
+        choices=tuple(EXPORT_FORMATS),
         default="rle",
         help="COCO with RLE or polygon masks, a YOLO segmentation dataset, or 16-bit label images (PNG or "
         "TIFF) with a class table (default: rle)",
@@ -158,12 +152,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "repair":
         return _run_repair(args)
     try:
-        if args.command == "export" and args.format not in EXPORT_FOLDER_FORMATS:
+        if args.command == "export" and args.format not in FOLDER_FORMATS:
             check_output_file(args.out)  # before the project opens: a bad --out costs nothing
         elif args.command == "export":
             check_output_dir(args.out)
         with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
-            if args.command == "export" and args.format not in EXPORT_FOLDER_FORMATS:
+            if args.command == "export" and args.format not in FOLDER_FORMATS:
                 # the project folder may live outside FOLDER: checked once known
                 check_output_file(args.out, project_dir=store.db_path.parent)
             if args.command == "import" and args.predictions:
@@ -183,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 print(f"{imported.headline()} (into {store.db_path})")
                 print(imported.report)
-            elif args.format in EXPORT_FOLDER_FORMATS:
+            elif args.format in FOLDER_FORMATS:
                 _export_folder(store, args)
             else:
                 exported = export_coco(
@@ -205,20 +199,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _export_folder(store: ProjectStore, args: argparse.Namespace) -> None:
     """``export --format yolo | label-png | label-tif``: a folder, checked by the writer itself."""
-    summary: YoloExportSummary | LabelExportSummary
-    if args.format == "yolo":
-        summary = export_yolo(
-            store,
-            args.out,
-            val_fraction=args.val_fraction,
-            only=args.only,
-            score_threshold=args.score_threshold,
-        )
-    else:
-        suffix = ".png" if args.format == "label-png" else ".tif"
-        summary = export_label_images(
-            store, args.out, suffix=suffix, only=args.only, score_threshold=args.score_threshold
-        )
+    summary = export_folder(
+        store,
+        args.out,
+        args.format,
+        only=args.only,
+        score_threshold=args.score_threshold,
+        val_fraction=args.val_fraction,
+    )
     print(f"{summary.headline()} in {args.out}")
     for note in summary.notes:
         print(f"note: {note}")

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 from typing import Literal
 
-# What the export writes the masks as, and which images it keeps (None: every image looked at).
+# What the COCO export writes the masks as, the formats written as a folder (app.project.folder_exports),
+# and which images an export keeps (None: every image looked at).
 ExportFormat = Literal["rle", "polygon"]
+FolderFormat = Literal["yolo", "label-png", "label-tif"]
 ExportOnly = Literal["verified", "annotated"]
 
 # Format key -> what the export dialog calls it. A format to come is one more entry (and its writer).
-EXPORT_FORMATS: dict[ExportFormat, str] = {
+EXPORT_FORMATS: dict[ExportFormat | FolderFormat, str] = {
     "rle": "COCO, masks as RLE (pixel-exact)",
     "polygon": "COCO, masks as polygons",
+    "yolo": "YOLO segmentation dataset: a folder (holes are filled)",
+    "label-png": "Label images, 16-bit PNG, and a class table: a folder",
+    "label-tif": "Label images, 16-bit TIFF, and a class table: a folder",
 }
+COCO_FORMATS: tuple[ExportFormat, ...] = ("rle", "polygon")
+FOLDER_FORMATS: tuple[FolderFormat, ...] = ("yolo", "label-png", "label-tif")
 
 # Which images -> what the dialog calls it; the key is export_coco's ``only`` (``"all"``: ``None``).
 EXPORT_ALL_IMAGES: Literal["all"] = "all"

@@ -15,8 +15,10 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 
 from app.project.coco_io import ExportSummary, ImportSummary, export_coco, import_annotations
-from app.project.export_options import ExportFormat, ExportOnly
+from app.project.export_options import ExportFormat, ExportOnly, FolderFormat
+from app.project.folder_exports import export_folder
 from app.project.folder_scan import scan_folder
+from app.project.label_image_io import LabelExportSummary
 from app.project.model_results import ApplyOutcome, apply_model_result, needs_segmentation
 from app.project.records import (
     CategoryRecord,
@@ -30,8 +32,9 @@ from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore, StoreError
 from app.project.training_set import eligible_images
 from app.project.truth import counts_as_annotation, is_crowd_region
+from app.project.yolo_io import YoloExportSummary
 from app.session.model_registry import ModelRegistry
-from maskrcnn_core.paths import check_output_file
+from maskrcnn_core.paths import check_output_dir, check_output_file
 
 
 class ReadOnlyDocumentError(StoreError):
@@ -186,6 +189,15 @@ class Document(QObject):
         the project's database), is refused with a one-line ``ValueError`` before anything is written."""
         path = check_output_file(path, flag="Export to", project_dir=self.store.db_path.parent)
         return export_coco(self.store, path, segmentation=segmentation, only=only)
+
+    def export_folder(
+        self, path: Path, folder_format: FolderFormat, *, only: ExportOnly | None = None
+    ) -> YoloExportSummary | LabelExportSummary:
+        """Write the project's annotations into a new or empty folder as a YOLO dataset or label images
+        (:func:`app.project.folder_exports.export_folder`), refused in one line as :meth:`export_coco`
+        refuses a path."""
+        path = check_output_dir(path, flag="Export to", project_dir=self.store.db_path.parent)
+        return export_folder(self.store, path, folder_format, only=only)
 
     def images(self) -> list[ImageRecord]:
         """All images in browser order (by file name)."""

@@ -19,11 +19,14 @@ from PySide6.QtWidgets import (
 )
 
 from app.project.export_options import (
+    COCO_FORMATS,
     EXPORT_ALL_IMAGES,
     EXPORT_FORMATS,
     EXPORT_IMAGES,
+    FOLDER_FORMATS,
     ExportFormat,
     ExportOnly,
+    FolderFormat,
 )
 
 
@@ -35,10 +38,17 @@ class ExportChoices:
 
     @property
     def segmentation(self) -> ExportFormat:
-        """The export's ``segmentation`` argument. Raises ``ValueError`` for a format it does not know."""
-        if self.format not in EXPORT_FORMATS:
-            raise ValueError(f"Unknown export format {self.format!r}: one of {', '.join(EXPORT_FORMATS)}")
-        return self.format
+        """The COCO export's ``segmentation`` argument. Raises ``ValueError`` for a format it does not
+        know."""
+        for known in COCO_FORMATS:
+            if self.format == known:
+                return known
+        raise ValueError(f"Unknown export format {self.format!r}: one of {', '.join(COCO_FORMATS)}")
+
+    @property
+    def folder_format(self) -> FolderFormat | None:
+        """The format when the export is a folder (YOLO, label images), else ``None`` (a COCO file)."""
+        return next((known for known in FOLDER_FORMATS if self.format == known), None)
 
     @property
     def only(self) -> ExportOnly | None:
@@ -74,7 +84,7 @@ class ExportDialog(QDialog):
         self.buttons.rejected.connect(self.reject)
         self.path_edit.textChanged.connect(self._path_changed)
         form = QFormLayout(self)
-        form.addRow("File:", where)
+        form.addRow("File or folder:", where)
         form.addRow("Format:", self.format_box)
         form.addRow("Images:", self.images_box)
         form.addRow(self.buttons)
@@ -89,7 +99,14 @@ class ExportDialog(QDialog):
         )
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path_edit.text(), "COCO JSON (*.json)")
+        if self.choices().folder_format is not None:
+            path = QFileDialog.getExistingDirectory(
+                self, "Export into a new or empty folder", self.path_edit.text()
+            )
+        else:
+            path, _ = QFileDialog.getSaveFileName(
+                self, "Export to", self.path_edit.text(), "COCO JSON (*.json)"
+            )
         if path:
             self.path_edit.setText(path)
 

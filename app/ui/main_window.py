@@ -378,18 +378,22 @@ class MainWindow(QMainWindow):
         if choices is None:
             return
         try:
-            summary = self.document.export_coco(
-                choices.path, segmentation=choices.segmentation, only=choices.only
-            )
+            if choices.folder_format is not None:
+                written = self.document.export_folder(choices.path, choices.folder_format, only=choices.only)
+                done = f"Exported: {written.headline()} in {choices.path}"
+            else:
+                summary = self.document.export_coco(
+                    choices.path, segmentation=choices.segmentation, only=choices.only
+                )
+                done = f"Exported {summary.annotations} annotations on {summary.images} images to "
+                done += str(choices.path)
         except (ValueError, OSError) as exc:
             QMessageBox.critical(self, "Export", one_line_error(exc))
             return
         settings.export_path = str(choices.path)
         settings.export_format = choices.format
         settings.export_images = choices.images
-        self.statusBar().showMessage(
-            f"Exported {summary.annotations} annotations on {summary.images} images to {choices.path}", 10_000
-        )
+        self.statusBar().showMessage(done, 10_000)
 
     def step_image(self, step: int) -> None:
         doc = self.document

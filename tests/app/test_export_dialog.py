@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 
+import cv2
+import numpy as np
 import pytest
 from fake_predictor import open_with_fake_model
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QMessageBox
 
 import app.ui.main_window as main_window_module
-from app.project.export_options import EXPORT_ALL_IMAGES, EXPORT_FORMATS, EXPORT_IMAGES
+from app.project.export_options import EXPORT_ALL_IMAGES, EXPORT_FORMATS, EXPORT_IMAGES, FOLDER_FORMATS
 from app.project.records import ImageStatus
 from app.project.settings import ProjectSettings
 from app.ui.export_dialog import ExportChoices, ExportDialog
@@ -104,4 +106,31 @@ def test_a_bad_path_is_one_line_and_the_project_is_untouched(window, tmp_path, m
     assert (doc.store.instances(), sorted(p.name for p in project_dir.iterdir())) == before
     assert not (project_dir / "export.json").exists()
     assert ProjectSettings(doc.store).export_path is None  # a refused export is not remembered
+    window.close()
+
+
+@pytest.mark.parametrize("folder_format", FOLDER_FORMATS)
+def test_folder_formats_export_a_folder_from_the_window(window, tmp_path, monkeypatch, folder_format):
+    doc = window.document
+    verified = doc.images()[0]
+    doc.set_verified(verified.id, True)
+    out = tmp_path / "dataset"
+    _answer(monkeypatch, ExportChoices(out, folder_format, "verified"))
+    window.export_action.trigger()
+    assert "Exported: wrote" in window.statusBar().currentMessage()
+    instances = len(doc.visible_instances(verified.id))
+    stem = verified.file_name.rsplit(".", 1)[0]
+    if folder_format == "yolo":
+        assert (out / "data.yaml").is_file()
+        assert len((out / "labels" / "train" / f"{stem}.txt").read_text().splitlines()) == instances
+    else:
+        suffix = ".png" if folder_format == "label-png" else ".tif"
+        labels = cv2.imread(str(out / f"{stem}{suffix}"), cv2.IMREAD_UNCHANGED)
+        assert labels.dtype == np.uint16 and int(labels.max()) == instances
+    assert ProjectSettings(doc.store).export_format == folder_format
+    errors: list[str] = []
+    monkeypatch.setattr(QMessageBox, "critical", lambda _parent, _title, text, *a: errors.append(text))
+    _answer(monkeypatch, ExportChoices(out, folder_format, "verified"))  # the same folder again: not empty
+    window.export_action.trigger()
+    assert len(errors) == 1 and "not empty" in errors[0]
     window.close()
