@@ -28,7 +28,7 @@ from app.project.labelme_io import LabelmeReport, is_labelme, labelme_files, rea
 from app.project.mask_ops import instance_box
 from app.project.records import ImportCounts, NewInstance, Provenance
 from app.project.store import ProjectStore
-from app.project.yolo_io import import_yolo, is_yolo_folder
+from app.project.yolo_io import DATA_YAML, import_yolo, is_yolo_folder
 from maskrcnn_core.data.coco import CocoAnnotation, CocoImage, load_coco, write_coco
 from maskrcnn_core.masks import mask_to_rle
 from maskrcnn_core.paths import read_json
@@ -189,6 +189,11 @@ def import_annotations(
             return import_yolo(store, path)
         if class_table is not None or category is not None or is_label_image_folder(path):
             return import_label_images(store, path, class_table=class_table, category=category)
+        if not labelme_files(path):
+            raise ValueError(
+                f"{path}: nothing to import here: no labelme JSON files, no YOLO dataset ({DATA_YAML} and "
+                "labels/), no label images"
+            )
         return import_labelme(store, path)
     try:
         data = read_json(path)

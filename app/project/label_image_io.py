@@ -117,6 +117,11 @@ def is_label_image_folder(path: Path) -> bool:
     )
 
 
+def needs_a_category(folder: Path) -> bool:
+    """A folder of label images with no class table: each instance's category has to be given."""
+    return is_label_image_folder(folder) and not (folder / CLASS_TABLE).is_file()
+
+
 def import_label_images(
     store: ProjectStore,
     folder: Path,

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.project.coco_io import ImportSummary, is_cvat_crowd_path
+from app.project.label_image_io import CLASS_TABLE, needs_a_category
 from app.project.model_sources import bundled_demo_model
 from app.project.recent import (
     add_recent_folder,
@@ -37,6 +39,7 @@ from app.project.recent import (
 )
 from app.project.records import ImageStatus
 from app.project.settings import COLOUR_BY_CATEGORY, COLOUR_BY_INSTANCE, ProjectSettings
+from app.project.yolo_io import is_yolo_folder
 from app.session.document import Document
 from app.session.editor import Editor
 from app.session.finetune import FinetuneController
@@ -355,6 +358,34 @@ class MainWindow(QMainWindow):
             self, "Import COCO", f"{summary.headline().capitalize()}.\n\n{summary.report}"
         )
 
+    def import_folder(self) -> None:
+        """File ▸ Import folder…: a YOLO dataset, label images or labelme files; label images without a
+        class table ask for one category for all."""
+        if self.document is None:
+            return
+        chosen = QFileDialog.getExistingDirectory(
+            self, "Import a YOLO dataset, label images or labelme files", str(self.document.folder)
+        )
+        if not chosen:
+            return
+        folder, category = Path(chosen), None
+        if not is_yolo_folder(folder) and needs_a_category(folder):
+            category, ok = QInputDialog.getText(
+                self,
+                "Import label images",
+                f"{folder.name} has no class table ({CLASS_TABLE}).\nThe category of every instance:",
+            )
+            if not ok or not category.strip():
+                return
+        try:
+            summary = self.document.import_annotations(folder, category=category)
+        except ValueError as exc:
+            QMessageBox.critical(self, "Import folder", one_line_error(exc))
+            return
+        QMessageBox.information(
+            self, "Import folder", f"{summary.headline().capitalize()}.\n\n{summary.report}"
+        )
+
     def import_annotation_file(self, path: Path, *, crowd_as_instances: bool = False) -> ImportSummary:
         """Import a COCO or labelme file into the open project (the document's import, which keeps the
         views right); what the menu item does, without its dialogs (``crowd_as_instances``: the answer to
@@ -579,6 +610,9 @@ class MainWindow(QMainWindow):
         self.reopen_last_action.toggled.connect(set_reopen_last_folder)
         file.addSeparator()
         self.import_action = self._action(file, "&Import COCO…", self.import_coco_file, "Ctrl+I")
+        self.import_folder_action = self._action(
+            file, "Import &folder (YOLO, label images, labelme)…", self.import_folder
+        )
         self.export_action = self._action(file, "&Export COCO…", self.export_coco_file, "Ctrl+E")
         self.repair_action = self._action(file, "&Repair project…", self.repair_open_project)
         file.addSeparator()
@@ -666,6 +700,7 @@ class MainWindow(QMainWindow):
         read_only = enabled and self.document is not None and self.document.read_only
         for action in (
             self.import_action,
+            self.import_folder_action,
             self.load_weights_action,
             self.segment_image_action,
             self.segment_all_action,
