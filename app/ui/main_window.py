@@ -613,7 +613,7 @@ class MainWindow(QMainWindow):
         self.import_folder_action = self._action(
             file, "Import &folder (YOLO, label images, labelme)…", self.import_folder
         )
-        self.export_action = self._action(file, "&Export COCO…", self.export_coco_file, "Ctrl+E")
+        self.export_action = self._action(file, "&Export…", self.export_coco_file, "Ctrl+E")
         self.repair_action = self._action(file, "&Repair project…", self.repair_open_project)
         file.addSeparator()
         self._action(file, "&Quit", self.close, QKeySequence.StandardKey.Quit)
