@@ -153,6 +153,7 @@ class TrainingPanel(QWidget):
         self.table.setRowCount(0)
         self.verdict.setText("")
         self.log.setVisible(False)
+        self.figures_scroll.verticalScrollBar().setValue(0)  # the progress, not the last run's table
         self.cancel_button.setEnabled(True)
         self.resume_button.setEnabled(False)
         self.use_new_button.setEnabled(False)
