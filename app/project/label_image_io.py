@@ -73,7 +73,15 @@ def export_label_images(
     rows: list[tuple[str, int, str]] = []
     images = instances = covered = crowd = 0
     out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, str] = {}
     for exported in selection:
+        name = Path(exported.image.file_name).with_suffix(suffix).as_posix()
+        if name in written:
+            selection.skipped.append(
+                f"{exported.image.file_name}: its label image would be {name}, which {written[name]} has"
+            )
+            continue
+        written[name] = exported.image.file_name
         if len(exported.annotations) > MAX_LABEL:
             selection.skipped.append(f"{exported.image.file_name}: more than {MAX_LABEL} instances")
             continue
@@ -84,7 +92,6 @@ def export_label_images(
             region = labels[y0:y1, x0:x1]
             covered += int(np.count_nonzero(region[mask.mask]))
             region[mask.mask] = number
-        name = Path(exported.image.file_name).with_suffix(suffix).as_posix()
         target = out / name
         target.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(labels).save(target)

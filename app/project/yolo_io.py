@@ -89,7 +89,17 @@ def export_yolo(
         raise ValueError("the project has no categories yet, so there is nothing to export")
     class_index = {c.id: index for index, c in enumerate(categories)}
     selection = ExportSelection(store, only, score_threshold)
-    exported = list(selection)
+    exported = []
+    label_of: dict[str, str] = {}  # Ultralytics finds a label by the image's path without its suffix
+    for image in selection:
+        stem = Path(image.image.file_name).with_suffix("").as_posix()
+        if stem in label_of:
+            selection.skipped.append(
+                f"{image.image.file_name}: its label file would be {stem}.txt, which {label_of[stem]} has"
+            )
+            continue
+        label_of[stem] = image.image.file_name
+        exported.append(image)
     names = [e.image.file_name for e in exported]
     val = set(split_images(names, val_fraction)[1]) if val_fraction > 0 and len(names) >= 2 else set()
     holes = parts = crowd = instances = 0

@@ -263,3 +263,21 @@ def test_command_line_export_and_import(project, tmp_path, capsys):
     fresh = _copy_photos(project, tmp_path / "fresh")
     assert main(["import", str(fresh), str(out)]) == 0
     assert "imported 4 annotations on 3 images" in capsys.readouterr().out
+
+
+def test_two_images_with_one_stem_keep_the_first_and_say_so(project, tmp_path):
+    from app.project.label_image_io import export_label_images
+
+    shutil.copy(project / "a.png", project / "a.jpg")
+    a = np.zeros((H, W), bool)
+    a[2:9, 2:9] = True
+    with ProjectStore.open(project) as store:
+        store.add_images(["a.jpg"])
+        store.ensure_categories(["cat"])
+        image = store.image_by_name("a.jpg")
+        store.apply_edit(image.id, add=[NewInstance(1, _rle(a), (2, 2, 9, 9), 49, Provenance.EDITED)])
+        yolo = export_yolo(store, tmp_path / "yolo")
+        labels = export_label_images(store, tmp_path / "labels")
+    assert yolo.skipped_images == ["a.png: its label file would be a.txt, which a.jpg has"]
+    assert labels.skipped_images == ["a.png: its label image would be a.png, which a.jpg has"]
+    assert not (tmp_path / "yolo" / "images" / "train" / "a.png").exists()
