@@ -180,4 +180,12 @@ def test_tiers_time_and_known_classes_from_the_menu(
     qtbot.waitUntil(lambda: window.segmentation.model_version_id == new_id, timeout=10_000)
     assert registry.active_id == new_id and finetune.comparison.activates
     assert "becomes the active model" in panel.verdict.text() or "is the active model" in panel.verdict.text()
+    rows = [[panel.table.item(r, c).text() for c in range(4)] for r in range(panel.table.rowCount())]
     window.close()
+
+    # Reopened, the panel shows the last run's table with its known and new classes, and no time left.
+    again = open_with_fake_model(qtbot, images_folder, tmp_path)
+    panel = again.training_panel
+    assert [[panel.table.item(r, c).text() for c in range(4)] for r in range(panel.table.rowCount())] == rows
+    assert KNOWN_CLASSES in [row[0] for row in rows] and "left" not in panel.progress.text()
+    again.close()

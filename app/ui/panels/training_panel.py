@@ -275,6 +275,7 @@ class TrainingPanel(QWidget):
         )
         for event in past.events:
             self.show_event(event)
+        self.progress.setFormat("%p%")  # no time left: the run is over
         self.cancel_button.setEnabled(False)
         if past.comparison is not None:
             self.show_comparison(past.comparison)
