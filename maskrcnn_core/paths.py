@@ -140,3 +140,13 @@ def one_line_error(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
         return f"{exc.filename}: {exc.strerror}"
     return str(exc) or type(exc).__name__
+
+
+def user_cache_dir() -> Path:
+    """The engine's cache folder (compiled models): ``$MASKRCNN_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/maskrcnn-studio``, else ``~/.cache/maskrcnn-studio``. It may not exist yet."""
+    explicit = os.environ.get("MASKRCNN_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache).expanduser() / "maskrcnn-studio"

@@ -6,8 +6,11 @@ anything else runs beside it.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -16,6 +19,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # Read by torch's OpenMP pool when torch is first imported, here and in every subprocess a test starts
 # (command-line runs, the training process), which torch.set_num_threads below cannot reach.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The CPU backend keeps converted networks in the user's cache folder: the suite gets its own, shared by its
+# tests (a model converted once serves every test that loads it) and by the processes they start.
+_CACHE = tempfile.mkdtemp(prefix="maskrcnn-test-cache-")
+os.environ["MASKRCNN_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -1,13 +1,16 @@
 """`Predictor`: load a checkpoint once, segment many images; what the app and the CLI use.
 
 It takes numpy images or file paths, batches them, runs on CUDA when there is one (mixed precision and
-channels-last there), and returns plain :class:`~maskrcnn_core.types.Prediction` objects whose masks are
-cropped to their boxes — never a full-image tensor per instance. A file that cannot be read gives an
-error result for that image; the rest of the batch goes on.
+channels-last there) and on the CPU through OpenVINO when it is installed (the execution backend, chosen
+by :func:`maskrcnn_core.inference_options.choose_backend`), and returns plain
+:class:`~maskrcnn_core.types.Prediction` objects whose masks are cropped to their boxes — never a
+full-image tensor per instance. A file that cannot be read gives an error result for that image; the rest
+of the batch goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -20,8 +23,12 @@ from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.engine.allocator import reuse_freed_memory
 from maskrcnn_core.engine.postprocess import paste_masks_cropped
 from maskrcnn_core.image_io import read_image, to_rgb_uint8
+from maskrcnn_core.inference_options import BackendChoice, choose_backend
+from maskrcnn_core.model.subnetworks import SubNetworks
 from maskrcnn_core.model.weights import load_model, model_info
 from maskrcnn_core.types import ModelInfo, Prediction
+
+log = logging.getLogger(__name__)
 
 ImageSource = str | os.PathLike | np.ndarray
 ProgressCallback = Callable[[int, int], None]
@@ -46,6 +53,14 @@ class Predictor:
         reuse_memory: on CPU, have the process keep freed memory for reuse
             (:func:`maskrcnn_core.engine.allocator.reuse_freed_memory`, process-wide): 20-25 % faster on large
             photos, at the cost of holding the largest inference's memory until exit.
+        backend: ``"auto"`` (OpenVINO on a CPU when installed), ``"torch"`` or ``"openvino"``.
+        precision: ``"auto"``, ``"fp32"`` or ``"bf16"`` (the CPU backend's; see
+            :mod:`maskrcnn_core.inference_options` for the rule).
+        allow_reduced_precision: let ``precision="auto"`` pick bfloat16 where the CPU has it natively.
+        cache_dir: where the CPU backend keeps converted networks (default: the user's cache folder).
+
+    A backend that cannot run (not installed, a network that does not convert) falls back to torch with
+    one warning in the log; :attr:`backend` says what runs and why.
     """
 
     def __init__(
@@ -57,8 +72,15 @@ class Predictor:
         mixed_precision: bool = True,
         max_pixels: int | None = 100_000_000,
         reuse_memory: bool = True,
+        backend: str = "auto",
+        precision: str = "auto",
+        allow_reduced_precision: bool = False,
+        cache_dir: str | os.PathLike | None = None,
     ) -> None:
         device = torch.device(device) if device is not None else _default_device()
+        choice = choose_backend(
+            backend, precision, on_gpu=device.type == "cuda", allow_reduced_precision=allow_reduced_precision
+        )
         model = load_model(weights, device=device)
         if device.type == "cuda":
             # NHWC convolutions for tensor cores. Not on CPU: there it was 15-20 % faster (oneDNN), but its
@@ -68,6 +90,7 @@ class Predictor:
         elif reuse_memory:
             reuse_freed_memory()
         self._setup(model, device, batch_size, mixed_precision, max_pixels, weights)
+        self._use_backend(choice, cache_dir)
 
     @classmethod
     def from_model(
@@ -77,11 +100,18 @@ class Predictor:
         batch_size: int = 2,
         mixed_precision: bool = True,
         max_pixels: int | None = 100_000_000,
+        backend: str = "torch",
+        precision: str = "auto",
+        cache_dir: str | os.PathLike | None = None,
     ) -> Predictor:
-        """A Predictor around a model already in memory (training's evaluation); it stays on its device."""
+        """A Predictor around a model already in memory (training's evaluation); it stays on its device.
+
+        The backend defaults to torch here: a model being trained changes between evaluations, and each
+        change would be a new conversion."""
         predictor = cls.__new__(cls)
         device = next(model.parameters()).device
         predictor._setup(model, device, batch_size, mixed_precision, max_pixels, None)
+        predictor._use_backend(choose_backend(backend, precision, on_gpu=device.type == "cuda"), cache_dir)
         return predictor
 
     def _setup(self, model, device, batch_size, mixed_precision, max_pixels, weights) -> None:
@@ -96,6 +126,24 @@ class Predictor:
             self._autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.model_info: ModelInfo = model_info(self.model, weights)
         self._class_map = self.model.class_map
+        self._subnetworks: SubNetworks | None = None  # None: the model's own torch modules
+        self.backend = BackendChoice("torch", "mixed" if self._autocast_dtype is not None else "fp32")
+
+    def _use_backend(self, choice: BackendChoice, cache_dir: str | os.PathLike | None) -> None:
+        if self.device.type == "cuda":
+            choice = BackendChoice("torch", self.backend.precision, choice.reason)
+        elif choice.backend == "openvino":
+            from maskrcnn_core.engine.openvino_backend import ConversionError, OpenVinoSubNetworks
+
+            try:
+                self._subnetworks = OpenVinoSubNetworks(
+                    self.model, precision=choice.precision, cache_dir=cache_dir
+                )
+            except ConversionError as exc:
+                choice = BackendChoice("torch", "fp32", f"{exc}: running on torch")
+        if choice.reason:
+            log.warning("%s", choice.reason)
+        self.backend = choice
 
     @property
     def device_name(self) -> str:
@@ -103,6 +151,11 @@ class Predictor:
         if self.device.type == "cuda":
             return f"GPU ({torch.cuda.get_device_name(self.device)})"
         return "CPU"
+
+    @property
+    def description(self) -> str:
+        """Device and backend in a few words, for the status bar: ``"CPU, OpenVINO fp32"``."""
+        return f"{self.device_name}, {self.backend.label}"
 
     def predict(
         self,
@@ -163,7 +216,7 @@ class Predictor:
             None if labels is None else torch.as_tensor(labels, dtype=torch.int64, device=self.device)
         )
         with self._autocast():
-            out = self.model.segment_boxes(tensor, box_tensor, label_tensor)
+            out = self.model.segment_boxes(tensor, box_tensor, label_tensor, subnetworks=self._subnetworks)
         size = loaded.image.shape[:2]
         masks = paste_masks_cropped(out["mask_probs"], box_tensor, size)
         return self._prediction(loaded.source, size, box_tensor, out["scores"], out["labels"], masks)
@@ -191,6 +244,7 @@ class Predictor:
                     score_thresh=score_thresh,
                     nms_thresh=nms_thresh,
                     top_k=top_k,
+                    subnetworks=self._subnetworks,
                 )
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()

@@ -140,15 +140,22 @@ class MaskRCNN(nn.Module):
             each roi in the resized frame), ``mask_logits`` ``(R, K + 1, M, M)`` (``(R, 1, M, M)`` with a
             class-agnostic mask head), in the order of ``rois`` (of the proposals, image by image, without).
         """
+        return self._forward(images, rois, roi_idx, TorchSubNetworks(self))
+
+    def _forward(
+        self, images: ImagesLike, rois: Tensor | None, roi_idx: Tensor | None, nets: SubNetworks
+    ) -> tuple[Tensor, Tensor, Tensor]:
         image_list, originals = self._prepare(images)
-        features = self._features(image_list.tensors)
+        features, objectness, deltas = nets.features_and_objectness(image_list.tensors)
         order = None
         if rois is None:
-            proposals = self._propose(image_list, features, training=False)[0]
+            proposals = self._proposals(image_list, features, objectness, deltas, training=False)[0]
         else:
             proposals, order = self._rois_to_resized(rois, roi_idx, originals, image_list.image_sizes)
-        cls_logits, bbox_deltas = self._box_branch(features, proposals, image_list.image_sizes)
-        mask_logits = self._mask_branch(features, proposals, image_list.image_sizes)
+        sizes = image_list.image_sizes
+        cls_logits, bbox_deltas = nets.box_outputs(self.roi_heads.box_roi_pool(features, proposals, sizes))
+        # zero rois run through the heads too: every parameter joins the graph, as DDP requires
+        mask_logits = nets.mask_logits(self.roi_heads.mask_roi_pool(features, proposals, sizes))
         if order is not None:
             # the heads ran image by image; put the outputs back in the order of the given rois
             inverse = torch.empty_like(order)
@@ -307,17 +314,24 @@ class MaskRCNN(nn.Module):
         return results
 
     @torch.no_grad()
-    def segment_boxes(self, image: Tensor, boxes: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+    def segment_boxes(
+        self,
+        image: Tensor,
+        boxes: Tensor,
+        labels: Tensor | None = None,
+        subnetworks: SubNetworks | None = None,
+    ) -> dict[str, Tensor]:
         """Masks for given boxes: how a box drawn by a user becomes a mask.
 
         ``image`` ``(3, H, W)``; ``boxes`` ``(N, 4)`` xyxy in input pixels; ``labels`` ``(N,)`` picks each
         mask's class channel, or ``None`` to take the classifier's best foreground class.
         Returns ``labels`` ``(N,)``, ``scores`` ``(N,)`` (the classifier's probability of that label) and
-        ``mask_probs`` ``(N, M, M)`` relative to the given boxes.
+        ``mask_probs`` ``(N, M, M)`` relative to the given boxes. ``subnetworks`` as for :meth:`detect`.
         """
+        nets = TorchSubNetworks(self) if subnetworks is None else subnetworks
         with _eval_mode(self):
             roi_idx = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
-            cls_logits, _, mask_logits = self.forward([image], boxes, roi_idx)
+            cls_logits, _, mask_logits = self._forward([image], boxes, roi_idx, nets)
         probs = F.softmax(cls_logits.float(), dim=-1)
         if labels is None:
             labels = probs[:, 1:].argmax(dim=1) + 1

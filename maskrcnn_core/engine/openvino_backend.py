@@ -1,0 +1,326 @@
+"""The CPU execution backend: a model's dense sub-networks compiled with OpenVINO.
+
+Backbone + FPN with the RPN head, the box head with its predictor and the mask head with its predictor
+are plain tensor-to-tensor convolution stacks: each is traced with torch at a small size, converted with
+``openvino.convert_model`` with dynamic batch (and dynamic height and width for the backbone), and
+compiled for the CPU. Everything between them — anchors, proposals, NMS, RoIAlign, post-processing,
+mask pasting — stays in torch, in ``MaskRCNN.detect``. Converting the whole detector is what fails for
+everyone (fixed sizes, missing masks); these parts convert cleanly.
+
+Converted networks are kept as OpenVINO IR in the user's cache folder, one entry per network and
+weights (a digest of the module's structure and parameters, and of the OpenVINO and torch versions),
+so a second start pays neither the trace nor the conversion. An entry is written to a temporary folder
+and renamed into place; its weights file carries a digest that is checked on load, and an entry that
+fails the check or does not load is rebuilt. A cache folder that cannot be written is skipped with a
+warning. See docs/adr/0010-openvino-cpu-backend.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from maskrcnn_core.model.mask_rcnn import MaskRCNN
+from maskrcnn_core.model.subnetworks import TorchSubNetworks
+from maskrcnn_core.paths import user_cache_dir
+
+log = logging.getLogger(__name__)
+
+#: bumped when what an entry holds changes, so old entries are not read
+CACHE_FORMAT = 1
+# the precisions of inference_options, in OpenVINO's words
+_OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
+# the size the backbone is traced at: small, and every level still at least one pixel
+_TRACE_SIZE = 256
+
+
+class ConversionError(RuntimeError):
+    """A sub-network could not be converted or compiled; the message says which and why."""
+
+
+def default_cache_dir() -> Path:
+    return user_cache_dir() / "openvino"
+
+
+class OpenVinoSubNetworks:
+    """:class:`~maskrcnn_core.model.subnetworks.SubNetworks` run by OpenVINO on the CPU.
+
+    Args:
+        model: the model whose sub-networks to compile (in eval mode; it is not changed).
+        precision: ``"fp32"`` or ``"bf16"`` (OpenVINO's inference precision hint).
+        cache_dir: where converted networks are kept (default :func:`default_cache_dir`).
+        use_cache: ``False`` converts every time and writes nothing.
+        num_threads: CPU threads for OpenVINO; default torch's current number.
+
+    Raises:
+        ConversionError: when a network cannot be traced, converted or compiled.
+    """
+
+    def __init__(
+        self,
+        model: MaskRCNN,
+        *,
+        precision: str = "fp32",
+        cache_dir: str | os.PathLike | None = None,
+        use_cache: bool = True,
+        num_threads: int | None = None,
+    ) -> None:
+        import openvino as ov
+
+        if precision not in _OV_PRECISION:
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        self.model = model
+        self.precision = precision
+        self._torch = TorchSubNetworks(model)
+        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self._cache = _IRCache(folder if use_cache else None)
+        self._core = ov.Core()
+        self._config = {
+            "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
+            "INFERENCE_NUM_THREADS": int(num_threads or torch.get_num_threads()),
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        self._lock = threading.Lock()
+        with torch.no_grad(), _eval(model):
+            names = list(model._features(torch.zeros(1, 3, _TRACE_SIZE, _TRACE_SIZE)).keys())
+            channels = model.config.feat_channels
+            backbone = _BackboneAndRPNHead(model)
+            self.level_names = names
+            self._backbone = self._compile(
+                "backbone_rpn", backbone, torch.zeros(1, 3, _TRACE_SIZE, _TRACE_SIZE), [-1, 3, -1, -1]
+            )
+            box_pool = tuple(model.config.pool_size)
+            self._box = self._compile(
+                "box_head",
+                _BoxHead(model),
+                torch.zeros(2, channels, *box_pool),
+                [-1, channels, *box_pool],
+            )
+            mask_pool = tuple(model.config.mask_pool_size)
+            self._mask = self._compile(
+                "mask_head",
+                _MaskHead(model),
+                torch.zeros(2, channels, *mask_pool),
+                [-1, channels, *mask_pool],
+            )
+
+    # ------------------------------------------------------------------ SubNetworks
+
+    def features_and_objectness(
+        self, images: Tensor
+    ) -> tuple[OrderedDict[str, Tensor], list[Tensor], list[Tensor]]:
+        outputs = self._infer(self._backbone, images)
+        n = len(self.level_names)
+        features = OrderedDict(zip(self.level_names, outputs[:n], strict=True))
+        return features, outputs[n : 2 * n], outputs[2 * n :]
+
+    def box_outputs(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
+        if len(pooled) == 0:  # OpenVINO does not take an empty batch; torch does it for nothing
+            return self._torch.box_outputs(pooled)
+        cls_logits, deltas = self._infer(self._box, pooled)
+        return cls_logits, deltas
+
+    def mask_logits(self, pooled: Tensor) -> Tensor:
+        if len(pooled) == 0:
+            return self._torch.mask_logits(pooled)
+        return self._infer(self._mask, pooled)[0]
+
+    # ------------------------------------------------------------------ internals
+
+    def _infer(self, compiled: Any, tensor: Tensor) -> list[Tensor]:
+        array = tensor.detach().float().contiguous().cpu().numpy()
+        with self._lock:
+            result = compiled.infer_request.infer({0: array}, share_inputs=True)
+            return [torch.from_numpy(np.array(result[output], copy=True)) for output in compiled.outputs]
+
+    def _compile(self, kind: str, module: nn.Module, example: Tensor, shape: list[int]) -> Any:
+        key = _digest(kind, module)
+        try:
+            ir = self._cache.load(kind, key, self._core)
+            if ir is None:
+                ir = _convert(module, example, shape)
+                self._cache.store(kind, key, ir)
+            compiled = self._core.compile_model(ir, "CPU", self._config)
+        except ConversionError:
+            raise
+        except Exception as exc:  # OpenVINO raises plain RuntimeErrors with long messages
+            raise ConversionError(
+                f"OpenVINO could not compile the {kind.replace('_', ' ')}: {_first_line(exc)}"
+            ) from exc
+        compiled.infer_request = compiled.create_infer_request()
+        return compiled
+
+
+class _BackboneAndRPNHead(nn.Module):
+    """Image batch → the feature levels, then the RPN head's objectness and deltas per level, flat."""
+
+    def __init__(self, model: MaskRCNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> tuple[Tensor, ...]:
+        features = list(self.model._features(images).values())
+        objectness, deltas = self.model.rpn.head(features)
+        return (*features, *objectness, *deltas)
+
+
+class _BoxHead(nn.Module):
+    def __init__(self, model: MaskRCNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
+        return TorchSubNetworks(self.model).box_outputs(pooled)
+
+
+class _MaskHead(nn.Module):
+    def __init__(self, model: MaskRCNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        return TorchSubNetworks(self.model).mask_logits(pooled)
+
+
+def _convert(module: nn.Module, example: Tensor, shape: list[int]) -> Any:
+    """Trace ``module`` at ``example``'s size and convert it with dynamic dimensions ``-1`` in ``shape``."""
+    import openvino as ov
+
+    # the converter sets the root logger to ERROR and restores it only when it succeeds
+    root = logging.getLogger()
+    logger_state = (root.level, list(root.filters), list(root.handlers))
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about shapes: the dims are dynamic below
+            traced = torch.jit.trace(module, example, check_trace=False)
+            # share_weights=False: the converted network must not change when the model trains on
+            return ov.convert_model(traced, input=[ov.PartialShape(shape)], share_weights=False)
+    except Exception as exc:
+        raise ConversionError(f"cannot convert {type(module).__name__}: {_first_line(exc)}") from exc
+    finally:
+        root.setLevel(logger_state[0])
+        root.filters, root.handlers = logger_state[1], logger_state[2]
+
+
+def _digest(kind: str, module: nn.Module) -> str:
+    """What makes a converted network the same: its kind, structure, parameters and the versions."""
+    import openvino as ov
+
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (str(CACHE_FORMAT), kind, ov.__version__, torch.__version__, repr(_structure(module))):
+        digest.update(part.encode())
+    for name, tensor in module.state_dict().items():
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
+        if data.dtype == torch.bfloat16:
+            data = data.view(torch.int16)
+        digest.update(data.numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def _structure(module: nn.Module) -> list[str]:
+    return [
+        f"{name}:{type(m).__module__}.{type(m).__qualname__}:{m.extra_repr()}"
+        for name, m in module.named_modules()
+    ]
+
+
+class _IRCache:
+    """Converted networks as OpenVINO IR files, one folder per network and digest."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+
+    def entry(self, kind: str, key: str) -> Path | None:
+        return None if self.folder is None else self.folder / f"{kind}-{key}"
+
+    def load(self, kind: str, key: str, core: Any) -> Any | None:
+        entry = self.entry(kind, key)
+        if entry is None or not entry.is_dir():
+            return None
+        try:
+            manifest = json.loads((entry / "manifest.json").read_text())
+            weights = entry / "model.bin"
+            if manifest.get("format") != CACHE_FORMAT or manifest.get("bin_digest") != _file_digest(weights):
+                raise ValueError("its weights file does not match its manifest")
+            return core.read_model(str(entry / "model.xml"), str(weights))
+        except Exception as exc:
+            log.warning("rebuilding a damaged OpenVINO cache entry %s: %s", entry, _first_line(exc))
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+
+    def store(self, kind: str, key: str, ir: Any) -> None:
+        import openvino as ov
+
+        entry = self.entry(kind, key)
+        if entry is None or self.folder is None:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{kind}-", dir=self.folder))
+        except OSError as exc:
+            log.warning(
+                "not caching converted models: cannot write %s (%s)", self.folder, exc.strerror or exc
+            )
+            self.folder = None
+            return
+        try:
+            ov.save_model(ir, str(staging / "model.xml"), compress_to_fp16=False)
+            manifest = {
+                "format": CACHE_FORMAT,
+                "kind": kind,
+                "bin_digest": _file_digest(staging / "model.bin"),
+            }
+            (staging / "manifest.json").write_text(json.dumps(manifest))
+            try:
+                os.replace(staging, entry)
+            except OSError:  # another process stored the same entry first
+                if not entry.is_dir():
+                    raise
+        except Exception as exc:
+            log.warning("not caching the converted %s: %s", kind.replace("_", " "), _first_line(exc))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    """The line of an error that says what is wrong. OpenVINO's messages open with the source file of the
+    check that failed and end with the reason ("No conversion rule found for operations: aten::histc")."""
+    lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip(" -")]
+    telling = [line for line in lines if not line.startswith(("Check '", "FrontEnd API", "Summary"))]
+    return (telling[-1] if telling else lines[0] if lines else type(exc).__name__)[:300]
+
+
+class _eval:
+    """Eval mode for the duration, restored after (tracing must see inference behaviour)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __enter__(self) -> None:
+        self.was_training = self.module.training
+        self.module.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.train(self.was_training)
