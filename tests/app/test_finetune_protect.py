@@ -10,7 +10,8 @@ dialog all run as in the app, on events that went through a process's stdout.
 Checked: the dialog's tier reaches the request's argv and is offered again next time; the Training panel
 shows the caching progress and the time left from the events; a new version that loses more than 0.02 mask
 AP on the known classes is not activated, and the status bar and the panel say why; the first run's measured
-times give the second dialog its estimate (none before); a version that keeps the known classes is activated.
+times give the second dialog its estimate (none before); a version that keeps the known classes is activated;
+cancelling during the caching pass leaves the project, its versions and the active model as they were.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from app.project.run_timing import TIMING, RunTiming
 from app.ui.finetune_dialog import FinetuneDialog
 from app.ui.panels.run_progress import format_duration
 from app.workers.training_runner import EvaluationRunner, TrainingRunner
-from maskrcnn_core.protocol import CachingEvent, ProgressEvent
+from maskrcnn_core.protocol import CachingEvent, ProgressEvent, RunStatus
 
 pytestmark = pytest.mark.gui
 
@@ -189,3 +190,61 @@ def test_tiers_time_and_known_classes_from_the_menu(
     assert [[panel.table.item(r, c).text() for c in range(4)] for r in range(panel.table.rowCount())] == rows
     assert KNOWN_CLASSES in [row[0] for row in rows] and "left" not in panel.progress.text()
     again.close()
+
+
+def test_cancelling_during_caching_leaves_the_project_and_the_model_untouched(
+    qtbot, images_folder, synthetic_dataset, tmp_path, monkeypatch
+):
+    # a training process that caches one image and then waits: SIGTERM ends it as the engine's cancel does
+    body = """
+    import json, signal, sys, time
+    def emit(**e):
+        print(json.dumps(e), flush=True)
+    def stop(*_):
+        emit(event="cancelled", iteration=0, checkpoint="")
+        sys.exit(3)
+    signal.signal(signal.SIGTERM, stop)
+    emit(event="start", start_iteration=0, iterations=10, global_batch=2, base_lr=0.0025, world_size=1,
+         num_train_images=4, tier="heads")
+    emit(event="caching", done=1, total=8, elapsed_s=0.5)
+    time.sleep(60)
+    """
+    monkeypatch.setattr(
+        TrainingRunner,
+        "start",
+        lambda runner, request, *, workdir, log_path: runner.start_command(
+            ["-c", textwrap.dedent(body)], workdir, log_path
+        ),
+    )
+    monkeypatch.setattr(
+        EvaluationRunner,
+        "start",
+        lambda runner, request, *, workdir, log_path: runner.start_command(
+            _scoring_script(), workdir, log_path
+        ),
+    )
+    window = open_with_fake_model(qtbot, images_folder, tmp_path)
+    doc, store = window.document, window.document.store
+    window.import_annotation_file(synthetic_dataset)
+    before = (
+        [(im.file_name, im.status, im.revision) for im in store.images()],
+        [(r.id, r.rle["counts"], r.provenance) for r in store.instances()],
+    )
+    registry, finetune, panel = window.registry, window.finetune, window.training_panel
+    base_id, versions = registry.active_id, [v.id for v in registry.versions()]
+    _fine_tune(qtbot, window, "heads")
+    qtbot.waitUntil(lambda: panel.progress.text() == "Caching features 1/8", timeout=10_000)
+    with qtbot.waitSignal(finetune.runEnded, timeout=10_000):
+        qtbot.mouseClick(panel.cancel_button, Qt.MouseButton.LeftButton)
+    assert registry.runs()[-1].status is RunStatus.CANCELLED and "Cancelled" in panel.figures.text()
+    assert registry.active_id == base_id and [v.id for v in registry.versions()] == versions
+    assert (
+        finetune.new_version_id is None and not finetune.can_resume()
+    )  # no checkpoint before the first step
+    assert TIMING not in registry.runs()[-1].metrics
+    after = (
+        [(im.file_name, im.status, im.revision) for im in store.images()],
+        [(r.id, r.rle["counts"], r.provenance) for r in store.instances()],
+    )
+    assert after == before and doc.settings.finetune_tier == "heads"
+    window.close()
