@@ -22,6 +22,8 @@ import json
 import logging
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import warnings
@@ -45,6 +47,8 @@ CACHE_FORMAT = 1
 _OV_PRECISION = {"fp32": "f32", "bf16": "bf16"}
 # the size the backbone is traced at: small, and every level still at least one pixel
 _TRACE_SIZE = 256
+# a conversion in a child process that takes longer than this has gone wrong
+_CHILD_TIMEOUT_S = 600
 
 
 class ConversionError(RuntimeError):
@@ -63,6 +67,9 @@ class OpenVinoSubNetworks:
         precision: ``"fp32"`` or ``"bf16"`` (OpenVINO's inference precision hint).
         cache_dir: where converted networks are kept (default :func:`default_cache_dir`).
         use_cache: ``False`` converts every time and writes nothing.
+        source: the checkpoint file ``model`` was loaded from, unchanged. With it, networks missing from
+            the cache are converted in a child process: the converter holds Python's global lock for
+            long stretches, and a window whose worker thread converts would stop drawing meanwhile.
         num_threads: CPU threads for OpenVINO; default torch's current number.
 
     Raises:
@@ -77,6 +84,7 @@ class OpenVinoSubNetworks:
         cache_dir: str | os.PathLike | None = None,
         use_cache: bool = True,
         num_threads: int | None = None,
+        source: str | os.PathLike | None = None,
     ) -> None:
         import openvino as ov
 
@@ -95,26 +103,14 @@ class OpenVinoSubNetworks:
         }
         self._lock = threading.Lock()
         with torch.no_grad(), _eval(model):
-            names = list(model._features(torch.zeros(1, 3, _TRACE_SIZE, _TRACE_SIZE)).keys())
-            channels = model.config.feat_channels
-            backbone = _BackboneAndRPNHead(model)
-            self.level_names = names
-            self._backbone = self._compile(
-                "backbone_rpn", backbone, torch.zeros(1, 3, _TRACE_SIZE, _TRACE_SIZE), [-1, 3, -1, -1]
-            )
-            box_pool = tuple(model.config.pool_size)
-            self._box = self._compile(
-                "box_head",
-                _BoxHead(model),
-                torch.zeros(2, channels, *box_pool),
-                [-1, channels, *box_pool],
-            )
-            mask_pool = tuple(model.config.mask_pool_size)
-            self._mask = self._compile(
-                "mask_head",
-                _MaskHead(model),
-                torch.zeros(2, channels, *mask_pool),
-                [-1, channels, *mask_pool],
+            self.level_names = list(model._features(torch.zeros(1, 3, _TRACE_SIZE, _TRACE_SIZE)).keys())
+            networks = _networks(model)
+            keys = {kind: _digest(kind, module) for kind, (module, _, _) in networks.items()}
+            missing = [kind for kind, key in keys.items() if not self._cache.has(kind, key)]
+            if missing and source is not None and self._cache.folder is not None:
+                _convert_in_child_process(source, self._cache.folder)
+            self._backbone, self._box, self._mask = (
+                self._compile(kind, keys[kind], *networks[kind]) for kind in networks
             )
 
     # ------------------------------------------------------------------ SubNetworks
@@ -146,8 +142,7 @@ class OpenVinoSubNetworks:
             result = compiled.infer_request.infer({0: array}, share_inputs=True)
             return [torch.from_numpy(np.array(result[output], copy=True)) for output in compiled.outputs]
 
-    def _compile(self, kind: str, module: nn.Module, example: Tensor, shape: list[int]) -> Any:
-        key = _digest(kind, module)
+    def _compile(self, kind: str, key: str, module: nn.Module, example: Tensor, shape: list[int]) -> Any:
         try:
             ir = self._cache.load(kind, key, self._core)
             if ir is None:
@@ -162,6 +157,37 @@ class OpenVinoSubNetworks:
             ) from exc
         compiled.infer_request = compiled.create_infer_request()
         return compiled
+
+
+def _networks(model: MaskRCNN) -> dict[str, tuple[nn.Module, Tensor, list[int]]]:
+    """Each sub-network by kind: the module to convert, an input to trace it with, its input shape (-1:
+    dynamic)."""
+    channels = model.config.feat_channels
+    box_pool, mask_pool = tuple(model.config.pool_size), tuple(model.config.mask_pool_size)
+    return {
+        "backbone_rpn": (
+            _BackboneAndRPNHead(model),
+            torch.zeros(1, 3, _TRACE_SIZE, _TRACE_SIZE),
+            [-1, 3, -1, -1],
+        ),
+        "box_head": (_BoxHead(model), torch.zeros(2, channels, *box_pool), [-1, channels, *box_pool]),
+        "mask_head": (_MaskHead(model), torch.zeros(2, channels, *mask_pool), [-1, channels, *mask_pool]),
+    }
+
+
+def _convert_in_child_process(source: str | os.PathLike, cache_dir: Path) -> None:
+    """Convert the networks of the checkpoint ``source`` into ``cache_dir`` in another Python process.
+
+    Failing is not an error here: the caller then converts in this process, and that says what is wrong.
+    """
+    command = [sys.executable, "-m", __name__, os.fspath(source), os.fspath(cache_dir)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=_CHILD_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.debug("converting in a child process failed: %s", exc)
+        return
+    if done.returncode != 0:
+        log.debug("converting in a child process failed: %s", done.stderr.strip()[-500:])
 
 
 class _BackboneAndRPNHead(nn.Module):
@@ -247,6 +273,10 @@ class _IRCache:
     def entry(self, kind: str, key: str) -> Path | None:
         return None if self.folder is None else self.folder / f"{kind}-{key}"
 
+    def has(self, kind: str, key: str) -> bool:
+        entry = self.entry(kind, key)
+        return entry is not None and entry.is_dir()
+
     def load(self, kind: str, key: str, core: Any) -> Any | None:
         entry = self.entry(kind, key)
         if entry is None or not entry.is_dir():
@@ -324,3 +354,21 @@ class _eval:
 
     def __exit__(self, *exc: object) -> None:
         self.module.train(self.was_training)
+
+
+def _main(argv: list[str]) -> int:
+    """``python -m maskrcnn_core.engine.openvino_backend CHECKPOINT CACHE_DIR``: convert into the cache."""
+    from maskrcnn_core.model.weights import load_model
+
+    checkpoint, cache_dir = argv
+    torch.set_num_threads(1)
+    OpenVinoSubNetworks(load_model(checkpoint, device="cpu"), cache_dir=cache_dir, num_threads=1)
+    return 0
+
+
+if __name__ == "__main__":
+    # through the module's own name: run as __main__, its classes would carry another module name into
+    # the digests, and the entries written here would not be the ones the parent looks for
+    from maskrcnn_core.engine.openvino_backend import _main as main_of_the_module
+
+    sys.exit(main_of_the_module(sys.argv[1:]))

@@ -90,7 +90,7 @@ class Predictor:
         elif reuse_memory:
             reuse_freed_memory()
         self._setup(model, device, batch_size, mixed_precision, max_pixels, weights)
-        self._use_backend(choice, cache_dir)
+        self._use_backend(choice, cache_dir, source=weights)
 
     @classmethod
     def from_model(
@@ -129,7 +129,12 @@ class Predictor:
         self._subnetworks: SubNetworks | None = None  # None: the model's own torch modules
         self.backend = BackendChoice("torch", "mixed" if self._autocast_dtype is not None else "fp32")
 
-    def _use_backend(self, choice: BackendChoice, cache_dir: str | os.PathLike | None) -> None:
+    def _use_backend(
+        self,
+        choice: BackendChoice,
+        cache_dir: str | os.PathLike | None,
+        source: str | os.PathLike | None = None,
+    ) -> None:
         if self.device.type == "cuda":
             choice = BackendChoice("torch", self.backend.precision, choice.reason)
         elif choice.backend == "openvino":
@@ -137,7 +142,7 @@ class Predictor:
 
             try:
                 self._subnetworks = OpenVinoSubNetworks(
-                    self.model, precision=choice.precision, cache_dir=cache_dir
+                    self.model, precision=choice.precision, cache_dir=cache_dir, source=source
                 )
             except ConversionError as exc:
                 choice = BackendChoice("torch", "fp32", f"{exc}: running on torch")

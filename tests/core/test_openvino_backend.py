@@ -288,3 +288,18 @@ def test_bf16_keeps_the_demo_models_mask_ap_within_0_01_of_fp32(tmp_path: Path) 
         scores[precision] = evaluate_model(predictor, data)["segm"].ap
     assert scores["fp32"] > 0.3  # the demo model knows these shapes: the comparison means something
     assert abs(scores["bf16"] - scores["fp32"]) <= 0.01, scores
+
+
+def test_a_checkpoint_is_converted_in_a_child_process(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The converter holds Python's global lock for long stretches: in the window's worker thread it would
+    stop the window drawing. A Predictor from a file converts in another process instead."""
+
+    def no_conversion_here(*args, **kwargs):
+        raise AssertionError("converted in this process")
+
+    monkeypatch.setattr(openvino_backend, "_convert", no_conversion_here)
+    predictor = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
+    assert predictor.backend.label == "OpenVINO fp32"
+    assert len(list(tmp_path.glob("*/model.xml"))) == 3
