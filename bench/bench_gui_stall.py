@@ -40,6 +40,7 @@ class BusyPredictor:
             "busy-stand-in", "numpy", ClassMap((Category(1, "blob"), Category(2, "other"))), None
         )
         self.device = "cpu"
+        self.description = "CPU (a stand-in for the model)"
         self.seconds = seconds
 
     def predict(self, images, *, score_thresh=0.05, cancel=None, progress=None):  # noqa: ANN001, ANN201

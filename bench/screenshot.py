@@ -35,6 +35,7 @@ class GrabCutPredictor:
     def __init__(self) -> None:
         self.model_info = ModelInfo("grabcut-stand-in", "opencv-grabcut", ClassMap.from_lists(["object"]))
         self.device = "cpu"
+        self.description = "CPU (a stand-in for the model)"
 
     def predict(self, images, *, score_thresh=0.05, cancel=None, progress=None):  # noqa: ANN001, ANN201
         from maskrcnn_core.image_io import read_image

@@ -73,6 +73,7 @@ class SegmentationController(QObject):
         self.model_version_id: int | None = None  # the registry's id of the model the worker holds
         self._predictor_factory = predictor_factory
         self._loading: deque[ActiveModel] = deque()  # announced models the worker has yet to build, in order
+        self._last_requested: ActiveModel | None = None  # what reload_model builds again
         self._jobs: dict[int, _JobState] = {}
         self._next_job = 1
         self._thread = QThread(self)
@@ -133,8 +134,14 @@ class SegmentationController(QObject):
         self._thread.wait(timeout_ms)
 
     # ----------------------------------------------------------------------------------- model loading
+    def reload_model(self) -> None:
+        """Build the active model again (the CPU inference settings changed); nothing when none is."""
+        if self._last_requested is not None:
+            self._load_active(self._last_requested)
+
     def _load_active(self, active: ActiveModel) -> None:
         """Build the registry's newly active model in the worker (queued behind any job in progress)."""
+        self._last_requested = active
         self._loading.append(active)
         self.message.emit(f"Loading model {active.path}…")
         self._loadRequested.emit(self._predictor_factory(active.path), active.path)
@@ -144,7 +151,7 @@ class SegmentationController(QObject):
         requested = self._loading.popleft()
         self.model = model
         self.model_version_id = self.registry.loaded(requested, model.info, model.sha256)
-        self.message.emit(f"Model {model.info.name} ready on {model.device}")
+        self.message.emit(f"Model {model.info.name} ready on {model.runs_on or model.device}")
         self.modelChanged.emit(model)
 
     def _on_model_failed(self, error: str) -> None:

@@ -50,6 +50,7 @@ from app.session.segmentation import SegmentationController
 from app.ui.actions import EditActions, install_tools
 from app.ui.canvas.view import HIDE_OVERLAYS_HELD_KEY, Canvas
 from app.ui.category_editing import CategoryEditing
+from app.ui.cpu_inference_menu import build_cpu_inference_menu
 from app.ui.dialogs import ask_crowd_as_instances, choose_model, show_about, show_shortcuts
 from app.ui.export_dialog import ExportChoices, ask_export
 from app.ui.finetune_dialog import FinetuneDialog
@@ -547,10 +548,16 @@ class MainWindow(QMainWindow):
         rows = version_rows(registry.versions(), registry.runs(), registry.active_id)
         self.versions_panel.show_versions(rows)
 
+    def _reload_model(self) -> None:
+        """The CPU inference choice changed: build the active model again with it."""
+        if self.segmentation is not None:
+            self.segmentation.reload_model()
+
     def _show_model(self, model: LoadedModel) -> None:
         freeze_long_lived_heap()  # torch and the model are in memory now, for good
         gpu = model.device.startswith("cuda")
-        self.device_label.setText(f"Device: {'GPU' if gpu else 'CPU'} ({model.device})")
+        where = model.runs_on or f"{'GPU' if gpu else 'CPU'} ({model.device})"
+        self.device_label.setText(f"Device: {where}")
         self._show_model_description(describe_model(model.info))
 
     def _show_model_description(self, description: ModelDescription | None) -> None:
@@ -678,6 +685,7 @@ class MainWindow(QMainWindow):
         model.addSeparator()
         self.finetune_action = self._action(model, "&Fine-tune…", self.start_finetune)
         model.addSeparator()
+        self.cpu_inference_menu = build_cpu_inference_menu(model, self._reload_model)
         self.model_about_menu = model.addMenu("Active model: none")  # filled by _show_model_description
         self.model_about_menu.setEnabled(False)
         self.run_progress.cancelRequested.connect(self._cancel)

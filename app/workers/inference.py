@@ -22,6 +22,7 @@ from typing import Protocol
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
+from app.project import inference_settings
 from app.project.file_hash import file_sha256
 from app.project.records import Detection, ImageResult
 from maskrcnn_core.cancel import CancelToken
@@ -37,6 +38,11 @@ class PredictorProtocol(Protocol):
     model_info: ModelInfo
     device: str
 
+    @property
+    def description(self) -> str:
+        """Where and how it runs, for the status bar: ``"CPU, OpenVINO fp32"``."""
+        ...
+
     def predict(
         self,
         images: Sequence[str | os.PathLike[str] | np.ndarray],
@@ -51,23 +57,32 @@ PredictorFactory = Callable[[], PredictorProtocol]
 
 
 def checkpoint_factory(weights: str | os.PathLike[str], device: str | None = None) -> PredictorFactory:
-    """A factory for the real predictor; torch is imported when it is called, in the worker thread."""
+    """A factory for the real predictor; torch is imported when it is called, in the worker thread, with
+    this computer's CPU inference settings as they are then."""
 
     def build() -> PredictorProtocol:
         from maskrcnn_core.engine.predictor import Predictor
 
-        return Predictor(weights, device=device)
+        settings = inference_settings.load()
+        return Predictor(
+            weights,
+            device=device,
+            backend=settings.cpu_backend,
+            allow_reduced_precision=settings.allow_reduced_precision,
+        )
 
     return build
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """The model the worker holds: what it is, where it runs, and its file's SHA-256 (``None`` if no file)."""
+    """The model the worker holds: what it is, where it runs, and its file's SHA-256 (``None`` if no file);
+    ``runs_on`` says where and how in words ("CPU, OpenVINO fp32")."""
 
     info: ModelInfo
     device: str
     sha256: str | None
+    runs_on: str = ""
 
 
 @dataclass(frozen=True)
@@ -124,7 +139,9 @@ class InferenceWorker(QObject):
             self.modelFailed.emit(f"{type(exc).__name__}: {exc}")
             return
         self._predictor = predictor
-        self.modelLoaded.emit(LoadedModel(predictor.model_info, str(predictor.device), digest))
+        self.modelLoaded.emit(
+            LoadedModel(predictor.model_info, str(predictor.device), digest, predictor.description)
+        )
 
     def cancel(self, job_id: int) -> None:
         """Ask job ``job_id`` to stop (safe to call from any thread; it may not have started yet)."""

@@ -29,6 +29,7 @@ class FakePredictor:
     def __init__(self, *, delay: float = 0.0, gate: threading.Event | None = None, gate_on: str = "") -> None:
         self.model_info = ModelInfo(name="fake", arch="none", class_map=ClassMap(FAKE_CATEGORIES), path=None)
         self.device = "cpu"
+        self.description = "CPU (a stand-in for the model)"
         self.delay = delay
         self.gate = gate
         self.gate_on = gate_on
