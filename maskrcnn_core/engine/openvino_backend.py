@@ -139,8 +139,10 @@ class OpenVinoSubNetworks:
     def _infer(self, compiled: Any, tensor: Tensor) -> list[Tensor]:
         array = tensor.detach().float().contiguous().cpu().numpy()
         with self._lock:
-            result = compiled.infer_request.infer({0: array}, share_inputs=True)
-            return [torch.from_numpy(np.array(result[output], copy=True)) for output in compiled.outputs]
+            # share_outputs=False (the default): each output is a fresh array of ours, not the request's
+            # buffer that its next inference overwrites
+            result = compiled.infer_request.infer({0: array}, share_inputs=True, share_outputs=False)
+            return [torch.from_numpy(_writable(result[output])) for output in compiled.outputs]
 
     def _compile(self, kind: str, key: str, module: nn.Module, example: Tensor, shape: list[int]) -> Any:
         try:
@@ -332,6 +334,10 @@ def _file_digest(path: Path) -> str:
         while chunk := f.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def _writable(array: np.ndarray) -> np.ndarray:
+    return array if array.flags.writeable else array.copy()
 
 
 def _first_line(exc: BaseException) -> str:
