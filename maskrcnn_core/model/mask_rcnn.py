@@ -29,6 +29,7 @@ from maskrcnn_core.model.config import MaskRCNNConfig
 from maskrcnn_core.model.heads import ImageTransform, MLPBoxHead
 from maskrcnn_core.model.inputs import ImagesLike, check_images, check_targets
 from maskrcnn_core.model.pooling import ParallelMultiScaleRoIAlign
+from maskrcnn_core.model.rpn_loss import sampled_rpn_loss, supports_sampled_loss
 from maskrcnn_core.model.subnetworks import SubNetworks, TorchSubNetworks
 from maskrcnn_core.protocol import LOSS_KEYS
 from maskrcnn_core.types import ClassMap
@@ -226,7 +227,7 @@ class MaskRCNN(nn.Module):
         backbone returns them, ``(B, C, h, w)`` each; ``targets`` are in the resized frame, as the model's
         ``transform`` leaves them.
         """
-        proposals, (rpn_cls, rpn_reg) = self._propose(image_list, features, training=True, targets=targets)
+        proposals, (rpn_cls, rpn_reg) = self._propose_for_loss(image_list, features, targets)
 
         heads = self.roi_heads
         proposals, matched_idxs, labels, regression_targets = heads.select_training_samples(
@@ -249,6 +250,22 @@ class MaskRCNN(nn.Module):
         # named and ordered by the protocol's LOSS_KEYS, as the training events carry them
         values = (rpn_cls, rpn_reg, roi_cls, roi_reg, mask, total)
         return cast(MaskRCNNLoss, dict(zip(LOSS_KEYS, values, strict=True)))
+
+    def _propose_for_loss(
+        self, image_list: ImageList, features: OrderedDict[str, Tensor], targets: Sequence[dict[str, Tensor]]
+    ) -> tuple[list[Tensor], tuple[Tensor, Tensor]]:
+        """Training proposals and the RPN's losses: the head's dense pass without gradients (proposals are
+        detached anyway), the loss from the head at the sampled anchors alone (``rpn_loss``)."""
+        if not supports_sampled_loss(self.rpn.head):
+            return self._propose(image_list, features, training=True, targets=targets)
+        feats = list(features.values())
+        with torch.no_grad():
+            objectness, deltas = self.rpn.head(feats)
+        proposals, _ = self._proposals(image_list, features, objectness, deltas, training=True)
+        anchors = self.rpn.anchor_generator(image_list, feats)
+        labels, matched_gt_boxes = self.rpn.assign_targets_to_anchors(anchors, targets)
+        regression_targets = self.rpn.box_coder.encode(matched_gt_boxes, anchors)
+        return proposals, sampled_rpn_loss(self.rpn, feats, labels, regression_targets)
 
     # ------------------------------------------------------------------ inference building blocks
 

@@ -336,3 +336,39 @@ def test_the_train_command_runs_the_heads_tier_with_json_lines(shapes_root: Path
     auto = subprocess.run(default, capture_output=True, text=True, timeout=300, env=env)
     assert auto.returncode == 0, auto.stderr[-2000:]
     assert parse_event(auto.stdout.splitlines()[0]).tier == "heads"
+
+
+def test_the_rpn_loss_at_the_sampled_anchors_equals_torchvisions_dense_loss(shapes) -> None:
+    from torchvision.models.detection.rpn import concat_box_prediction_layers
+
+    from maskrcnn_core.model.rpn_loss import sampled_rpn_loss, supports_sampled_loss
+
+    model = tiny_model(shapes)
+    rpn = model.rpn
+    assert supports_sampled_loss(rpn.head)
+    dataset = InstanceDataset(shapes)
+    images, targets = collate_detection([dataset[0], dataset[3]])
+    image_list, targets = model.transform(images, targets)
+    features = [f.detach().requires_grad_(True) for f in model._features(image_list.tensors).values()]
+    anchors = rpn.anchor_generator(image_list, features)
+    labels, matched = rpn.assign_targets_to_anchors(anchors, targets)
+    regression_targets = rpn.box_coder.encode(matched, anchors)
+    leaves = [*rpn.head.parameters(), *features]
+
+    def gradients(losses) -> list[torch.Tensor]:
+        grads = torch.autograd.grad(sum(losses), leaves)
+        return [g.clone() for g in grads]
+
+    torch.manual_seed(5)  # the same anchors sampled both ways
+    objectness, deltas = concat_box_prediction_layers(*rpn.head(features))
+    dense = rpn.compute_loss(objectness, deltas, labels, regression_targets)
+    dense_grads = gradients(dense)
+    torch.manual_seed(5)
+    sparse = sampled_rpn_loss(rpn, features, labels, regression_targets)
+    sparse_grads = gradients(sparse)
+
+    assert dense[1].item() > 0, "no positive anchor: the box loss would prove nothing"
+    for a, b in zip(dense, sparse, strict=True):
+        assert b.item() == pytest.approx(a.item(), rel=1e-5, abs=1e-7)
+    for a, b in zip(dense_grads, sparse_grads, strict=True):  # the head's weights and the features
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
