@@ -55,6 +55,16 @@ class ConversionError(RuntimeError):
     """A sub-network could not be converted or compiled; the message says which and why."""
 
 
+def _import_openvino() -> Any:
+    """openvino, or :class:`ConversionError` where it is missing or cannot load (a CPU it does not support
+    fails in its import)."""
+    try:
+        import openvino
+    except Exception as exc:  # ImportError, or an OSError/RuntimeError from its native libraries
+        raise ConversionError(f"OpenVINO cannot load here: {_first_line(exc)}") from exc
+    return openvino
+
+
 def default_cache_dir() -> Path:
     return user_cache_dir() / "openvino"
 
@@ -86,7 +96,7 @@ class OpenVinoSubNetworks:
         num_threads: int | None = None,
         source: str | os.PathLike | None = None,
     ) -> None:
-        import openvino as ov
+        ov = _import_openvino()
 
         if precision not in _OV_PRECISION:
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
@@ -96,6 +106,8 @@ class OpenVinoSubNetworks:
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = _IRCache(folder if use_cache else None)
         self._core = ov.Core()
+        if "CPU" not in self._core.available_devices:
+            raise ConversionError("OpenVINO finds no CPU it can run on here")
         self._config = {
             "INFERENCE_PRECISION_HINT": _OV_PRECISION[precision],
             "INFERENCE_NUM_THREADS": int(num_threads or torch.get_num_threads()),

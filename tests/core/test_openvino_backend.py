@@ -303,3 +303,27 @@ def test_a_checkpoint_is_converted_in_a_child_process(
     predictor = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
     assert predictor.backend.label == "OpenVINO fp32"
     assert len(list(tmp_path.glob("*/model.xml"))) == 3
+
+
+def test_an_openvino_that_cannot_load_on_this_cpu_falls_back_to_torch(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    """An installed OpenVINO whose native libraries fail to load (a CPU it does not support)."""
+    broken = tmp_path / "site" / "openvino"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("raise OSError('this CPU lacks an instruction set OpenVINO needs')\n")
+    code = (
+        f"import sys, logging; sys.path.insert(0, {str(tmp_path / 'site')!r})\n"
+        "logging.basicConfig(format='%(message)s')\n"
+        "import numpy as np\n"
+        "from maskrcnn_core import Predictor\n"
+        f"p = Predictor({str(tiny_checkpoint)!r}, device='cpu')\n"
+        "print(p.backend.label, p.predict([np.zeros((64, 64, 3), np.uint8)])[0].ok)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "torch fp32 True"
+    lines = [line for line in done.stderr.splitlines() if "OpenVINO" in line]
+    assert lines == [
+        "OpenVINO cannot load here: this CPU lacks an instruction set OpenVINO needs: running on torch"
+    ]
