@@ -281,6 +281,52 @@ class CroppedMask:
 
 
 @dataclass(frozen=True, eq=False)
+class Uncertainty:
+    """How unsure the model was of one image's detections (``maskrcnn_core.engine.uncertainty`` computes it
+    from the detection pass itself).
+
+    ``instance``, ``mask_ambiguity`` and ``class_ambiguity`` are ``(N,)`` float32 in ``[0, 1]``, one per
+    detection (0: sure); ``image`` the image's score (higher: more worth a person's review), computed over
+    every detection the model returned; ``middling`` how many detections had middling scores;
+    ``features`` the ``(C,)`` pooled image features that tell near-duplicate images apart, or ``None``.
+    """
+
+    instance: np.ndarray
+    mask_ambiguity: np.ndarray
+    class_ambiguity: np.ndarray
+    image: float
+    middling: int = 0
+    features: np.ndarray | None = None
+
+    def subset(self, keep: np.ndarray) -> Uncertainty:
+        """The same image score, with the per-detection arrays of the detections ``keep`` only."""
+        return Uncertainty(
+            self.instance[keep],
+            self.mask_ambiguity[keep],
+            self.class_ambiguity[keep],
+            self.image,
+            self.middling,
+            self.features,
+        )
+
+    def reason(self) -> str:
+        """Why the image scores what it does, in a few words: its most uncertain detection and the
+        middling ones."""
+        parts = []
+        if self.instance.size:
+            i = int(np.argmax(self.instance))
+            parts.append(
+                f"most unsure detection: mask {self.mask_ambiguity[i]:.2f} ambiguous, "
+                f"class margin {1.0 - self.class_ambiguity[i]:.2f}"
+            )
+        else:
+            parts.append("no detections")
+        if self.middling:
+            parts.append(f"{self.middling} detection{'s' if self.middling != 1 else ''} with middling scores")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True, eq=False)
 class Prediction:
     """What the model found in one image.
 
@@ -288,6 +334,7 @@ class Prediction:
     ``labels`` (N,) int64 contiguous model labels in ``1..num_classes``, ``category_ids`` (N,) int64
     the dataset's own ids for those labels, ``masks`` one :class:`CroppedMask` per detection.
     A file that could not be read gives a Prediction with ``error`` set and no detections.
+    ``uncertainty`` says how unsure the model was (``None`` where nobody computed it).
     """
 
     image_size: tuple[int, int]
@@ -298,6 +345,7 @@ class Prediction:
     masks: tuple[CroppedMask, ...]
     source: str | None = None
     error: str | None = None
+    uncertainty: Uncertainty | None = None
 
     def __len__(self) -> int:
         return int(self.scores.shape[0])
@@ -318,6 +366,7 @@ class Prediction:
             masks=tuple(self.masks[i] for i in keep),
             source=self.source,
             error=self.error,
+            uncertainty=None if self.uncertainty is None else self.uncertainty.subset(keep),
         )
 
     @classmethod

@@ -22,6 +22,7 @@ import torch
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.engine.allocator import reuse_freed_memory
 from maskrcnn_core.engine.postprocess import paste_masks_cropped
+from maskrcnn_core.engine.uncertainty import score_detections
 from maskrcnn_core.image_io import read_image, to_rgb_uint8
 from maskrcnn_core.inference_options import BackendChoice, choose_backend
 from maskrcnn_core.model.subnetworks import SubNetworks
@@ -265,14 +266,23 @@ class Predictor:
         results = []
         for item, det in zip(batch, detections, strict=False):
             masks = paste_masks_cropped(det["mask_probs"], det["boxes"], det["image_size"])
+            uncertainty = score_detections(
+                det["mask_probs"], det["class_probs"], det["scores"], det["pooled_features"]
+            )
             results.append(
                 self._prediction(
-                    item.source, det["image_size"], det["boxes"], det["scores"], det["labels"], masks
+                    item.source,
+                    det["image_size"],
+                    det["boxes"],
+                    det["scores"],
+                    det["labels"],
+                    masks,
+                    uncertainty,
                 )
             )
         return results
 
-    def _prediction(self, source, size, boxes, scores, labels, masks) -> Prediction:
+    def _prediction(self, source, size, boxes, scores, labels, masks, uncertainty=None) -> Prediction:
         labels_np = labels.cpu().numpy().astype(np.int64)
         return Prediction(
             image_size=(int(size[0]), int(size[1])),
@@ -282,6 +292,7 @@ class Predictor:
             category_ids=self._class_map.labels_to_category_ids(labels_np),
             masks=tuple(masks),
             source=source,
+            uncertainty=uncertainty,
         )
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:

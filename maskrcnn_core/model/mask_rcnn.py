@@ -25,6 +25,7 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, con
 from torchvision.models.detection.transform import resize_boxes
 from torchvision.ops import boxes as box_ops
 
+from maskrcnn_core.engine.uncertainty import pooled_features
 from maskrcnn_core.model.config import MaskRCNNConfig
 from maskrcnn_core.model.heads import ImageTransform, MLPBoxHead
 from maskrcnn_core.model.inputs import ImagesLike, check_images, check_targets
@@ -286,7 +287,9 @@ class MaskRCNN(nn.Module):
 
         Returns per image: ``boxes`` ``(N, 4)`` float32 xyxy in input pixels, ``scores`` ``(N,)``,
         ``labels`` ``(N,)`` int64, ``mask_probs`` ``(N, M, M)`` float32 (the sigmoid of each detection's class
-        channel, relative to its box), ``image_size`` ``(H, W)`` of the input.
+        channel, relative to its box), ``class_probs`` ``(N, K + 1)`` (the softmax row each detection was
+        kept from, background first), ``pooled_features`` ``(C,)`` (the coarsest feature level averaged over
+        the image, for telling near-duplicates apart), ``image_size`` ``(H, W)`` of the input.
 
         ``subnetworks`` runs the dense networks (an execution backend's compiled ones); default the
         model's own modules.
@@ -311,13 +314,23 @@ class MaskRCNN(nn.Module):
             proposals = self._proposals(image_list, features, objectness, deltas, training=False)[0]
             pooled = self.roi_heads.box_roi_pool(features, proposals, image_list.image_sizes)
             cls_logits, bbox_deltas = nets.box_outputs(pooled)
-            boxes, scores, labels = self._postprocess_boxes(
+            boxes, scores, labels, class_probs = self._postprocess_boxes(
                 cls_logits, bbox_deltas, proposals, image_list.image_sizes, score_thresh, nms_thresh, top_k
             )
             mask_probs = self._mask_probs(features, boxes, labels, image_list.image_sizes, nets)
+            padded = (int(image_list.tensors.shape[-2]), int(image_list.tensors.shape[-1]))
+            pooled = pooled_features(next(reversed(features.values())), image_list.image_sizes, padded)
         results = []
-        for b, s, lab, m, resized, original in zip(
-            boxes, scores, labels, mask_probs, image_list.image_sizes, originals, strict=False
+        for b, s, lab, m, p, f, resized, original in zip(
+            boxes,
+            scores,
+            labels,
+            mask_probs,
+            class_probs,
+            pooled,
+            image_list.image_sizes,
+            originals,
+            strict=False,
         ):
             results.append(
                 {
@@ -325,6 +338,8 @@ class MaskRCNN(nn.Module):
                     "scores": s.float(),
                     "labels": lab,
                     "mask_probs": m.float(),
+                    "class_probs": p.float(),
+                    "pooled_features": f,
                     "image_size": (int(original[0]), int(original[1])),
                 }
             )
@@ -469,32 +484,37 @@ class MaskRCNN(nn.Module):
         score_thresh: float,
         nms_thresh: float,
         top_k: int,
-    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """torchvision's RoI post-processing with the thresholds as arguments instead of module state."""
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+        """torchvision's RoI post-processing with the thresholds as arguments instead of module state;
+        also the softmax row each kept detection came from (its class ambiguity)."""
         num_classes = cls_logits.shape[-1]
         pred_boxes = self.roi_heads.box_coder.decode(bbox_deltas, proposals)
         pred_scores = F.softmax(cls_logits, -1)
         per_image = [len(p) for p in proposals]
-        out_boxes, out_scores, out_labels = [], [], []
+        out_boxes, out_scores, out_labels, out_probs = [], [], [], []
         for boxes, scores, size in zip(
             pred_boxes.split(per_image), pred_scores.split(per_image), image_sizes, strict=False
         ):
+            probs = scores
             boxes = box_ops.clip_boxes_to_image(boxes, size)
             labels = torch.arange(num_classes, device=boxes.device).view(1, -1).expand_as(scores)
-            boxes, scores, labels = (
+            rows = torch.arange(len(scores), device=boxes.device).view(-1, 1).expand_as(scores)
+            boxes, scores, labels, rows = (
                 boxes[:, 1:].reshape(-1, 4),
                 scores[:, 1:].reshape(-1),
                 labels[:, 1:].reshape(-1),
+                rows[:, 1:].reshape(-1),
             )
             keep = torch.where(scores > score_thresh)[0]
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            boxes, scores, labels, rows = boxes[keep], scores[keep], labels[keep], rows[keep]
             keep = box_ops.remove_small_boxes(boxes, min_size=1e-2)
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            boxes, scores, labels, rows = boxes[keep], scores[keep], labels[keep], rows[keep]
             keep = box_ops.batched_nms(boxes, scores, labels, nms_thresh)[:top_k]
             out_boxes.append(boxes[keep])
             out_scores.append(scores[keep])
             out_labels.append(labels[keep])
-        return out_boxes, out_scores, out_labels
+            out_probs.append(probs[rows[keep]])
+        return out_boxes, out_scores, out_labels, out_probs
 
     def _rois_to_resized(
         self,
