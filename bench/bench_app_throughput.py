@@ -27,6 +27,8 @@ sys.path.insert(0, str(ROOT))
 from PySide6.QtCore import QEventLoop  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from app.resources import DEMO_MODEL  # noqa: E402
+
 
 def _cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -71,7 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--weights", type=Path, default=ROOT / "resources" / "models" / "demo.pt")
+    parser.add_argument("--weights", type=Path, default=DEMO_MODEL)
     args = parser.parse_args()
 
     import shutil

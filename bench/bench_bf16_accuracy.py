@@ -21,6 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from app.resources import DEMO_MODEL  # noqa: E402
+
 
 def scores(weights: Path, data, precision: str | None) -> tuple[float, float]:
     from maskrcnn_core import Predictor
@@ -48,7 +50,7 @@ def main() -> int:
     from maskrcnn_core.inference_options import cpu_has_native_bf16
 
     torch.set_num_threads(args.threads)
-    demo = ROOT / "resources" / "models" / "demo.pt"
+    demo = DEMO_MODEL
     with tempfile.TemporaryDirectory(prefix="bf16-accuracy-") as tmp:
         tmp_path = Path(tmp)
         gt = generate_synthetic_dataset(tmp_path / "val", num_images=args.images, seed=2, split_name="val")

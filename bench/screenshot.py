@@ -1,7 +1,7 @@
 """Save a PNG of the main window with instance overlays on real photos (run it under Xvfb, then look at it).
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python bench/screenshot.py --out main_window.png
-    xvfb-run -a ... bench/screenshot.py --weights resources/models/demo.pt --folder FOLDER --out demo.png
+    xvfb-run -a ... bench/screenshot.py --weights app/resources/models/demo.pt --folder FOLDER --out demo.png
 
 The photos are ``tests/data/photos`` (copied to a temporary folder, so no project is left in the repo).
 With ``--weights`` the real predictor runs in the worker thread. Without it, a stand-in predictor that

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuilds the bundled demo model, resources/models/demo.pt, with the project's own training command:
+# Rebuilds the bundled demo model, app/resources/models/demo.pt, with the project's own training command:
 # a MobileNetV2-FPN (ImageNet backbone, slim heads) trained on 400 synthetic shape images and validated on
 # 100 held-out ones, in two runs of the training command (500 + 1000 iterations): about 45 minutes on one
 # CPU core. Usage: bash scripts/train_demo_model.sh [WORKDIR]
@@ -24,7 +24,7 @@ $py -m maskrcnn_core train \
     --weights "$work/run/model_final.pt" \
     --iterations 1000 --batch-size 4 --lr 0.02 --checkpoint-every 100 \
     --num-threads 1 --name demo-shapes
-mkdir -p resources/models
-cp "$work/run2/model_final.pt" resources/models/demo.pt
+mkdir -p app/resources/models
+cp "$work/run2/model_final.pt" app/resources/models/demo.pt
 $py -m maskrcnn_core evaluate --gt "$work/data/val.json" --images "$work/data/images" \
-    --weights resources/models/demo.pt
+    --weights app/resources/models/demo.pt

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import app
+from app.resources import DEMO_MODEL
 from maskrcnn_core import downloads
-
-RESOURCES = Path(app.__file__).resolve().parents[1] / "resources"
-DEMO_MODEL = RESOURCES / "models" / "demo.pt"
 
 
 def bundled_demo_model() -> Path | None:
-    """``resources/models/demo.pt`` when it is there (trained on the synthetic shapes)."""
+    """The bundled demo model (``app/resources/models/demo.pt``) when it is there."""
     return DEMO_MODEL if DEMO_MODEL.is_file() else None
 
 

@@ -54,7 +54,7 @@ def describe_model(info: ModelInfo, *, shown: int = SHOWN_CLASS_NAMES) -> ModelD
 
 
 def is_demo_model(info: ModelInfo) -> bool:
-    """Whether ``info`` is the bundled demo checkpoint (``resources/models/demo.pt``)."""
+    """Whether ``info`` is the bundled demo checkpoint (``app/resources/models/demo.pt``)."""
     if info.path is None:
         return False
     try:

@@ -1,6 +1,6 @@
 """End to end with the real predictor and the bundled demo model: open, auto-segment, check the result.
 
-Skipped only while ``resources/models/demo.pt`` does not exist yet.
+Skipped only while ``app/resources/models/demo.pt`` does not exist yet.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from app.ui.main_window import MainWindow
 
 pytestmark = [
     pytest.mark.gui,
-    pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="resources/models/demo.pt is not built yet"),
+    pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="app/resources/models/demo.pt is not built yet"),
 ]
 
 

@@ -35,7 +35,7 @@ from app.workers.training_runner import BACKGROUND_NICENESS
 pytestmark = [
     pytest.mark.gui,
     pytest.mark.slow,
-    pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="resources/models/demo.pt is not built yet"),
+    pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="app/resources/models/demo.pt is not built yet"),
 ]
 
 BASE_MODEL = DEMO_MODEL

@@ -1,6 +1,6 @@
 """Annotations imported into an auto-segmented folder, and ``maskrcnn-studio segment``, end to end.
 
-The predictions are the bundled demo model's (``resources/models/demo.pt``) on synthetic images, made by
+The predictions are the bundled demo model's (``app/resources/models/demo.pt``) on synthetic images, made by
 the ``segment`` command; the projects are real SQLite files; exports are read back with pycocotools.
 """
 
@@ -27,7 +27,9 @@ from app.project.store import ProjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="resources/models/demo.pt is not built yet")
+pytestmark = pytest.mark.skipif(
+    not DEMO_MODEL.is_file(), reason="app/resources/models/demo.pt is not built yet"
+)
 
 
 @pytest.fixture(scope="module")

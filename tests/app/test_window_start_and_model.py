@@ -27,7 +27,7 @@ def _window(qtbot) -> MainWindow:
     return window
 
 
-@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="resources/models/demo.pt is not built yet")
+@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="app/resources/models/demo.pt is not built yet")
 def test_the_demo_model_is_named_with_its_classes_and_offers_get_models(qtbot, images_folder):
     window = _window(qtbot)
     assert window.open_folder(images_folder, weights=str(DEMO_MODEL))

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from tiny_model import TINY_CLI_FLAGS
 
+from app.resources import DEMO_MODEL
 from maskrcnn_core.cli import main
 from maskrcnn_core.data import generate_synthetic_dataset
 from maskrcnn_core.data.coco import CocoValidationError, load_coco
@@ -24,7 +25,6 @@ from maskrcnn_core.paths import JsonFileError, read_json
 from maskrcnn_core.protocol import ExitCode
 from maskrcnn_core.types import Category, ClassMap
 
-DEMO_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "demo.pt"
 needs_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
 
 

@@ -1,6 +1,6 @@
 """Training measurably learns: the bundled demo model, fine-tuned to shapes it has never seen, gets better.
 
-The demo model (``resources/models/demo.pt``, MobileNetV2-FPN trained on synthetic circle, square,
+The demo model (``app/resources/models/demo.pt``, MobileNetV2-FPN trained on synthetic circle, square,
 triangle and ring by ``scripts/train_demo_model.sh``) is fine-tuned for a fixed number of iterations to
 three NEW classes the synthetic generator also draws (ellipse, hexagon, star), then scored with COCOeval on
 held-out synthetic images of those classes. The control is the starting model: the demo weights loaded
@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from app.resources import DEMO_MODEL
 from maskrcnn_core import load_model, mask_rcnn_mobilenet_v2_fpn
 from maskrcnn_core.data import generate_synthetic_dataset, load_coco
 from maskrcnn_core.engine.training import TrainConfig, train
@@ -28,7 +29,6 @@ from maskrcnn_core.engine.validation import evaluate_model
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-DEMO_MODEL = ROOT / "resources" / "models" / "demo.pt"
 README = ROOT / "README.md"
 
 NEW_CLASSES = ("ellipse", "hexagon", "star")
@@ -40,7 +40,7 @@ TRAIN_IMAGES, VAL_IMAGES = 48, 24
 ITERATIONS = 80
 CONFIG = dict(batch_size=2, lr=0.02, trainable_backbone_layers=0, checkpoint_every=10_000, seed=0)
 
-# Measured with resources/models/demo.pt (mask AP 0.414 on its own held-out set), segm on the held-out
+# Measured with app/resources/models/demo.pt (mask AP 0.414 on its own held-out set), segm on the held-out
 # new-class images: control AP50 0.047 (AP 0.013); after the 80 steps AP50 0.396 (AP 0.190), per class
 # AP ellipse 0.164, hexagon 0.362, star 0.045; training took 45 s. (An earlier, weaker demo model with mask
 # AP 0.221 gave 0.020 -> 0.264.) Thresholds sit ~25 % below the measured gains.

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from reference_model import PHOTOS, build_reference, load_photo
 
+from app.resources import DEMO_MODEL
 from maskrcnn_core import Predictor, mask_rcnn_mobilenet_v2_fpn, save_checkpoint
 from maskrcnn_core.inference_options import choose_backend
 
@@ -27,9 +28,6 @@ pytest.importorskip("openvino")
 
 from maskrcnn_core.engine import openvino_backend  # noqa: E402  (needs openvino)
 from maskrcnn_core.engine.openvino_backend import OpenVinoSubNetworks  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-DEMO_MODEL = ROOT / "resources" / "models" / "demo.pt"
 
 
 @pytest.fixture(scope="module")
@@ -269,7 +267,7 @@ def test_the_engine_runs_without_openvino(tiny_checkpoint: Path) -> None:
     assert "OpenVINO is not installed" in done.stderr
 
 
-@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="resources/models/demo.pt is not built yet")
+@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="app/resources/models/demo.pt is not built yet")
 def test_bf16_keeps_the_demo_models_mask_ap_within_0_01_of_fp32(tmp_path: Path) -> None:
     """OpenVINO's bfloat16 against its float32, mask AP (pycocotools) on held-out synthetic images.
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
+from app.resources import DEMO_MODEL
 from maskrcnn_core.engine.uncertainty import (
     class_ambiguity,
     combine,
@@ -16,8 +15,6 @@ from maskrcnn_core.engine.uncertainty import (
     score_detections,
 )
 from maskrcnn_core.types import CroppedMask, Prediction
-
-DEMO_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "demo.pt"
 
 
 def test_a_half_everywhere_mask_is_most_ambiguous_and_a_decisive_one_scores_zero() -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from weights_server import closed_port
 
+from app.resources import DEMO_MODEL
 from maskrcnn_core import (
     build_model,
     load_model,
@@ -22,8 +23,6 @@ from maskrcnn_core import (
 )
 from maskrcnn_core.model.weights import CheckpointError, hub_checkpoint_path, model_info, read_checkpoint
 from maskrcnn_core.types import ClassMap
-
-DEMO_MODEL = Path(__file__).resolve().parents[2] / "resources" / "models" / "demo.pt"
 
 SMALL = dict(fpn_channels=32, hidden_dim=64, mask_hidden_channels=32, min_size=96, max_size=128)
 
