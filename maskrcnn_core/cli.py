@@ -72,14 +72,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from maskrcnn_core.cancel import CancelToken
+    from maskrcnn_core.engine.distributed import process_place
     from maskrcnn_core.engine.training import TrainingError
-    from maskrcnn_core.engine.training_model import run_request, training_process
+    from maskrcnn_core.engine.training_model import run_request
 
     request = TrainRequest.from_args(args)
     check_output_dir(request.out)
     _set_threads(request.num_threads)
-    with training_process(request) as process:
-        leader = process.rank == 0  # the one process that reports and writes files
+    with process_place(request.device) as process:
+        leader = process.leader  # the one process that reports and writes files
         train_data = _load_dataset(
             request.train_json, request.images, "training", fatal_if_empty=True, quiet=not leader
         )
@@ -122,16 +123,84 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from maskrcnn_core.data.coco import predictions_to_coco_results, write_json_atomic
+    from maskrcnn_core.data.coco import write_json_atomic
+    from maskrcnn_core.engine.distributed import process_place
     from maskrcnn_core.engine.predictor import Predictor
-    from maskrcnn_core.image_io import IMAGE_EXTENSIONS
+    from maskrcnn_core.engine.sharded_prediction import SHARE_WAIT, predict_images
 
     check_output_file(args.out)  # before inference, so a bad --out loses no results
     _set_threads(args.num_threads)
+    # under torchrun each process predicts its share of the images, and the leader writes them all
+    with process_place(args.device, timeout=SHARE_WAIT) as place:
+        paths, image_ids = _images_to_predict(args, quiet=not place.leader)
+        show = args.progress == "bar" and place.leader
+
+        def make_predictor() -> Predictor:
+            predictor = Predictor(
+                args.weights,
+                device=place.device,
+                batch_size=args.batch_size,
+                backend=args.backend,
+                precision=args.precision,
+            )
+            if show:
+                print(f"predicting on {predictor.description}", file=sys.stderr)
+            return predictor
+
+        bars: list = []  # the leader's bar over its own share, from the first image on
+
+        def progress(done: int, total: int) -> None:
+            if not bars:
+                bars.append(_bar(total, "predict"))
+                if place.world_size > 1:
+                    bars[0].set_postfix_str(f"process 0's share, of {place.world_size}")
+            bars[0].update(done - bars[0].n)
+
+        outcome = predict_images(
+            make_predictor,
+            paths,
+            image_ids,
+            place,
+            out=Path(args.out),
+            score_thresh=args.score_thresh,
+            progress=progress if show else None,
+        )
+        for bar in bars:
+            bar.close()
+    if outcome is None:  # not the leader: the leader reports and writes
+        return ExitCode.OK
+    for image in outcome.unreadable + outcome.share_failures:
+        print(f"skipped {image.source}: {image.reason}", file=sys.stderr)
+    results = outcome.results
+    if not args.coco:  # without a COCO file, say which file each image id is
+        names = {i: Path(p).name for i, p in zip(image_ids, paths, strict=False)}
+        for r in results:
+            r["file_name"] = names[r["image_id"]]
+    write_json_atomic(args.out, results)
+    predicted = len(paths) - len(outcome.unreadable) - len(outcome.share_failures)
+    print(
+        f"{len(results)} detections on {predicted} images written to {args.out}"
+        + (f"; {len(outcome.unreadable)} images could not be read" if outcome.unreadable else "")
+        + (
+            f"; {len(outcome.share_failures)} images not predicted: process "
+            + ", ".join(str(rank) for rank in outcome.failed_ranks)
+            + " failed"
+            if outcome.share_failures
+            else ""
+        ),
+        file=sys.stderr,
+    )
+    return ExitCode.FAILED if outcome.share_failures else ExitCode.OK
+
+
+def _images_to_predict(args: argparse.Namespace, *, quiet: bool) -> tuple[list[Path], list[int]]:
+    """The images ``predict`` segments, in the results' order, and the image id of each."""
+    from maskrcnn_core.image_io import IMAGE_EXTENSIONS
+
     images_dir = Path(args.images)
     if args.coco:
-        data = _load_dataset(args.coco, images_dir, "image list", fatal_if_empty=False, quiet=False)
-        paths = [im.path for im in data.images]
+        data = _load_dataset(args.coco, images_dir, "image list", fatal_if_empty=False, quiet=quiet)
+        paths = [Path(im.path) for im in data.images]
         image_ids = [im.id for im in data.images]
     else:
         if not images_dir.is_dir():
@@ -140,38 +209,7 @@ def _predict(args: argparse.Namespace) -> int:
         image_ids = list(range(1, len(paths) + 1))
     if not paths:
         raise BadInput(f"no images to predict in {images_dir}")
-    predictor = Predictor(
-        args.weights,
-        device=args.device,
-        batch_size=args.batch_size,
-        backend=args.backend,
-        precision=args.precision,
-    )
-    if args.progress == "bar":
-        print(f"predicting on {predictor.description}", file=sys.stderr)
-    bar = _bar(len(paths), "predict") if args.progress == "bar" else None
-    predictions = predictor.predict(
-        paths,
-        score_thresh=args.score_thresh,
-        progress=(lambda done, total: bar.update(done - bar.n)) if bar else None,
-    )
-    if bar:
-        bar.close()
-    failed = [p for p in predictions if not p.ok]
-    for p in failed:
-        print(f"skipped {p.source}: {p.error}", file=sys.stderr)
-    results = predictions_to_coco_results(predictions, image_ids)
-    if not args.coco:  # without a COCO file, say which file each image id is
-        names = {i: Path(p).name for i, p in zip(image_ids, paths, strict=False)}
-        for r in results:
-            r["file_name"] = names[r["image_id"]]
-    write_json_atomic(args.out, results)
-    print(
-        f"{len(results)} detections on {len(paths) - len(failed)} images written to {args.out}"
-        + (f"; {len(failed)} images could not be read" if failed else ""),
-        file=sys.stderr,
-    )
-    return ExitCode.OK
+    return paths, image_ids
 
 
 # ------------------------------------------------------------------------------------------ evaluate

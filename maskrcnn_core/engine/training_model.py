@@ -12,15 +12,12 @@ Which model a run starts from is decided here, and only here:
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.data.coco import CocoData
@@ -43,43 +40,6 @@ class StartingModel:
     model: MaskRCNN
     parent: str | None
     untrained_classes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class TrainingProcess:
-    """Where this process trains: its device, and its rank among ``world_size`` processes."""
-
-    device: torch.device
-    rank: int = 0
-    world_size: int = 1
-
-
-@contextmanager
-def training_process(request: TrainRequest) -> Iterator[TrainingProcess]:
-    """This process's part of a run. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is set up
-    for the block (NCCL on CUDA, gloo on the CPU) and taken down after it; each process uses the GPU of
-    its ``LOCAL_RANK``. ``device`` "auto" is CUDA when there is one."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    name = request.device
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TrainSetupError("--device cuda: no CUDA device is available")
-    device = torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
-    if world == 1:
-        yield TrainingProcess(device)
-        return
-    if device.type == "cuda":
-        # NCCL's own collectives (barrier, all_gather_object) run on the current device: without this
-        # every rank would use GPU 0 for them
-        torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        yield TrainingProcess(device, dist.get_rank(), world)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def starting_model(request: TrainRequest, train_data: CocoData) -> StartingModel:
