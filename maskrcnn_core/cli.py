@@ -562,8 +562,10 @@ def _parser() -> argparse.ArgumentParser:
         "predict",
         help="segment a folder of images into COCO results",
         formatter_class=fmt,
-        epilog="example:\n  maskrcnn-core predict --weights runs/exp1/model_final.pt "
-        "--images photos --out results.json",
+        epilog="examples:\n  maskrcnn-core predict --weights runs/exp1/model_final.pt "
+        "--images photos --out results.json\n"
+        "  torchrun --nproc-per-node 4 -m maskrcnn_core predict ... (each process predicts every 4th image; "
+        "the first merges them into --out)",
     )
     p.add_argument("--weights", required=True, help="checkpoint file, or 'coco' / 'coco-v2'")
     p.add_argument("--images", required=True, help="folder of images")
