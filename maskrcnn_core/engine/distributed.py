@@ -48,7 +48,13 @@ def local_device(name: str | None) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise DeviceUnavailable("--device cuda: no CUDA device is available")
     if name == "cuda":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if local_rank >= torch.cuda.device_count():
+            raise DeviceUnavailable(
+                f"--device cuda: process {local_rank} on this machine needs GPU {local_rank}, and it has "
+                f"{torch.cuda.device_count()}: start at most that many processes per machine"
+            )
+        return torch.device("cuda", local_rank)
     return torch.device(name)
 
 
