@@ -1,8 +1,9 @@
-"""``maskrcnn-studio import``, ``export``, ``segment`` and ``repair``: the project from the command line.
+"""``maskrcnn-studio import``, ``export``, ``segment``, ``review`` and ``repair``: the project from the
+command line.
 
-No display needed. ``import`` and ``export`` import neither Qt nor torch; ``segment`` runs the app's own
-inference worker and document (QtCore, no event loop, no window), so its results are stored by the same
-rules as the app's "Auto-segment all". Errors are one line on stderr and exit status 1 (2 for usage).
+No display needed. ``import``, ``export`` and ``review`` import neither Qt nor torch; ``segment`` runs the
+app's own inference worker and document (QtCore, no event loop, no window), so its results are stored by
+the same rules as the app's "Auto-segment all". Errors are one line on stderr and exit status 1 (2 for usage).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from app.project.label_image_io import (
 )
 from app.project.predictions_io import import_predictions
 from app.project.records import ImageResult
+from app.project.review_queue import queue_arrays, review_order
 from app.project.store import ProjectStore
 from maskrcnn_core.paths import check_output_dir, check_output_file, one_line_error, unreadable_reason
 from maskrcnn_core.protocol import ExitCode
@@ -123,12 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
         "model, else the bundled demo model)",
     )
     seg.add_argument("--batch-size", type=_positive_int, default=1, help="images per model call (default: 1)")
+    rev = sub.add_parser(
+        "review",
+        help="print FOLDER's images in review order, most uncertain first (file, score, why): the images "
+        "not yet corrected or verified that a model scored when it segmented them",
+    )
+    rev.add_argument("folder", type=Path, help="the images folder (segmented by the app or `segment`)")
+    rev.add_argument("--top", type=_positive_int, default=None, help="print only the first N")
     rep = sub.add_parser(
         "repair",
         help="rebuild a damaged project file from what is readable (the damaged file is kept beside it)",
     )
     rep.add_argument("folder", type=Path, help="the images folder whose project file is damaged")
-    for p in (imp, exp, seg, rep):
+    for p in (imp, exp, seg, rev, rep):
         p.add_argument(
             "--project-dir", type=Path, default=None, help="where the project lives when FOLDER is read-only"
         )
@@ -151,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_segment(args)
     if args.command == "repair":
         return _run_repair(args)
+    if args.command == "review":
+        return _run_review(args)
     try:
         if args.command == "export" and args.format not in FOLDER_FORMATS:
             check_output_file(args.out)  # before the project opens: a bad --out costs nothing
@@ -212,6 +223,32 @@ def _export_folder(store: ProjectStore, args: argparse.Namespace) -> None:
         print(f"note: {note}")
     for line in summary.skipped_images:
         print(f"left out {line}", file=sys.stderr)
+
+
+def _run_review(args: argparse.Namespace) -> int:
+    try:
+        with ProjectStore.open(args.folder, project_dir=args.project_dir) as store:
+            images = store.images()
+            stored = store.image_uncertainties()
+    except (ValueError, OSError) as exc:
+        print(f"maskrcnn-studio review: {one_line_error(exc)}", file=sys.stderr)
+        return ExitCode.FAILED
+    scores, features, eligible = queue_arrays(images, stored)
+    order, penalties = review_order(scores, features, eligible, top=args.top)
+    if not len(order):
+        print(
+            "maskrcnn-studio review: no image to review: none of the new or predicted images has a score "
+            f"(segment them first: maskrcnn-studio segment {args.folder})",
+            file=sys.stderr,
+        )
+        return 0
+    for row, penalty in zip(order.tolist(), penalties.tolist(), strict=True):
+        image = images[row]
+        why = stored[image.id].reason
+        if penalty > 0:
+            why += f"; close to an image before it in the queue (-{penalty:.2f})"
+        print(f"{image.file_name}\t{scores[row]:.3f}\t{why}")
+    return 0
 
 
 def _run_repair(args: argparse.Namespace) -> int:

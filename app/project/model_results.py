@@ -3,7 +3,8 @@
 One rule for the app's "Auto-segment" and the headless ``maskrcnn-studio segment``: which images a run
 over the folder segments (:func:`needs_segmentation`), and how one image's result is stored
 (:func:`apply_model_result`): only untouched predictions are replaced, a person's instances are kept, and
-a result computed before a person's latest edit of the image is dropped.
+a result computed before a person's latest edit of the image is dropped. The model's uncertainty about the
+image (the review queue's order) is stored with its predictions and replaced with them.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def apply_model_result(
                 provenance=Provenance.PREDICTED,
                 score=d.score,
                 model_version_id=model_version_id,
+                uncertainty=d.uncertainty,
             )
             for d in detections
         ]
@@ -87,6 +89,8 @@ def apply_model_result(
             model_version_id=model_version_id,
             image_size=result.image_size,
         )
+        if applied:  # this model's view of the image replaces the last one's (or clears it when unscored)
+            store.set_image_uncertainty(image_id, result.uncertainty, model_version_id=model_version_id)
     if applied:
         return ApplyOutcome(True, added=len(new))
     return ApplyOutcome(False, reason=EDITED_SINCE_THE_RUN)

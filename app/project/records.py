@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import astuple, dataclass
 from enum import StrEnum
 
+import numpy as np
+
 from maskrcnn_core.protocol import RunStatus
 
 
@@ -94,6 +96,7 @@ class NewInstance:
     score: float | None = None
     model_version_id: int | None = None
     iscrowd: bool = False
+    uncertainty: float | None = None  # a model's own uncertainty about it (predicted instances only)
 
 
 @dataclass(frozen=True)
@@ -161,13 +164,27 @@ class Detection:
     box: tuple[float, float, float, float]
     area: int
     score: float
+    uncertainty: float | None = None  # 0 (sure) .. 1, from the same pass
+
+
+@dataclass(frozen=True, eq=False)
+class ImageUncertainty:
+    """How unsure the model that segmented an image was (``maskrcnn_core.engine.uncertainty``): ``score``
+    ranks the review queue, ``reason`` says why in a few words, ``features`` (``(C,)`` float32, or ``None``)
+    are the pooled image features that tell near-duplicates apart."""
+
+    score: float
+    reason: str
+    features: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
 class ImageResult:
-    """What a model run produced for one image: its ``(H, W)`` size and detections, or why it failed."""
+    """What a model run produced for one image: its ``(H, W)`` size and detections, or why it failed;
+    ``uncertainty`` where the model scored it."""
 
     image_id: int
     image_size: tuple[int, int]
     detections: tuple[Detection, ...]
     error: str | None = None
+    uncertainty: ImageUncertainty | None = None

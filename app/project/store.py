@@ -32,12 +32,15 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import numpy as np
+
 from app.project.locations import resolve_project_dir
 from app.project.lock import ProjectLock
 from app.project.records import (
     CategoryRecord,
     ImageRecord,
     ImageStatus,
+    ImageUncertainty,
     ImportCounts,
     InstanceRecord,
     ModelVersionRecord,
@@ -115,6 +118,24 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE TABLE settings (
             key TEXT PRIMARY KEY,
             value_json TEXT NOT NULL
+        );
+        """,
+    ),
+    (
+        2,
+        "the model's uncertainty per image and per predicted instance (the review queue)",
+        """
+        CREATE TABLE image_uncertainty (
+            image_id INTEGER PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
+            model_version_id INTEGER REFERENCES model_versions(id),
+            score REAL NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            features BLOB,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE instance_uncertainty (
+            instance_id INTEGER PRIMARY KEY REFERENCES instances(id) ON DELETE CASCADE,
+            uncertainty REAL NOT NULL
         );
         """,
     ),
@@ -348,7 +369,7 @@ class ProjectStore:
                 f"{self.db_path} was written by a newer Mask R-CNN Studio (schema {version}, this version "
                 f"reads up to {SCHEMA_VERSION}); update the app to open it"
             )
-        if version == 0:
+        if version < SCHEMA_VERSION:  # a file written from the first schema's SQL alone may lack it
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations "
                 "(version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TEXT NOT NULL)"
@@ -863,7 +884,53 @@ class ProjectStore:
             f"VALUES (?, {_VALUE_MARKS}, ?, ?)",
             (image_id, *_instance_values(instance)[1:], now, now),
         )
-        return _inserted_id(cur)
+        instance_id = _inserted_id(cur)
+        uncertainty = getattr(instance, "uncertainty", None)  # a restored InstanceRecord has none
+        if uncertainty is not None:
+            db.execute(
+                "INSERT INTO instance_uncertainty (instance_id, uncertainty) VALUES (?, ?)",
+                (instance_id, float(uncertainty)),
+            )
+        return instance_id
+
+    # ------------------------------------------------------------------ the model's uncertainty
+
+    def set_image_uncertainty(
+        self, image_id: int, uncertainty: ImageUncertainty | None, *, model_version_id: int | None
+    ) -> None:
+        """Keep what the model that just segmented the image made of it (``None``: nothing, and the score of
+        an earlier model goes, since its predictions went)."""
+        with self.transaction() as db:
+            if uncertainty is None:
+                db.execute("DELETE FROM image_uncertainty WHERE image_id = ?", (image_id,))
+                return
+            features = None
+            if uncertainty.features is not None:
+                features = np.asarray(uncertainty.features, dtype="<f4").tobytes()
+            db.execute(
+                "INSERT OR REPLACE INTO image_uncertainty "
+                "(image_id, model_version_id, score, reason, features, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (image_id, model_version_id, float(uncertainty.score), uncertainty.reason, features, _now()),
+            )
+
+    def image_uncertainties(self) -> dict[int, ImageUncertainty]:
+        """``{image_id: its model's uncertainty}`` for every image a scoring model segmented."""
+        rows = self._query("SELECT image_id, score, reason, features FROM image_uncertainty")
+        return {
+            int(image_id): ImageUncertainty(
+                float(score), str(reason), None if blob is None else np.frombuffer(blob, dtype="<f4").copy()
+            )
+            for image_id, score, reason, blob in rows
+        }
+
+    def instance_uncertainties(self, image_id: int) -> dict[int, float]:
+        """``{instance_id: uncertainty}`` of the image's instances that a model scored."""
+        rows = self._query(
+            "SELECT u.instance_id, u.uncertainty FROM instance_uncertainty u "
+            "JOIN instances i ON i.id = u.instance_id WHERE i.image_id = ?",
+            (image_id,),
+        )
+        return {int(i): float(u) for i, u in rows}
 
 
 _IMAGE_COLUMNS = "id, file_name, width, height, status, error, revision"

@@ -25,6 +25,7 @@ from app.project.records import (
     ImageRecord,
     ImageResult,
     ImageStatus,
+    ImageUncertainty,
     InstanceRecord,
     NewInstance,
 )
@@ -76,6 +77,7 @@ class Document(QObject):
         self._runtime_errors: dict[int, str] = {}  # e.g. "file not found": true now, not stored
         self._instances: dict[int, list[InstanceRecord]] = {}
         self._categories: dict[int, CategoryRecord] = {}
+        self._uncertainties: dict[int, ImageUncertainty] | None = None  # read when first asked for
         self.settings = ProjectSettings(store)
         store.on_busy = self._store_busy
         store.on_written = self._store_written
@@ -339,6 +341,19 @@ class Document(QObject):
             self._instances[image_id] = self.store.instances(image_id)
         return self._instances[image_id]
 
+    def image_uncertainties(self) -> dict[int, ImageUncertainty]:
+        """``{image_id: the uncertainty of the model that segmented it}`` (the review queue's order)."""
+        if self._uncertainties is None:
+            self._uncertainties = self.store.image_uncertainties()
+        return self._uncertainties
+
+    def image_uncertainty(self, image_id: int) -> ImageUncertainty | None:
+        return self.image_uncertainties().get(image_id)
+
+    def instance_uncertainties(self, image_id: int) -> dict[int, float]:
+        """``{instance_id: uncertainty}`` of the image's predictions that a model scored."""
+        return self.store.instance_uncertainties(image_id)
+
     def visible_instances(self, image_id: int) -> list[InstanceRecord]:
         """What is shown and exported: a person's instances, predictions scoring at least the threshold
         (the image's annotations), and its crowd regions (shown apart, never annotations)."""
@@ -409,6 +424,11 @@ class Document(QObject):
         image_id = result.image_id
         if outcome.applied:
             self._instances.pop(image_id, None)
+            if self._uncertainties is not None:  # what apply_model_result stored with the predictions
+                if result.uncertainty is None:
+                    self._uncertainties.pop(image_id, None)
+                else:
+                    self._uncertainties[image_id] = result.uncertainty
             self._reload_categories()
             if set(self._categories) != categories:
                 self.categoriesChanged.emit()

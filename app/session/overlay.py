@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import colorsys
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from PySide6.QtGui import QColor
 
 from app.project.records import CategoryRecord, InstanceRecord, Provenance
+from app.project.review_queue import UNSURE_INSTANCE
 from app.project.settings import COLOUR_BY_CATEGORY, DEFAULT_OVERLAY_COLOUR
 from app.project.truth import is_crowd_region, is_untouched_prediction
 from maskrcnn_core.masks import rle_to_mask
@@ -39,6 +40,7 @@ class Overlay:
     score: float | None
     provenance: Provenance
     crowd: bool = False  # a crowd region (see app.project.truth): kept and exported, not an object
+    unsure: bool = False  # a prediction the model was unsure of (the review queue's rule): look closer
 
 
 def instance_color(instance_id: int) -> QColor:
@@ -68,10 +70,13 @@ def build_overlays(
     instances: Sequence[InstanceRecord],
     categories: dict[int, CategoryRecord],
     colour_by: str = DEFAULT_OVERLAY_COLOUR,
+    uncertainties: Mapping[int, float] | None = None,
 ) -> list[Overlay]:
     """Decode each instance's RLE into a cropped mask and pick its colour and caption. ``colour_by`` is
     the project's ``overlay_colour`` setting: ``"category"`` paints each instance in its category's
-    colour (an instance whose category is unknown keeps its own hue), ``"instance"`` each in its own."""
+    colour (an instance whose category is unknown keeps its own hue), ``"instance"`` each in its own.
+    ``uncertainties`` (``{instance_id: 0..1}``) marks the untouched predictions the model was unsure of."""
+    uncertainties = uncertainties or {}
     overlays = []
     for record in instances:
         category = categories.get(record.category_id)
@@ -93,6 +98,8 @@ def build_overlays(
                 score=record.score if is_untouched_prediction(record) else None,
                 provenance=record.provenance,
                 crowd=crowd,
+                unsure=is_untouched_prediction(record)
+                and uncertainties.get(record.id, 0.0) >= UNSURE_INSTANCE,
             )
         )
     return overlays

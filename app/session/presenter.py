@@ -57,6 +57,7 @@ class CanvasPresenter(QObject):
                 self._doc.visible_instances(image_id),
                 {c.id: c for c in self._doc.categories()},
                 self._doc.settings.overlay_colour,
+                self._doc.instance_uncertainties(image_id),
             )
         )
         self._canvas.set_overlays(overlays)

@@ -46,6 +46,7 @@ from app.session.finetune import FinetuneController
 from app.session.model_description import ModelDescription, describe_model
 from app.session.model_registry import ModelRegistry
 from app.session.presenter import CanvasPresenter
+from app.session.review import ReviewQueue
 from app.session.segmentation import SegmentationController
 from app.ui.actions import EditActions, install_tools
 from app.ui.canvas.view import HIDE_OVERLAYS_HELD_KEY, Canvas
@@ -88,6 +89,7 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self.document: Document | None = None
         self.presenter: CanvasPresenter | None = None
+        self.review: ReviewQueue | None = None
         self.registry: ModelRegistry | None = None
         self.segmentation: SegmentationController | None = None
         self.browser: ImageBrowser | None = None
@@ -175,6 +177,7 @@ class MainWindow(QMainWindow):
         self.presenter = CanvasPresenter(
             document, self.loader, self.canvas, self.instance_list, self.category_panel
         )
+        self.review = ReviewQueue(document)
         self.colour_by_category_action.setChecked(document.settings.overlay_colour == COLOUR_BY_CATEGORY)
         self.registry = document.models
         self.registry.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
@@ -235,7 +238,7 @@ class MainWindow(QMainWindow):
         self.document.close()
         shiboken6.delete(self.document)  # now, not later: no queued result may reach a closed store
         self.document = self.registry = self.segmentation = self.loader = self.editor = self.finetune = None
-        self.presenter = None
+        self.presenter = self.review = None
         self.training_panel.reset()
         self.versions_panel.show_versions([])
         self.browser = None
@@ -434,6 +437,23 @@ class MainWindow(QMainWindow):
         row = doc.row_of(doc.current_image_id) if doc.current_image_id >= 0 else -1
         row = min(max(row + step, 0), len(doc.images()) - 1)
         doc.set_current_image(doc.images()[row].id)
+
+    def review_next(self) -> None:
+        """Go to the most uncertain image not yet corrected or verified (the review queue's pick)."""
+        if self.document is None or self.review is None:
+            return
+        image_id = self.review.next_image()
+        if image_id is None:
+            self.statusBar().showMessage(
+                "Nothing left to review: every image a model scored is corrected or verified", 10_000
+            )
+            return
+        self.document.set_current_image(image_id)
+        uncertainty = self.document.image_uncertainty(image_id)
+        if uncertainty is not None:
+            self.statusBar().showMessage(
+                f"Review: uncertainty {uncertainty.score:.2f} ({uncertainty.reason})", 10_000
+            )
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.close_project()
@@ -671,6 +691,7 @@ class MainWindow(QMainWindow):
         view.addSeparator()
         self._action(view, "&Next image", lambda: self.step_image(1), "PgDown")
         self._action(view, "&Previous image", lambda: self.step_image(-1), "PgUp")
+        self._action(view, "&Review next (most uncertain)", self.review_next, "N")
 
         model = bar.addMenu("&Model")
         self.load_weights_action = self._action(model, "&Load weights…", self.choose_and_load_model, "Ctrl+L")

@@ -24,7 +24,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from app.project import inference_settings
 from app.project.file_hash import file_sha256
-from app.project.records import Detection, ImageResult
+from app.project.records import Detection, ImageResult, ImageUncertainty
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.types import ClassMap, ModelInfo, Prediction
 
@@ -223,11 +223,14 @@ def to_image_result(image_id: int, prediction: Prediction, class_map: ClassMap) 
     if prediction.error is not None:
         return ImageResult(image_id, prediction.image_size, (), prediction.error)
     detections = []
-    for box, score, category_id, mask in zip(
+    scored = prediction.uncertainty
+    instance_uncertainty = [None] * len(prediction) if scored is None else scored.instance.tolist()
+    for box, score, category_id, mask, uncertainty in zip(
         prediction.boxes.tolist(),
         prediction.scores.tolist(),
         prediction.category_ids.tolist(),
         prediction.masks,
+        instance_uncertainty,
         strict=True,
     ):
         area = mask.area
@@ -241,7 +244,9 @@ def to_image_result(image_id: int, prediction: Prediction, class_map: ClassMap) 
                 box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
                 area=area,
                 score=float(score),
+                uncertainty=uncertainty,
             )
         )
     height, width = prediction.image_size
-    return ImageResult(image_id, (int(height), int(width)), tuple(detections))
+    image = None if scored is None else ImageUncertainty(scored.image, scored.reason(), scored.features)
+    return ImageResult(image_id, (int(height), int(width)), tuple(detections), uncertainty=image)

@@ -17,7 +17,14 @@ from pycocotools import mask as mask_utils
 from app.project.locations import ProjectLocationError, remember_project_dir
 from app.project.lock import ProjectLockedError
 from app.project.records import ImageStatus, ImportCounts, NewInstance, Provenance
-from app.project.store import DB_NAME, SCHEMA_VERSION, ProjectStore, StaleImageError, StoreError
+from app.project.store import (
+    DB_NAME,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    ProjectStore,
+    StaleImageError,
+    StoreError,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -57,7 +64,7 @@ def test_new_project_has_schema_wal_full_sync_and_foreign_keys(store):
     assert store.schema_version() == SCHEMA_VERSION
     db = sqlite3.connect(store.db_path)
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r[0] for r in db.execute("SELECT version FROM schema_migrations")] == [SCHEMA_VERSION]
+    assert [r[0] for r in db.execute("SELECT version FROM schema_migrations")] == [v for v, *_ in MIGRATIONS]
     # synchronous / foreign_keys are per connection: check the store's own.
     assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert store._db.execute("PRAGMA foreign_keys").fetchone()[0] == 1

@@ -93,6 +93,8 @@ class InstanceDrawing:
         self.pen.setCosmetic(True)  # 2 screen pixels at any zoom
         if overlay.crowd:
             self.pen.setStyle(Qt.PenStyle.DashLine)  # a crowd region's outline: not an object's
+        elif overlay.unsure:
+            self.pen.setStyle(Qt.PenStyle.DotLine)  # the model was unsure of it: worth a closer look
         x1, y1, x2, y2 = overlay.box
         self.box_rect = QRectF(x1, y1, x2 - x1, y2 - y1)
         self.background = QColor(color).darker(180)
@@ -351,6 +353,8 @@ class OverlayItem(QGraphicsItem):
         parts = [overlay.category_name] if self.show_category_names else []
         if overlay.crowd:
             parts.insert(0, "crowd")
+        if overlay.unsure:
+            parts.insert(0, "unsure")
         if self.show_scores and overlay.score is not None:
             parts.append(f"{overlay.score:.2f}")
         return " ".join(parts)
@@ -432,4 +436,5 @@ def _same_drawing(old: Overlay | None, new: Overlay) -> bool:
         and old.category_name == new.category_name
         and old.score == new.score
         and old.crowd == new.crowd
+        and old.unsure == new.unsure
     )

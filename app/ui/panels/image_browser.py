@@ -40,7 +40,7 @@ from PySide6.QtGui import (
     QShowEvent,
     QStandardItemModel,
 )
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QListView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QListView, QVBoxLayout, QWidget
 
 from app.project.records import ImageRecord, ImageStatus
 from app.project.settings import IMAGE_FILTER_ALL, IMAGE_FILTER_ERROR, IMAGE_FILTERS
@@ -51,6 +51,7 @@ ImageIdRole = Qt.ItemDataRole.UserRole + 1
 StatusRole = Qt.ItemDataRole.UserRole + 2
 ErrorRole = Qt.ItemDataRole.UserRole + 3
 FilterKeyRole = Qt.ItemDataRole.UserRole + 4  # the status filter's key: the status, or "error"
+UncertaintyRole = Qt.ItemDataRole.UserRole + 5  # the model's uncertainty about the image; -1: not scored
 
 STATUS_COLORS = {
     ImageStatus.NEW: QColor("#9e9e9e"),
@@ -147,13 +148,16 @@ class ImageListModel(QStandardItemModel):
         error = self._doc.image_error(image.id) or ""
         status = image.status
         thumb = self._thumbs.get(image.id)
+        uncertainty = self._doc.image_uncertainty(image.id)
+        unsure = "" if uncertainty is None else f"\nuncertainty {uncertainty.score:.2f}: {uncertainty.reason}"
         return {
             Qt.ItemDataRole.DisplayRole: image.file_name,
             ImageIdRole: image.id,
             StatusRole: status.value,  # a str in Qt: ImageStatus(value) gives the status back
             ErrorRole: error,
             FilterKeyRole: IMAGE_FILTER_ERROR if error else status.value,
-            Qt.ItemDataRole.ToolTipRole: f"{image.file_name}\n{error or 'status: ' + status.value}",
+            UncertaintyRole: -1.0 if uncertainty is None else uncertainty.score,
+            Qt.ItemDataRole.ToolTipRole: f"{image.file_name}\n{error or 'status: ' + status.value}{unsure}",
             Qt.ItemDataRole.DecorationRole: (
                 decorate(thumb, status, bool(error)) if thumb else self._placeholders[(status, bool(error))]
             ),
@@ -252,6 +256,13 @@ class ImageBrowser(QListView):
         self.proxy.setFilterRegularExpression(pattern)
         self.select_row(self.source.current_row())
 
+    def set_most_uncertain_first(self, on: bool) -> None:
+        """List the images by the model's uncertainty, most uncertain first (unscored ones last), or by file
+        name. Sorted in C++ by the proxy on ``UncertaintyRole``, and kept sorted as new scores arrive."""
+        self.proxy.setSortRole(UncertaintyRole)
+        self.proxy.sort(0 if on else -1, Qt.SortOrder.DescendingOrder)
+        self.select_row(self.source.current_row())
+
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt override
         super().resizeEvent(event)
         self._thumbnail_request.start()
@@ -332,12 +343,19 @@ class ImagePanel(QWidget):
         self.legend.setToolTip(
             "The mark on each thumbnail: the image's status, or a red ! for a file that cannot be used"
         )
+        self.uncertain_first = QCheckBox("Most uncertain first")
+        self.uncertain_first.setToolTip(
+            "Sort by how unsure the model was of each image (N: Review next goes to the most uncertain one "
+            "not yet corrected or verified)"
+        )
+        self.uncertain_first.toggled.connect(browser.set_most_uncertain_first)
         top = QHBoxLayout()
         top.addWidget(QLabel("Show:"))
         top.addWidget(self.filter_box, stretch=1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
+        layout.addWidget(self.uncertain_first)
         layout.addWidget(self.legend)
         layout.addWidget(browser, stretch=1)
         self.set_status_filter(status_filter)
