@@ -40,13 +40,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_gui(folder: Path | None, *, weights: Path | None = None, demo: bool = False) -> int:
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication
 
     from app.project.model_sources import bundled_demo_model
+    from app.resources import APP_ICON
     from app.ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Mask R-CNN Studio")
+    app.setWindowIcon(QIcon(str(APP_ICON)))
     window = MainWindow()
     window.show()
     if demo:

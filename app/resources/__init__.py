@@ -1,4 +1,4 @@
-"""The files the app ships with (the demo model; icons and styles as they come), as package data.
+"""The files the app ships with (the demo model, the window icon; styles as they come), as package data.
 
 Found through :mod:`importlib.resources`, so the same code finds them in a checkout, in the editable install
 ``scripts/setup.sh`` makes, and in an installed wheel (pyproject.toml's package-data carries them). No Qt,
@@ -21,3 +21,5 @@ def resource_file(*parts: str) -> Path:
 
 # Trained on the synthetic shapes by scripts/train_demo_model.sh.
 DEMO_MODEL = resource_file("models", "demo.pt")
+# The application's icon (window, task bar): an image with two segmented objects.
+APP_ICON = resource_file("icons", "app.svg")

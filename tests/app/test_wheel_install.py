@@ -1,4 +1,4 @@
-"""A built wheel installs and runs on its own: its entry points, the demo model it carries, ``--demo``.
+"""A built wheel installs and runs on its own: its entry points, the files it carries, ``--demo``.
 
 The wheel is built from a copy of the packages (so the build writes nothing into the checkout) with the
 test environment's setuptools, offline, and installed with ``--no-deps`` into a fresh virtual environment
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from app.resources import DEMO_MODEL
+from app.resources import APP_ICON, DEMO_MODEL
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [
@@ -45,6 +45,7 @@ DEMO_DRIVER = textwrap.dedent("""\
 
         def finished(job_id, cancelled):
             print("model:", seg.model.info.name, "cancelled:", cancelled, flush=True)
+            print("icon:", "none" if qapp.windowIcon().isNull() else "set", flush=True)
             qapp.quit()
 
         seg.jobFinished.connect(finished)
@@ -115,17 +116,20 @@ def test_the_installed_commands_run_and_find_the_shipped_demo_model(installed: P
     where = (
         "import app, maskrcnn_core\n"
         "from app.project.model_sources import bundled_demo_model\n"
-        "print(app.__file__); print(maskrcnn_core.__file__); print(bundled_demo_model())\n"
+        "from app.resources import APP_ICON\n"
+        "print(app.__file__); print(maskrcnn_core.__file__); print(bundled_demo_model()); print(APP_ICON)\n"
     )
     done = _run([installed / "python", "-c", where], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    app_file, core_file, demo = (Path(line) for line in done.stdout.splitlines())
-    for path in (app_file, core_file, demo):  # the wheel's own files, not the checkout's
+    app_file, core_file, demo, icon = (Path(line) for line in done.stdout.splitlines())
+    for path in (app_file, core_file, demo, icon):  # the wheel's own files, not the checkout's
         assert path.is_relative_to(venv), path
     assert demo.name == "demo.pt" and demo.read_bytes() == DEMO_MODEL.read_bytes()
+    assert icon.read_bytes() == APP_ICON.read_bytes()
 
 
 def test_the_installed_demo_segments_with_the_shipped_model(installed: Path, tmp_path: Path) -> None:
     done = _run([installed / "python", "-c", DEMO_DRIVER], tmp_path, timeout=300)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     assert "model: demo-shapes cancelled: False" in done.stdout
+    assert "icon: set" in done.stdout
