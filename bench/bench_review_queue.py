@@ -32,7 +32,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEMO_MODEL = ROOT / "resources" / "models" / "demo.pt"
+# the bundled demo model (package data of app/resources; resources/ in older checkouts)
+DEMO_MODEL = next(
+    (
+        p
+        for p in (
+            ROOT / "app" / "resources" / "models" / "demo.pt",
+            ROOT / "resources" / "models" / "demo.pt",
+        )
+        if p.is_file()
+    ),
+    ROOT / "app" / "resources" / "models" / "demo.pt",
+)
 NEW_CLASSES = ("hexagon", "star")
 SIZE = (192, 256)  # (H, W): the demo model's training images
 BATCH = 4

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from app.resources import DEMO_MODEL
 from maskrcnn_core.engine.uncertainty import (
     class_ambiguity,
     combine,
@@ -81,15 +80,23 @@ def test_scores_follow_a_prediction_through_filter() -> None:
 
 
 def test_the_predictor_scores_each_image_from_the_same_pass(tmp_path) -> None:
-    from maskrcnn_core.data.synthetic import generate_synthetic_dataset
+    from tiny_model import TINY
+
+    from maskrcnn_core import mask_rcnn_mobilenet_v2_fpn
     from maskrcnn_core.engine.predictor import Predictor
 
-    coco = generate_synthetic_dataset(tmp_path, num_images=2, seed=3)
-    images = sorted(str(p) for p in (coco.parent / "images").iterdir())
-    predictor = Predictor(DEMO_MODEL, device="cpu", backend="torch")
-    for prediction in predictor.predict(images):
+    torch.manual_seed(0)
+    model = mask_rcnn_mobilenet_v2_fpn(3, **TINY)
+    predictor = Predictor.from_model(model)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (80, 96, 3), dtype=np.uint8) for _ in range(3)]
+    predictions = predictor.predict(images, score_thresh=0.0)
+    assert sum(len(p) for p in predictions) > 0  # random weights still detect: the scores have inputs
+    for prediction in predictions:
         unc = prediction.uncertainty
         assert unc is not None and unc.instance.shape == (len(prediction),)
         assert ((unc.instance >= 0) & (unc.instance <= 1)).all()
-        assert unc.features is not None and unc.features.shape == (predictor.model.backbone.out_channels,)
+        assert unc.features is not None and unc.features.shape == (TINY["fpn_channels"],)
         assert np.isfinite(unc.image)
+    # different images, different pooled features
+    assert not np.allclose(predictions[0].uncertainty.features, predictions[1].uncertainty.features)
