@@ -35,7 +35,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEMO_MODEL = ROOT / "resources" / "models" / "demo.pt"
+from app.resources import DEMO_MODEL  # noqa: E402
+
 PHOTO_SIZE = (768, 1024)  # (H, W)
 NEW_CLASSES = ("hexagon", "star")  # shapes the demo model never saw
 APP_EPOCHS = 10  # the app's default fine-tune length (app/session/finetune.py)
