@@ -58,3 +58,12 @@ def build_reference(*, min_size: int = 800, max_size: int = 1333, seed: int = 0)
         model.roi_heads.box_predictor.cls_score.weight.mul_(20.0)
         model.roi_heads.mask_predictor.mask_fcn_logits.weight.mul_(20.0)
     return model.eval()
+
+
+def save_reference(folder: Path, **sizes: int) -> tuple[TorchvisionMaskRCNN, Path]:
+    """:func:`build_reference` (with ``sizes``: ``min_size``, ``max_size``) and its state dict saved in
+    ``folder``, the file torchvision itself would load."""
+    reference = build_reference(**sizes)
+    path = folder / "reference_maskrcnn_r50_fpn.pth"
+    torch.save(reference.state_dict(), path)
+    return reference, path

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from fake_predictor import FakePredictor, open_with_fake_model
+from tiny_model import TINY
 
 from app.project import inference_settings
 from app.project.inference_settings import InferenceSettings
@@ -32,15 +33,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from maskrcnn_core import mask_rcnn_mobilenet_v2_fpn, save_checkpoint
 
     torch.manual_seed(0)
-    model = mask_rcnn_mobilenet_v2_fpn(
-        class_names=("cell",),
-        backbone_weights=None,
-        fpn_channels=16,
-        hidden_dim=32,
-        mask_hidden_channels=16,
-        min_size=64,
-        max_size=96,
-    )
+    model = mask_rcnn_mobilenet_v2_fpn(class_names=("cell",), **TINY)
     return save_checkpoint(tmp_path_factory.mktemp("tiny") / "tiny.pt", model)
 
 

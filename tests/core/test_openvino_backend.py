@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reference_model import PHOTOS, build_reference, load_photo
+from reference_model import PHOTOS, load_photo, save_reference
+from tiny_model import TINY
 
 from app.resources import DEMO_MODEL
 from maskrcnn_core import Predictor, mask_rcnn_mobilenet_v2_fpn, save_checkpoint
@@ -33,10 +34,7 @@ from maskrcnn_core.engine.openvino_backend import OpenVinoSubNetworks  # noqa: E
 @pytest.fixture(scope="module")
 def reference_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
     # a smaller input than COCO's 800 keeps the test fast on 2 CPU cores; both pipelines get the same
-    reference = build_reference(min_size=480, max_size=800)
-    path = tmp_path_factory.mktemp("weights") / "reference_maskrcnn_r50_fpn.pth"
-    torch.save(reference.state_dict(), path)
-    return reference, path
+    return save_reference(tmp_path_factory.mktemp("weights"), min_size=480, max_size=800)
 
 
 @pytest.fixture(scope="module")
@@ -107,15 +105,7 @@ def test_the_box_prompt_runs_on_the_backend_too(openvino_predictor: Predictor) -
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    model = mask_rcnn_mobilenet_v2_fpn(
-        class_names=("cat", "dog"),
-        backbone_weights=None,
-        fpn_channels=16,
-        hidden_dim=32,
-        mask_hidden_channels=16,
-        min_size=96,
-        max_size=128,
-    )
+    model = mask_rcnn_mobilenet_v2_fpn(class_names=("cat", "dog"), **TINY)
     with torch.no_grad():  # decisive scores and masks, so that detections can be compared
         model.roi_heads.box_predictor.cls_score.bias.copy_(torch.tensor([0.0, -2.0, 4.0]))
         model.roi_heads.mask_predictor.mask_fcn_logits.weight.mul_(30.0)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reference_model import PHOTOS, build_reference, load_photo
+from reference_model import PHOTOS, build_reference, load_photo, save_reference
 
 from maskrcnn_core import Predictor, mask_rcnn_resnet_50_fpn
 from maskrcnn_core.model.mask_rcnn import LOSS_KEYS
@@ -23,10 +23,7 @@ from maskrcnn_core.model.mask_rcnn import LOSS_KEYS
 @pytest.fixture(scope="module")
 def reference_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, Path]:
     # a smaller input size than COCO's 800 keeps the test fast on 2 CPU cores; both models get the same
-    reference = build_reference(min_size=480, max_size=800)
-    path = tmp_path_factory.mktemp("weights") / "reference_maskrcnn_r50_fpn.pth"
-    torch.save(reference.state_dict(), path)
-    return reference, path
+    return save_reference(tmp_path_factory.mktemp("weights"), min_size=480, max_size=800)
 
 
 @pytest.fixture(scope="module")
