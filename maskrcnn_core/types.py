@@ -288,7 +288,8 @@ class Uncertainty:
     ``instance``, ``mask_ambiguity`` and ``class_ambiguity`` are ``(N,)`` float32 in ``[0, 1]``, one per
     detection (0: sure); ``image`` the image's score (higher: more worth a person's review), computed over
     every detection the model returned; ``middling`` how many detections had middling scores;
-    ``features`` the ``(C,)`` pooled image features that tell near-duplicate images apart, or ``None``.
+    ``features`` the ``(C,)`` pooled image features that tell near-duplicate images apart, or ``None``;
+    ``considered`` ``(N,)`` bool, the detections the image score counts (``None``: all).
     """
 
     instance: np.ndarray
@@ -297,6 +298,7 @@ class Uncertainty:
     image: float
     middling: int = 0
     features: np.ndarray | None = None
+    considered: np.ndarray | None = None
 
     def subset(self, keep: np.ndarray) -> Uncertainty:
         """The same image score, with the per-detection arrays of the detections ``keep`` only."""
@@ -307,20 +309,22 @@ class Uncertainty:
             self.image,
             self.middling,
             self.features,
+            None if self.considered is None else self.considered[keep],
         )
 
     def reason(self) -> str:
         """Why the image scores what it does, in a few words: its most uncertain detection and the
         middling ones."""
         parts = []
-        if self.instance.size:
-            i = int(np.argmax(self.instance))
+        counted = self.instance if self.considered is None else np.where(self.considered, self.instance, -1.0)
+        if counted.size and counted.max() >= 0:
+            i = int(np.argmax(counted))
             parts.append(
                 f"most unsure detection: mask {self.mask_ambiguity[i]:.2f} ambiguous, "
                 f"class margin {1.0 - self.class_ambiguity[i]:.2f}"
             )
         else:
-            parts.append("no detections")
+            parts.append("no clear detections")
         if self.middling:
             parts.append(f"{self.middling} detection{'s' if self.middling != 1 else ''} with middling scores")
         return "; ".join(parts)

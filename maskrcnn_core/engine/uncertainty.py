@@ -105,4 +105,5 @@ def score_detections(
         image=image,
         middling=middling,
         features=None if features is None else features.detach().float().cpu().numpy(),
+        considered=scores_np >= CONSIDERED_SCORE,
     )

@@ -63,7 +63,16 @@ def test_scores_follow_a_prediction_through_filter() -> None:
         torch.arange(4.0),
     )
     assert unc.instance.tolist() == pytest.approx([1.0, 0.0])
-    assert "middling" in unc.reason()
+    assert unc.reason() == (
+        "most unsure detection: mask 1.00 ambiguous, class margin 0.10; 1 detection with middling scores"
+    )
+    faint = score_detections(
+        torch.stack([torch.full((28, 28), 0.5), torch.ones(28, 28)]),
+        torch.tensor([[0.9, 0.05, 0.05], [0.0, 1.0, 0.0]]),
+        torch.tensor([0.05, 0.99]),
+    )
+    # the faint detection (score 0.05) is the most ambiguous, but the why names the one the score counts
+    assert faint.reason() == "most unsure detection: mask 0.00 ambiguous, class margin 1.00"
     prediction = Prediction(
         (10, 10),
         np.zeros((2, 4), np.float32),
