@@ -1,5 +1,5 @@
 """``maskrcnn-studio [FOLDER] [--weights CKPT] [--demo]`` (also ``python -m app``), and the
-``import`` / ``export`` / ``segment`` / ``repair`` commands, which need no display."""
+``import`` / ``export`` / ``segment`` / ``review`` / ``repair`` commands, which need no display."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="maskrcnn-studio",
         description="Mask R-CNN Studio: open a folder of images, auto-segment it, correct the masks. "
         "Also: 'maskrcnn-studio import FOLDER COCO.json', 'maskrcnn-studio export FOLDER --out FILE', "
-        "'maskrcnn-studio segment FOLDER [--weights CKPT] [--batch-size N]' and "
+        "'maskrcnn-studio segment FOLDER [--weights CKPT] [--batch-size N]', "
+        "'maskrcnn-studio review FOLDER [--top N]' (the images to correct next, most uncertain first) and "
         "'maskrcnn-studio repair FOLDER' (a damaged project file).",
     )
     parser.add_argument("folder", nargs="?", type=Path, help="a folder of images to open")
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("import", "export", "segment", "repair"):
+    if argv and argv[0] in ("import", "export", "segment", "review", "repair"):
         from app.cli import main as cli_main
 
         return cli_main(argv)

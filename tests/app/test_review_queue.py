@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from app.__main__ import main as maskrcnn_studio
 from app.cli import main as studio
 from app.project.model_results import apply_model_result
 from app.project.records import (
@@ -245,8 +246,10 @@ def test_the_review_command_prints_the_queue(folder, capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert [line.split("\t")[:2] for line in lines] == [["c.png", "0.700"], ["a.png", "0.400"]]
     assert lines[0].split("\t")[2].startswith("made up 0.7")
-    assert studio(["review", str(folder), "--top", "1"]) == 0
+    assert maskrcnn_studio(["review", str(folder), "--top", "1"]) == 0  # the installed command's dispatch
     assert capsys.readouterr().out.splitlines() == lines[:1]
+    assert studio(["review", str(folder / "missing")]) == 1
+    assert capsys.readouterr().err.strip().endswith("is not a folder")
 
 
 class _ScoredPredictor:
