@@ -61,13 +61,21 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=120, help="heads-tier steps per fine-tune")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", type=Path, default=DEMO_MODEL, help="the model the pool is new to")
+    parser.add_argument(
+        "--signal-only",
+        action="store_true",
+        help="only what the image score correlates with, on one pool per seed (no fine-tunes: a minute)",
+    )
     args = parser.parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="bench_review_") as tmp:
-        run(args, Path(tmp), args.model)
+        if args.signal_only:
+            signal(args, Path(tmp), args.model)
+        else:
+            run(args, Path(tmp), args.model)
 
 
 def run(args: argparse.Namespace, work: Path, demo_model: Path) -> None:
@@ -206,6 +214,74 @@ class _ScoringClock:
             return self._score(*args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - t
+
+
+def signal(args: argparse.Namespace, work: Path, demo_model: Path) -> None:
+    """Spearman rank correlation of the image score, over each seed's pool, with: the image's error (1 - F1
+    of the model's detections scoring 0.5 or more against the truth, matched at mask IoU 0.5, any class),
+    holding a new class, and the number of objects (a crowded image should not win by its count)."""
+    from pycocotools import mask as mask_utils
+
+    from maskrcnn_core.data import generate_synthetic_dataset, load_coco
+    from maskrcnn_core.engine.predictor import Predictor
+    from maskrcnn_core.masks import mask_to_rle
+    from maskrcnn_core.model.weights import read_checkpoint
+
+    known = tuple(read_checkpoint(demo_model).class_map.names)
+    classes = known + NEW_CLASSES
+    predictor = Predictor(demo_model, device="cpu")
+    rows = []
+    for seed in range(args.seeds):
+        root = work / f"signal{seed}"
+        path = generate_synthetic_dataset(
+            root,
+            num_images=args.pool,
+            seed=500 + seed,
+            image_size=SIZE,
+            class_names=classes,
+            split_name="pool",
+        )
+        data, _ = load_coco(path, root / "images")
+        new_ids = {c.id for c in data.categories if c.name in NEW_CLASSES}
+        for image, prediction in zip(
+            data.images, predictor.predict([im.path for im in data.images]), strict=True
+        ):
+            truth = [a.rle for a in image.annotations if not a.iscrowd]
+            shown = [
+                mask_to_rle(m) for m, s in zip(prediction.masks, prediction.scores, strict=True) if s >= 0.5
+            ]
+            matched = 0
+            if truth and shown:
+                iou = mask_utils.iou(shown, truth, [0] * len(truth))
+                while iou.size and iou.max() >= 0.5:
+                    i, j = np.unravel_index(np.argmax(iou), iou.shape)
+                    matched += 1
+                    iou[i, :] = -1
+                    iou[:, j] = -1
+            f1 = 2 * matched / (len(shown) + len(truth)) if shown or truth else 1.0
+            has_new = any(a.category_id in new_ids for a in image.annotations)
+            rows.append((prediction.uncertainty.image, 1.0 - f1, float(has_new), float(len(truth))))
+    table = np.array(rows)
+    print(f"image score over {len(rows)} pool images ({args.seeds} pools), Spearman rank correlation with:")
+    for column, what in (
+        (1, "the image's error (1 - F1 at IoU 0.5)"),
+        (2, "holding a new class"),
+        (3, "object count"),
+    ):
+        print(f"  {what}: {_spearman(table[:, 0], table[:, column]):+.2f}")
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    def ranks(x: np.ndarray) -> np.ndarray:
+        order = np.argsort(x, kind="stable")
+        r = np.empty(len(x))
+        r[order] = np.arange(len(x))
+        for value in np.unique(x):  # ties share their mean rank
+            tied = x == value
+            r[tied] = r[tied].mean()
+        return r
+
+    return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
 
 
 def _spread(values: list[float]) -> float:
