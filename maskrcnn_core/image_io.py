@@ -1,6 +1,9 @@
 """Reading images as users have them (any orientation, bit depth or colour mode) as ``(H, W, 3)`` uint8 RGB.
 
-numpy + Pillow only (no torch), so the app's image browser can use :func:`image_size` cheaply.
+numpy + Pillow only (no torch), so the app's image browser can use :func:`image_size` cheaply; tifffile
+reads large tiled and striped TIFFs (BigTIFF included) a region at a time for tiled inference
+(:func:`open_regions`), and :func:`read_image_reduced` reads a reduced-resolution copy (JPEG decoded at
+1/2, 1/4 or 1/8 scale through Pillow's draft mode, a TIFF band by band) without holding the full image.
 
 Every failure is an :class:`ImageReadError` naming the file and what is wrong with it; Pillow's own
 exceptions and its decompression-bomb warning never escape.
@@ -10,18 +13,31 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import warnings
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import ExifTags, Image, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
 from maskrcnn_core.paths import unreadable_reason
 
-__all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "ImageReadError", "image_size", "read_image", "to_rgb_uint8"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MAX_PIXELS",
+    "TILED_MAX_PIXELS",
+    "ImageReadError",
+    "ImageRegions",
+    "image_size",
+    "open_regions",
+    "read_image",
+    "read_image_reduced",
+    "to_rgb_uint8",
+]
 
 #: Lower-case suffixes of the files the app opens.
 #: An animated GIF is read as its first frame, as every multi-frame file is.
@@ -61,6 +77,9 @@ class ImageReadError(ValueError):
 
 #: The largest image (width x height) read by default, full reads and thumbnails alike.
 MAX_PIXELS = 100_000_000
+#: The largest image the tiled paths serve (:func:`open_regions`, :func:`read_image_reduced`): they never
+#: hold a full-resolution float copy, and a tiled TIFF is never decoded whole.
+TILED_MAX_PIXELS = 1_000_000_000
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
@@ -100,7 +119,7 @@ def image_size(path: str | os.PathLike, *, max_pixels: int | None = None) -> tup
     (a thumbnail passes :data:`MAX_PIXELS`, so it refuses what a full read refuses).
     """
     path = Path(path)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _pillow_limit(max_pixels):
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with _open(path) as im:
             width, height = im.size
@@ -108,6 +127,213 @@ def image_size(path: str | os.PathLike, *, max_pixels: int | None = None) -> tup
             if _orientation(im) in (5, 6, 7, 8):  # a quarter turn swaps the sides
                 width, height = height, width
             return height, width
+
+
+class ImageRegions:
+    """An image read a rectangle at a time: ``size`` ``(H, W)``, ``read(x0, y0, x1, y1)`` -> ``(h, w, 3)``
+    uint8 RGB. This base class holds the whole image in memory (formats that cannot be read in parts);
+    :func:`open_regions` returns a TIFF reader that decodes only the tiles or strips a region needs."""
+
+    def __init__(self, image: np.ndarray, path: str | None = None) -> None:
+        self._image = image
+        self.path = path
+        self.size: tuple[int, int] = (int(image.shape[0]), int(image.shape[1]))
+
+    def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        _check_region(self.size, x0, y0, x1, y1)
+        return self._image[y0:y1, x0:x1]
+
+    def close(self) -> None:
+        self._image = np.zeros((0, 0, 3), dtype=np.uint8)
+
+    def __enter__(self) -> ImageRegions:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_regions(path: str | os.PathLike, *, max_pixels: int | None = TILED_MAX_PIXELS) -> ImageRegions:
+    """The image at ``path`` for region reads (close it, or use it as a context manager).
+
+    A TIFF whose first page is 8-bit gray, RGB or RGBA, stored in tiles or strips (BigTIFF too), is read
+    through tifffile: only the tiles a region covers are decoded. Any other file is read whole (as
+    :func:`read_image`, the same pixels) with ``max_pixels`` as the limit. Raises :class:`ImageReadError`.
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        regions = _TiffRegions.open(path, max_pixels)
+        if regions is not None:
+            return regions
+    with _pillow_limit(max_pixels):
+        return ImageRegions(read_image(path, max_pixels=max_pixels), str(path))
+
+
+def read_image_reduced(
+    path: str | os.PathLike, longest_side: int, *, max_pixels: int | None = TILED_MAX_PIXELS
+) -> tuple[np.ndarray, float]:
+    """A copy of the image whose longer side is about ``longest_side`` (never upscaled), and its scale
+    (reduced size / full size), read without decoding the full image where the format allows: a JPEG
+    through Pillow's draft mode (decoded at 1/2, 1/4 or 1/8), a TIFF :func:`open_regions` reads band by
+    band. Other formats are decoded whole, then reduced. Raises :class:`ImageReadError`."""
+    if longest_side < 1:
+        raise ValueError(f"longest_side must be at least 1, got {longest_side}")
+    path = Path(path)
+    with warnings.catch_warnings(), _pillow_limit(max_pixels):
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        with _open(path) as im:
+            if im.format == "JPEG":
+                _check_pixels(path, *im.size, max_pixels)
+                full_h, full_w = image_size(path)
+                ratio = max(im.size) / longest_side
+                if ratio >= 2:
+                    im.draft("RGB", (int(im.size[0] / ratio), int(im.size[1] / ratio)))
+                orientation = _orientation(im)
+                try:
+                    im.load()
+                except _DECODE_ERRORS as exc:
+                    raise ImageReadError(f"{path}: the file is corrupt or truncated ({exc})") from exc
+                upright = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
+                return _reduce(_to_rgb_array(upright, path), (full_h, full_w), longest_side)
+    with open_regions(path, max_pixels=max_pixels) as regions:
+        height, width = regions.size
+        scale = min(1.0, longest_side / max(height, width))
+        out_h, out_w = max(1, round(height * scale)), max(1, round(width * scale))
+        if scale == 1.0:
+            return np.array(regions.read(0, 0, width, height)), 1.0
+        out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+        band = max(1, int(np.ceil(512 * scale)))  # output rows per band: about 512 input rows
+        for oy0 in range(0, out_h, band):
+            oy1 = min(out_h, oy0 + band)
+            y0, y1 = int(oy0 / scale), min(height, int(np.ceil(oy1 / scale)))
+            rows = regions.read(0, y0, width, y1)
+            out[oy0:oy1] = cv2.resize(rows, (out_w, oy1 - oy0), interpolation=cv2.INTER_AREA)
+        return out, out_w / width
+
+
+def _reduce(image: np.ndarray, full_size: tuple[int, int], longest_side: int) -> tuple[np.ndarray, float]:
+    """``image`` (maybe already reduced by a draft decode of a ``full_size`` image) brought to
+    ``longest_side``; the scale is relative to ``full_size``."""
+    height, width = image.shape[:2]
+    scale = min(1.0, longest_side / max(full_size))
+    out_w, out_h = max(1, round(full_size[1] * scale)), max(1, round(full_size[0] * scale))
+    if (out_h, out_w) != (height, width):
+        image = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image), out_w / full_size[1]
+
+
+class _TiffRegions(ImageRegions):
+    """A tiled or striped 8-bit TIFF read through tifffile, decoding only the segments a region needs."""
+
+    def __init__(self, tif, page, path: Path) -> None:  # noqa: ANN001 - tifffile's objects
+        self._tif = tif
+        self._page = page
+        self.path = str(path)
+        self.size = (int(page.imagelength), int(page.imagewidth))
+        self._segment = (int(page.chunks[0]), int(page.chunks[1]))
+        self._grid = (int(page.chunked[0]), int(page.chunked[1]))
+        self._samples = int(page.samplesperpixel)
+
+    @classmethod
+    def open(cls, path: Path, max_pixels: int | None) -> _TiffRegions | None:
+        """The reader, or ``None`` for a TIFF whose layout only a full read handles (Pillow's)."""
+        import tifffile
+
+        reason = unreadable_reason(path)
+        if reason is not None:
+            raise ImageReadError(f"{path}: {reason}")
+        try:
+            tif = tifffile.TiffFile(path)
+        except FileNotFoundError:
+            raise ImageReadError(f"{path}: no such file") from None
+        except (tifffile.TiffFileError, *_DECODE_ERRORS) as exc:
+            raise ImageReadError(f"{path}: not a TIFF file, or its header is corrupt ({exc})") from exc
+        try:
+            if not tif.pages:
+                raise ImageReadError(f"{path}: the TIFF holds no image")
+            page = tif.pages.first
+            _check_pixels(path, int(page.imagewidth), int(page.imagelength), max_pixels)
+            orientation = page.tags.get(274)
+            if (
+                page.dtype != np.uint8
+                or page.samplesperpixel not in (1, 3, 4)
+                or (page.samplesperpixel > 1 and page.planarconfig != 1)
+                or page.photometric not in (0, 1, 2)
+                or page.imagedepth != 1
+                or (orientation is not None and orientation.value != 1)
+                or not page.dataoffsets
+            ):
+                tif.close()
+                return None
+        except BaseException:
+            tif.close()
+            raise
+        return cls(tif, page, path)
+
+    def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        _check_region(self.size, x0, y0, x1, y1)
+        seg_h, seg_w = self._segment
+        rows, cols = self._grid
+        out = np.zeros((y1 - y0, x1 - x0, self._samples), dtype=np.uint8)
+        page, handle = self._page, self._tif.filehandle
+        decode = page.decode
+        for r in range(y0 // seg_h, min(rows, -(-y1 // seg_h))):
+            for c in range(x0 // seg_w, min(cols, -(-x1 // seg_w))):
+                index = r * cols + c
+                try:
+                    handle.seek(page.dataoffsets[index])
+                    data = handle.read(page.databytecounts[index])
+                    segment = decode(data or None, index, jpegtables=page.jpegtables)[0]
+                except Exception as exc:  # tifffile and its codecs raise many kinds on damaged data
+                    raise ImageReadError(
+                        f"{self.path}: the file is corrupt or truncated (tile {index}: {_first_line(exc)})"
+                    ) from exc
+                if segment is None:
+                    continue  # an empty tile is zeros, as the TIFF specification says
+                segment = segment.reshape(segment.shape[-3:])
+                sy0, sx0 = r * seg_h, c * seg_w
+                ty0, ty1 = max(y0, sy0), min(y1, sy0 + segment.shape[0], self.size[0])
+                tx0, tx1 = max(x0, sx0), min(x1, sx0 + segment.shape[1], self.size[1])
+                if ty1 > ty0 and tx1 > tx0:
+                    out[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] = segment[
+                        ty0 - sy0 : ty1 - sy0, tx0 - sx0 : tx1 - sx0
+                    ]
+        if page.photometric == 0:  # min-is-white
+            np.subtract(255, out, out=out)
+        if self._samples == 1:
+            return np.repeat(out, 3, axis=2)
+        return np.ascontiguousarray(out[:, :, :3])
+
+    def close(self) -> None:
+        self._tif.close()
+
+
+def _check_region(size: tuple[int, int], x0: int, y0: int, x1: int, y1: int) -> None:
+    if not (0 <= x0 < x1 <= size[1] and 0 <= y0 < y1 <= size[0]):
+        raise ValueError(f"region ({x0}, {y0}, {x1}, {y1}) is not inside the {size[1]}x{size[0]} image")
+
+
+_PILLOW_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
+    """Pillow's decompression-bomb guard raised to ``max_pixels`` for a tiled path's read (our own header
+    check, made first, is the limit there); untouched when ``max_pixels`` is within it."""
+    if max_pixels is None or max_pixels <= 2 * (Image.MAX_IMAGE_PIXELS or 0):
+        yield
+        return
+    with _PILLOW_LIMIT_LOCK:
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels // 2 + 1
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def to_rgb_uint8(array: np.ndarray) -> np.ndarray:
