@@ -267,6 +267,178 @@ def _paint(
     pixels[shape] = colour.astype(np.float32) * shading[:, None]
 
 
+#: object widths in a large scene, pixels: the demo model's shapes at the size it saw them in training
+LARGE_SCENE_OBJECT_SIZE = (20, 60)
+#: ``maskrcnn-core synthetic`` draws a large scene for a side this long or longer
+LARGE_SCENE_MIN_SIDE = 2048
+#: a large scene's default object count: one object per this many pixels (400 x 400)
+LARGE_SCENE_AREA_PER_OBJECT = 400 * 400
+#: image formats a large scene is written in: a tiled TIFF (256 x 256 tiles, deflate) or a PNG
+LARGE_SCENE_FORMATS = ("tif", "png")
+_BAND_ROWS = 512  # the background is drawn this many rows at a time
+_TEXTURE_CELL = 32  # the blotches' scale, pixels: a 192 x 256 training image has 6 x 8 of them
+
+
+def generate_large_scene(
+    out_dir: str | Path,
+    *,
+    height: int,
+    width: int,
+    num_objects: int,
+    seed: int,
+    num_images: int = 1,
+    class_names: Sequence[str] = ("circle", "square", "triangle", "ring"),
+    object_size: tuple[int, int] = LARGE_SCENE_OBJECT_SIZE,
+    image_format: str = "tif",
+    split_name: str = "scene",
+) -> Path:
+    """Large images (``height`` x ``width``, e.g. 8000 x 8000) of ``num_objects`` small shapes each, and
+    their COCO JSON, in the layout of :func:`generate_synthetic_dataset` (``out_dir/<split_name>.json``,
+    ``out_dir/images/<split_name>_000000.tif`` ...). Returns the JSON path.
+
+    The shapes, colours, texture and noise are those of the training images, at their training size:
+    objects ``object_size`` pixels wide, on a background whose blotches and lines have the scale they have
+    in a 192 x 256 image. Shapes do not overlap (a crowded scene gets fewer than ``num_objects``; the JSON
+    holds what was placed). Drawn in bands and per object, so memory stays near one uint8 image's own.
+    """
+    class_names = tuple(class_names)
+    ids = tuple(range(1, len(class_names) + 1))
+    _check_arguments(num_images, seed, (height, width), class_names, ids, 0, 0, split_name)
+    if num_objects < 0:
+        raise ValueError(f"num_objects must be at least 0, got {num_objects}")
+    if not 4 <= object_size[0] <= object_size[1] < min(height, width):
+        raise ValueError(f"object_size must be (smallest, largest) within the image, got {object_size}")
+    if image_format not in LARGE_SCENE_FORMATS:
+        formats = ", ".join(LARGE_SCENE_FORMATS)
+        raise ValueError(f"image_format must be one of {formats}, got {image_format!r}")
+    out_dir = Path(out_dir)
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    categories = [Category(i, name) for i, name in zip(ids, class_names, strict=True)]
+    images = []
+    next_ann_id = 1
+    for index in range(num_images):
+        rng = np.random.default_rng([seed, index, height, width])
+        pixels = _large_background(rng, height, width)
+        instances = _place_small_shapes(rng, pixels, class_names, num_objects, object_size)
+        file_name = f"{split_name}_{index:06d}.{image_format}"
+        path = images_dir / file_name
+        _write_large_image(path, pixels)
+        del pixels
+        annotations = []
+        for class_index, mask in instances:
+            annotations.append(CocoAnnotation.from_mask(next_ann_id, ids[class_index], class_index + 1, mask))
+            next_ann_id += 1
+        images.append(CocoImage(index + 1, file_name, path, height, width, tuple(annotations)))
+    info = {"description": "Mask R-CNN Studio synthetic large scenes", "seed": seed, "split": split_name}
+    json_path = out_dir / f"{split_name}.json"
+    write_coco(json_path, images, categories, info=info)
+    return json_path
+
+
+def _place_small_shapes(
+    rng: np.random.Generator,
+    pixels: np.ndarray,
+    class_names: tuple[str, ...],
+    num_objects: int,
+    object_size: tuple[int, int],
+) -> list[tuple[int, CroppedMask]]:
+    """Paint up to ``num_objects`` non-overlapping shapes into ``pixels`` (in place), each drawn on a
+    canvas of its own box; returns ``(class index, mask)`` per shape."""
+    height, width = pixels.shape[:2]
+    drawers = [SHAPES[name] for name in class_names]
+    instances: list[tuple[int, CroppedMask]] = []
+    placed: list[tuple[int, int, int, int]] = []
+    for _ in range(30 * num_objects):
+        if len(instances) == num_objects:
+            break
+        radius = rng.uniform(*object_size) / 2
+        pad = int(math.ceil(radius)) + 2
+        cx, cy = rng.uniform(pad, width - pad), rng.uniform(pad, height - pad)
+        x0, y0 = int(cx) - pad, int(cy) - pad
+        box = (x0, y0, x0 + 2 * pad + 1, y0 + 2 * pad + 1)
+        if any(_boxes_meet(box, other, margin=2) for other in placed):
+            continue
+        class_index = int(rng.integers(len(drawers)))
+        canvas = np.zeros((box[3] - y0, box[2] - x0), dtype=np.uint8)
+        drawers[class_index](canvas, cx - x0, cy - y0, radius, rng.uniform(0, 2 * math.pi), rng)
+        shape = canvas.astype(bool)
+        if np.count_nonzero(shape) < MIN_AREA:
+            continue
+        placed.append(box)
+        yy, xx = np.mgrid[0 : shape.shape[0], 0 : shape.shape[1]].astype(np.float32)
+        local = np.zeros((*shape.shape, 3), dtype=np.float32)
+        _paint(rng, local, shape, xx / shape.shape[1] - 0.5, yy / shape.shape[0] - 0.5)
+        local += 4.0 * rng.standard_normal(local.shape, dtype=np.float32)  # the training images' noise
+        pixels[y0 : box[3], x0 : box[2]][shape] = np.clip(local[shape], 0, 255).astype(np.uint8)
+        crop = CroppedMask.from_full(shape)
+        instances.append((class_index, CroppedMask(crop.x0 + x0, crop.y0 + y0, crop.mask, (height, width))))
+    return instances
+
+
+def _boxes_meet(a: tuple[int, int, int, int], b: tuple[int, int, int, int], margin: int) -> bool:
+    return a[0] < b[2] + margin and b[0] < a[2] + margin and a[1] < b[3] + margin and b[1] < a[3] + margin
+
+
+def _large_background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 texture like the training images' (tint, blotches, lines, sensor noise),
+    with the scale it has there, drawn :data:`_BAND_ROWS` rows at a time."""
+    cell = _TEXTURE_CELL
+    # tint and gradient vary over a training image's size (256 px), blotches over a cell
+    tint = rng.uniform(70, 190, size=(height // 256 + 2, width // 256 + 2, 1)) + rng.uniform(
+        -20, 20, size=(height // 256 + 2, width // 256 + 2, 3)
+    )
+    blotches = rng.standard_normal((height // cell + 2, width // cell + 2, 3)) * rng.uniform(6, 20)
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    for y0 in range(0, height, _BAND_ROWS):
+        y1 = min(height, y0 + _BAND_ROWS)
+        band = _sample_rows(tint.astype(np.float32), y0, y1, 256, width) + _sample_rows(
+            blotches.astype(np.float32), y0, y1, cell, width
+        )
+        band += 4.0 * rng.standard_normal(band.shape, dtype=np.float32)
+        pixels[y0:y1] = np.clip(band, 0, 255).astype(np.uint8)
+    for _ in range(max(1, height * width // (192 * 256)) * 5):  # about as many lines per area as in training
+        x, y = int(rng.integers(width)), int(rng.integers(height))
+        length, angle = rng.uniform(30, 200), rng.uniform(0, 2 * math.pi)
+        end = (int(x + length * math.cos(angle)), int(y + length * math.sin(angle)))
+        colour = tuple(float(c) for c in rng.uniform(0, 255, size=3))
+        cv2.line(pixels, (x, y), end, colour, int(rng.integers(1, 4)), cv2.LINE_AA)
+    return pixels
+
+
+def _sample_rows(grid: np.ndarray, y0: int, y1: int, cell: int, width: int) -> np.ndarray:
+    """Rows ``y0..y1`` of ``grid`` (one value per ``cell`` pixels) interpolated linearly to full size."""
+    ys = np.arange(y0, y1, dtype=np.float32) / cell
+    i = np.floor(ys).astype(np.int64)
+    t = (ys - i)[:, None, None]
+    rows = grid[i] * (1 - t) + grid[i + 1] * t  # (band, grid width, 3)
+    xs = np.arange(width, dtype=np.float32) / cell
+    j = np.floor(xs).astype(np.int64)
+    u = (xs - j)[None, :, None]
+    return rows[:, j] * (1 - u) + rows[:, j + 1] * u
+
+
+def _write_large_image(path: Path, pixels: np.ndarray) -> None:
+    """A tiled, deflate-compressed TIFF (BigTIFF past 4 GB) that tiled inference reads a region at a time,
+    or a PNG (cv2 wants BGR; Huffman coding only, as for the training images)."""
+    if path.suffix == ".tif":
+        import tifffile
+
+        tifffile.imwrite(
+            path,
+            pixels,
+            tile=(256, 256),
+            compression="zlib",
+            compressionargs={"level": 1},
+            photometric="rgb",
+            bigtiff=pixels.nbytes > 2**32 - 2**25,
+        )
+        return
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+    if not cv2.imwrite(str(path), pixels[:, :, ::-1], params):
+        raise OSError(f"could not write {path}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m maskrcnn_core.data.synthetic",
