@@ -129,6 +129,7 @@ def _predict(args: argparse.Namespace) -> int:
     from maskrcnn_core.engine.sharded_prediction import SHARE_WAIT, predict_images
 
     check_output_file(args.out)  # before inference, so a bad --out loses no results
+    tiling = _tile_options(args)
     _set_threads(args.num_threads)
     # under torchrun each process predicts its share of the images, and the leader writes them all
     with process_place(args.device, timeout=SHARE_WAIT) as place:
@@ -142,6 +143,7 @@ def _predict(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 backend=args.backend,
                 precision=args.precision,
+                tiling=tiling,
             )
             if show:
                 print(f"predicting on {predictor.description}", file=sys.stderr)
@@ -239,11 +241,46 @@ def _evaluate(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _tile_options(args: argparse.Namespace):  # noqa: ANN202 - TileOptions, imported when used
+    """``--tile auto|off|SIZE`` and ``--tile-overlap``, ``--tile-auto-factor``, ``--full-image-pass``."""
+    from maskrcnn_core.engine.tiling import TileOptions
+
+    tile = args.tile.strip().lower()
+    if tile in ("auto", "off"):
+        mode, size = tile, TileOptions.size
+    elif tile.isdigit():
+        mode, size = "on", int(tile)
+    else:
+        raise BadInput(f"--tile must be auto, off or a tile size in pixels such as 512, got {args.tile!r}")
+    return TileOptions(
+        mode=mode,
+        size=size,
+        overlap=args.tile_overlap,
+        auto_factor=args.tile_auto_factor,
+        full_image_pass=args.full_image_pass,
+    )
+
+
 def _synthetic(args: argparse.Namespace) -> int:
-    from maskrcnn_core.data.synthetic import generate_synthetic_dataset
+    from maskrcnn_core.data import synthetic
 
     check_output_dir(args.out, flag="output folder")
-    path = generate_synthetic_dataset(
+    if args.objects is not None or max(args.height, args.width) >= synthetic.LARGE_SCENE_MIN_SIDE:
+        per_object = synthetic.LARGE_SCENE_AREA_PER_OBJECT
+        objects = args.objects if args.objects is not None else args.height * args.width // per_object
+        path = synthetic.generate_large_scene(
+            args.out,
+            height=args.height,
+            width=args.width,
+            num_objects=objects,
+            seed=args.seed,
+            num_images=args.num_images,
+            image_format=args.format,
+            split_name=args.split,
+        )
+        print(path)
+        return ExitCode.OK
+    path = synthetic.generate_synthetic_dataset(
         args.out,
         num_images=args.num_images,
         seed=args.seed,
@@ -352,6 +389,35 @@ class _MetricsFile:
     def __call__(self, event: TrainingEvent) -> None:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(event.to_json() + "\n")
+
+
+def _add_tile_flags(parser: argparse.ArgumentParser) -> None:
+    from maskrcnn_core.engine.tiling import DEFAULT_AUTO_FACTOR, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
+
+    parser.add_argument(
+        "--tile",
+        default="auto",
+        metavar="auto|off|SIZE",
+        help=f"tiled inference for large images: tiles of SIZE pixels run at the image's own scale; auto "
+        f"tiles ({DEFAULT_TILE_SIZE} px) an image the model would shrink more than --tile-auto-factor (auto)",
+    )
+    parser.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=DEFAULT_TILE_OVERLAP,
+        help=f"pixels neighbouring tiles share: at least the largest object ({DEFAULT_TILE_OVERLAP})",
+    )
+    parser.add_argument(
+        "--tile-auto-factor",
+        type=float,
+        default=DEFAULT_AUTO_FACTOR,
+        help=f"--tile auto tiles an image this many times the model's scale or more ({DEFAULT_AUTO_FACTOR})",
+    )
+    parser.add_argument(
+        "--full-image-pass",
+        action="store_true",
+        help="with tiles, also run the whole image (resized) for objects larger than the overlap",
+    )
 
 
 def _add_backend_flags(parser: argparse.ArgumentParser) -> None:
@@ -578,6 +644,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "cuda"], help="(default: cuda if available)")
     p.add_argument("--num-threads", type=int, help="CPU threads for torch")
     _add_backend_flags(p)
+    _add_tile_flags(p)
     p.add_argument(
         "--progress", choices=["bar", "none"], default="bar", help="a progress bar on stderr, or none"
     )
@@ -600,6 +667,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the metrics as JSON")
     e.set_defaults(run=_evaluate)
 
+    from maskrcnn_core.data.synthetic import LARGE_SCENE_FORMATS
+
     s = sub.add_parser(
         "synthetic",
         help="generate a synthetic shapes dataset (images + COCO JSON)",
@@ -612,6 +681,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, default=192, help="image height in pixels (192)")
     s.add_argument("--width", type=int, default=256, help="image width in pixels (256)")
     s.add_argument("--split", default="train", help="name of the split (used in the JSON file name)")
+    s.add_argument(
+        "--objects",
+        type=int,
+        help="a large scene of this many shapes 20-60 px wide, the size the demo model learnt them at "
+        "(the default for a side of 2048 px or more: one per 400 x 400 px)",
+    )
+    s.add_argument(
+        "--format",
+        choices=LARGE_SCENE_FORMATS,
+        default=LARGE_SCENE_FORMATS[0],
+        help=f"a large scene's file: tiled TIFF or PNG ({LARGE_SCENE_FORMATS[0]})",
+    )
     s.set_defaults(run=_synthetic)
 
     w = sub.add_parser(

@@ -22,6 +22,8 @@ import torch
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.engine.allocator import reuse_freed_memory
 from maskrcnn_core.engine.postprocess import paste_masks_cropped
+from maskrcnn_core.engine.tiled_predict import DetectArrays, TiledImage, open_tiled, run_tiled
+from maskrcnn_core.engine.tiling import TileOptions
 from maskrcnn_core.engine.uncertainty import score_detections
 from maskrcnn_core.image_io import read_image, to_rgb_uint8
 from maskrcnn_core.inference_options import BackendChoice, choose_backend
@@ -59,6 +61,8 @@ class Predictor:
             :mod:`maskrcnn_core.inference_options` for the rule).
         allow_reduced_precision: let ``precision="auto"`` pick bfloat16 where the CPU has it natively.
         cache_dir: where the CPU backend keeps converted networks (default: the user's cache folder).
+        tiling: tiled inference for large images (:class:`~maskrcnn_core.engine.tiling.TileOptions`;
+            ``None``: none). Also the attribute :attr:`tiling`, which may be changed between calls.
 
     A backend that cannot run (not installed, a network that does not convert) falls back to torch with
     one warning in the log; :attr:`backend` says what runs and why.
@@ -77,6 +81,7 @@ class Predictor:
         precision: str = "auto",
         allow_reduced_precision: bool = False,
         cache_dir: str | os.PathLike | None = None,
+        tiling: TileOptions | None = None,
     ) -> None:
         device = torch.device(device) if device is not None else _default_device()
         choice = choose_backend(
@@ -92,6 +97,7 @@ class Predictor:
             reuse_freed_memory()
         self._setup(model, device, batch_size, mixed_precision, max_pixels, weights)
         self._use_backend(choice, cache_dir, source=weights)
+        self.tiling = tiling
 
     @classmethod
     def from_model(
@@ -129,6 +135,8 @@ class Predictor:
         self._class_map = self.model.class_map
         self._subnetworks: SubNetworks | None = None  # None: the model's own torch modules
         self.backend = BackendChoice("torch", "mixed" if self._autocast_dtype is not None else "fp32")
+        # tiled inference for large images (``None``: never tiled); see maskrcnn_core.engine.tiling
+        self.tiling = None
 
     def _use_backend(
         self,
@@ -193,8 +201,13 @@ class Predictor:
                 loaded = self._load(index, images[index])
                 if isinstance(loaded, Prediction):
                     results[index] = loaded
+                elif isinstance(loaded, TiledImage):
+                    detect = self._detect_arrays(score_thresh, nms_thresh, top_k)
+                    results[index] = run_tiled(loaded, self.batch_size, detect, cancel)
                 else:
                     batch.append(loaded)
+            if cancel is not None and cancel.cancelled:
+                break  # a tiled image stopped part way: it has no prediction
             for item, prediction in zip(
                 batch, self._run(batch, score_thresh, nms_thresh, top_k), strict=False
             ):
@@ -210,9 +223,10 @@ class Predictor:
         """Masks for boxes a user drew: ``boxes`` ``(N, 4)`` xyxy in image pixels; ``labels`` ``(N,)`` in
         ``1..num_classes`` or ``None`` to take the model's best class. ``scores`` are the classifier's
         probability of each label."""
-        loaded = self._load(0, image)
+        loaded = self._load(0, image, may_tile=False)
         if isinstance(loaded, Prediction):
             return loaded
+        assert isinstance(loaded, _Loaded)
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if not np.isfinite(boxes).all() or (boxes[:, 2:] <= boxes[:, :2]).any():
             raise ValueError("boxes must be finite xyxy boxes with x1 < x2 and y1 < y2")
@@ -229,7 +243,14 @@ class Predictor:
 
     # ------------------------------------------------------------------ internals
 
-    def _load(self, index: int, source: ImageSource) -> _Loaded | Prediction:
+    def _load(
+        self, index: int, source: ImageSource, *, may_tile: bool = True
+    ) -> _Loaded | TiledImage | Prediction:
+        if may_tile and self.tiling is not None and self.tiling.mode != "off":
+            transform = self.model.transform  # inference resizes to its last min_size
+            tiled = open_tiled(index, source, self.tiling, (transform.min_size[-1], transform.max_size))
+            if tiled is not None:
+                return tiled
         if isinstance(source, np.ndarray):
             return _Loaded(index, None, to_rgb_uint8(source))
         name = os.fspath(source)
@@ -237,6 +258,17 @@ class Predictor:
             return _Loaded(index, name, read_image(name, max_pixels=self.max_pixels))
         except ValueError as exc:  # ImageReadError: missing, corrupt, unsupported, too large
             return Prediction.failed(name, str(exc))
+
+    def _detect_arrays(self, score_thresh: float, nms_thresh: float, top_k: int) -> DetectArrays:
+        """How tiled inference runs its tiles (``native_scale``: at their own size, no resize) and its
+        full-image pass (resized as usual)."""
+
+        def detect(images: list[np.ndarray], native_scale: bool) -> list[Prediction]:
+            batch = [_Loaded(i, None, image) for i, image in enumerate(images)]
+            with self.model.transform.native_scale() if native_scale else nullcontext():
+                return self._run(batch, score_thresh, nms_thresh, top_k)
+
+        return detect
 
     def _run(
         self, batch: list[_Loaded], score_thresh: float, nms_thresh: float, top_k: int

@@ -6,6 +6,9 @@ parameter names here match torchvision's so that its checkpoints load unchanged.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import cv2
 import numpy as np
 import torch
@@ -46,6 +49,18 @@ class ImageTransform(GeneralizedRCNNTransform):
     """
 
     training: bool  # nn.Module's mode flag, declared here because the torchvision base class is untyped
+    #: inference without the resize (tiled inference runs each tile at the image's own scale, 1:1)
+    _native_scale: bool = False
+
+    @contextlib.contextmanager
+    def native_scale(self) -> Iterator[None]:
+        """Inference inside this block leaves images at their own size (still normalised and padded to
+        the size divisor): tiled inference, whose tiles are cut at the scale the model was trained for."""
+        previous, self._native_scale = self._native_scale, True
+        try:
+            yield
+        finally:
+            self._native_scale = previous
 
     def normalize(self, image: Tensor) -> Tensor:
         if image.dtype != torch.uint8:
@@ -59,6 +74,8 @@ class ImageTransform(GeneralizedRCNNTransform):
     def resize(
         self, image: Tensor, target: dict[str, Tensor] | None = None
     ) -> tuple[Tensor, dict[str, Tensor] | None]:
+        if self._native_scale and target is None:
+            return image, target
         was_training = self.training
         self.training = target is not None and len(self.min_size) > 1
         try:
