@@ -324,7 +324,8 @@ def segment_folder(store: ProjectStore, *, weights: Path | None = None, batch_si
 
     todo, skipped = document.images_to_segment()
     revisions = {image.id: image.revision for image in todo}
-    job = Job(1, tuple((image.id, str(document.image_path(image.id))) for image in todo), batch_size)
+    items = tuple((image.id, str(document.image_path(image.id))) for image in todo)
+    job = Job(1, items, batch_size, document.settings.tile_options())
     applied: list[str] = []
     left_out: list[str] = []
     errors: list[Exception] = []

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from app.project.export_options import EXPORT_ALL_IMAGES, EXPORT_FORMATS, EXPORT_IMAGES
 from app.project.records import ImageStatus
+from maskrcnn_core.engine.tiling import TILE_MODES, TileOptions, TilingError
 from maskrcnn_core.protocol import TIERS, TrainRequest
 
 if TYPE_CHECKING:
@@ -75,6 +76,21 @@ def _export_images(value: object) -> str | None:
 
 def _tier(value: object) -> str | None:
     return value if isinstance(value, str) and value in TIERS else None
+
+
+def _tile_mode(value: object) -> str | None:
+    return value if isinstance(value, str) and value in TILE_MODES else None
+
+
+def _pixels(smallest: int) -> Callable[[object], int | None]:
+    """A parser of a whole number of pixels, ``smallest`` or more."""
+
+    def parse(value: object) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None
+        return value if value >= smallest else None
+
+    return parse
 
 
 def _optional_text(value: object) -> str | None:
@@ -157,6 +173,21 @@ class ProjectSettings:
         _tier,
         f"what the last fine-tune trained: one of {', '.join(TIERS)} (auto: the engine's rule)",
     )
+    tile_mode = Setting[str](
+        "tile_mode",
+        TileOptions.mode,  # the engine's default, "auto"
+        _tile_mode,
+        f"tiled inference for large images: one of {', '.join(TILE_MODES)} (auto: the engine's rule)",
+    )
+    tile_size = Setting[int](
+        "tile_size", TileOptions.size, _pixels(32), "the side of an inference tile, in image pixels"
+    )
+    tile_overlap = Setting[int](
+        "tile_overlap",
+        TileOptions.overlap,
+        _pixels(0),
+        "the pixels neighbouring tiles share: at least the largest object",
+    )
     # The active model belongs to the model registry (app/session/model_registry.py): it alone reads and
     # writes these two. They are declared here so that every key of the settings table is in one place.
     active_version_id = Setting[int | None](
@@ -176,6 +207,14 @@ class ProjectSettings:
     def fields(cls) -> dict[str, Setting[Any]]:
         """Every setting by attribute name."""
         return {name: value for name, value in vars(cls).items() if isinstance(value, Setting)}
+
+    def tile_options(self) -> TileOptions:
+        """The tiling the model segments this project's images with (a stored size no larger than the
+        stored overlap, which cannot tile, reads as the default size and overlap)."""
+        try:
+            return TileOptions(mode=self.tile_mode, size=self.tile_size, overlap=self.tile_overlap)
+        except TilingError:
+            return TileOptions(mode=self.tile_mode)
 
     def read(self, setting: Setting[T]) -> T:
         return setting.parsed(self.store.get_setting(setting.key))

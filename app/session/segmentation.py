@@ -109,7 +109,7 @@ class SegmentationController(QObject):
         revisions = {i: doc.image(i).revision for i in image_ids}
         self._jobs[job_id] = _JobState(revisions, self.model_version_id)
         items = tuple((i, str(doc.image_path(i))) for i in image_ids)
-        self._runRequested.emit(Job(job_id, items, batch_size))
+        self._runRequested.emit(Job(job_id, items, batch_size, doc.settings.tile_options()))
         if len(self._jobs) == 1:
             self.busyChanged.emit(True)
         self.progressChanged.emit(0, len(items), -1.0)

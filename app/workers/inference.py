@@ -26,6 +26,7 @@ from app.project import inference_settings
 from app.project.file_hash import file_sha256
 from app.project.records import Detection, ImageResult, ImageUncertainty
 from maskrcnn_core.cancel import CancelToken
+from maskrcnn_core.engine.tiling import TileOptions
 from maskrcnn_core.types import ClassMap, ModelInfo, Prediction
 
 # The lowest score kept from the model: the score slider then re-filters without running it again.
@@ -37,6 +38,7 @@ class PredictorProtocol(Protocol):
 
     model_info: ModelInfo
     device: str
+    tiling: TileOptions | None  # tiled inference for large images; None: never tiled
 
     @property
     def description(self) -> str:
@@ -101,11 +103,13 @@ class BoxJob:
 
 @dataclass(frozen=True)
 class Job:
-    """Segment ``items`` (``(image id, path)`` pairs) in order, ``batch_size`` images per model call."""
+    """Segment ``items`` (``(image id, path)`` pairs) in order, ``batch_size`` images per model call,
+    large images in tiles as ``tiling`` says (the project's setting; ``None``: the predictor's own)."""
 
     id: int
     items: tuple[tuple[int, str], ...]
     batch_size: int = 1
+    tiling: TileOptions | None = None
 
 
 class InferenceWorker(QObject):
@@ -170,6 +174,8 @@ class InferenceWorker(QObject):
                 if flag.cancelled:
                     break
                 chunk = job.items[start : start + max(1, job.batch_size)]
+                if job.tiling is not None:
+                    self._predictor.tiling = job.tiling
                 self._run_chunk(job.id, chunk, flag)
                 done += len(chunk)
                 self.progress.emit(job.id, min(done, total), total)

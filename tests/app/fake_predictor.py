@@ -30,6 +30,7 @@ class FakePredictor:
         self.model_info = ModelInfo(name="fake", arch="none", class_map=ClassMap(FAKE_CATEGORIES), path=None)
         self.device = "cpu"
         self.description = "CPU (a stand-in for the model)"
+        self.tiling = None  # the project's tiling, set by the inference worker; a stand-in tiles nothing
         self.delay = delay
         self.gate = gate
         self.gate_on = gate_on

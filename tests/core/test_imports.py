@@ -50,6 +50,7 @@ _TORCH_FREE = [
     "maskrcnn_core.data.coco",
     "maskrcnn_core.data.synthetic",
     "maskrcnn_core.engine.evaluation",
+    "maskrcnn_core.engine.tiling",
 ]
 
 
