@@ -32,6 +32,7 @@ __all__ = [
     "TILED_MAX_PIXELS",
     "ImageReadError",
     "ImageRegions",
+    "ImageTooLargeError",
     "image_size",
     "open_regions",
     "read_image",
@@ -73,6 +74,10 @@ _HIGH_DEPTH_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 class ImageReadError(ValueError):
     """An image file that cannot be read: missing, empty, not an image, corrupt, or too large."""
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image whose header claims more pixels than the limit of the read asked for."""
 
 
 #: The largest image (width x height) read by default, full reads and thumbnails alike.
@@ -324,7 +329,8 @@ def _pillow_limit(max_pixels: int | None) -> Iterator[None]:
         yield
         return
     with _PILLOW_LIMIT_LOCK:
-        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels // 2 + 1
+        # Pillow refuses twice its limit: above our own, so that our header check speaks first
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, max_pixels
         try:
             yield
         finally:
@@ -395,7 +401,7 @@ def _open(path: Path) -> Iterator[Image.Image]:
         try:
             image = Image.open(file)
         except Image.DecompressionBombError as exc:
-            raise ImageReadError(
+            raise ImageTooLargeError(
                 f"{path}: the header claims an image too large to decode safely ({exc})"
             ) from exc
         except UnidentifiedImageError:
@@ -408,7 +414,7 @@ def _open(path: Path) -> Iterator[Image.Image]:
 
 def _check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageReadError(
+        raise ImageTooLargeError(
             f"{path}: {width}x{height} = {width * height:,} pixels is larger than the limit of "
             f"{max_pixels:,} pixels"
         )

@@ -62,7 +62,9 @@ class Predictor:
         allow_reduced_precision: let ``precision="auto"`` pick bfloat16 where the CPU has it natively.
         cache_dir: where the CPU backend keeps converted networks (default: the user's cache folder).
         tiling: tiled inference for large images (:class:`~maskrcnn_core.engine.tiling.TileOptions`;
-            ``None``: none). Also the attribute :attr:`tiling`, which may be changed between calls.
+            ``None``: none). Also the attribute :attr:`tiling`, which may be changed between calls. An image
+            read in tiles may have up to ``maskrcnn_core.image_io.TILED_MAX_PIXELS`` (1 gigapixel) whatever
+            ``max_pixels`` says: a tiled TIFF is never decoded whole.
 
     A backend that cannot run (not installed, a network that does not convert) falls back to torch with
     one warning in the log; :attr:`backend` says what runs and why.
@@ -249,7 +251,7 @@ class Predictor:
         if may_tile and self.tiling is not None and self.tiling.mode != "off":
             transform = self.model.transform  # inference resizes to its last min_size
             tiled = open_tiled(index, source, self.tiling, (transform.min_size[-1], transform.max_size))
-            if tiled is not None:
+            if tiled is not None:  # tiled, or too large even for tiles
                 return tiled
         if isinstance(source, np.ndarray):
             return _Loaded(index, None, to_rgb_uint8(source))

@@ -32,6 +32,7 @@ from maskrcnn_core.image_io import (
     TILED_MAX_PIXELS,
     ImageReadError,
     ImageRegions,
+    ImageTooLargeError,
     image_size,
     open_regions,
     read_image_reduced,
@@ -57,9 +58,10 @@ class TiledImage:
 
 def open_tiled(
     index: int, source: str | os.PathLike | np.ndarray, options: TileOptions, model_scale: tuple[int, int]
-) -> TiledImage | None:
+) -> TiledImage | Prediction | None:
     """A :class:`TiledImage` when ``options`` tile this image, else ``None`` (also for a file whose header
-    cannot be read: the untiled path then reports it in its own words)."""
+    cannot be read: the untiled path then reports it in its own words); ``Prediction.failed`` for an image
+    larger than even the tiled paths serve."""
     if isinstance(source, np.ndarray):
         array = to_rgb_uint8(source)
         if should_tile(array.shape[:2], *model_scale, options):
@@ -68,6 +70,8 @@ def open_tiled(
     name = os.fspath(source)
     try:
         size = image_size(name, max_pixels=TILED_MAX_PIXELS)
+    except ImageTooLargeError as exc:
+        return Prediction.failed(name, str(exc))
     except ImageReadError:
         return None
     if not should_tile(size, *model_scale, options):

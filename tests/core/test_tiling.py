@@ -3,6 +3,8 @@ synthetic scene (tiled finds the small objects a whole-image pass shrinks away).
 
 from __future__ import annotations
 
+import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +206,72 @@ def test_tiled_inference_finds_the_small_objects_the_whole_image_pass_misses(tmp
     (with_pass,) = predictor.predict([image.path])
     assert with_pass.ok and all(m.image_size == (1200, 1600) for m in with_pass.masks)
     assert _matched(with_pass, truth) >= found_tiled - 2
+
+
+# ------------------------------------------------------------------------------ the command line
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="the demo model is not built")
+def test_predict_with_tile_flags_writes_the_tiled_detections(tmp_path: Path, capsys):
+    from maskrcnn_core.cli import main
+    from maskrcnn_core.protocol import ExitCode
+
+    generate_large_scene(tmp_path, height=800, width=1000, num_objects=20, seed=2)
+    images = tmp_path / "images"
+    base = ["predict", "--weights", str(DEMO_MODEL), "--images", str(images), "--progress", "none"]
+    tiled, whole = tmp_path / "tiled.json", tmp_path / "whole.json"
+    assert main([*base, "--out", str(tiled), "--tile", "384", "--tile-overlap", "96"]) == ExitCode.OK
+    assert main([*base, "--out", str(whole), "--tile", "off"]) == ExitCode.OK
+    tiled_results = json.loads(tiled.read_text())
+    confident = [r for r in tiled_results if r["score"] >= 0.5]
+    assert len(confident) >= 0.7 * 20
+    assert all(r["file_name"] == "scene_000000.tif" for r in tiled_results)
+    assert len([r for r in json.loads(whole.read_text()) if r["score"] >= 0.5]) <= 0.2 * 20
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--tile", "64", "--tile-overlap", "128"], "tile size 64 must be larger than the tile overlap 128"),
+        (["--tile", "huge"], "--tile must be auto, off or a tile size in pixels"),
+        (["--tile", "auto", "--tile-auto-factor", "0.5"], "the auto tiling factor must be at least 1"),
+    ],
+)
+def test_bad_tile_flags_are_one_line_errors_before_any_model_loads(tmp_path: Path, capsys, flags, words):
+    from maskrcnn_core.cli import main
+    from maskrcnn_core.protocol import ExitCode
+
+    out = tmp_path / "out.json"
+    missing_model = tmp_path / "no-model.pt"  # never opened: the flags are checked first
+    args = ["predict", "--weights", str(missing_model), "--images", str(tmp_path), "--out", str(out)]
+    assert main([*args, *flags]) == ExitCode.BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert words in err and "\n" not in err
+    assert not out.exists()
+
+
+def test_an_image_over_the_tiled_limit_is_a_one_line_failed_prediction(tmp_path: Path):
+    """A TIFF whose header claims 40,000 x 30,000 pixels (1.2 gigapixels, over the tiled paths' limit)."""
+    import tifffile
+
+    from maskrcnn_core.engine.tiled_predict import open_tiled
+
+    path = tmp_path / "forged.tif"
+    tifffile.imwrite(path, np.zeros((64, 64), np.uint8), tile=(32, 32), photometric="minisblack")
+    with tifffile.TiffFile(path) as tif:
+        offsets = tif.pages.first.tags[256].valueoffset, tif.pages.first.tags[257].valueoffset
+    with open(path, "r+b") as f:
+        for offset, value in zip(offsets, (40_000, 30_000), strict=True):
+            f.seek(offset)
+            f.write(struct.pack("<I", value))
+    refused = open_tiled(0, path, TileOptions(), (192, 256))  # from the header, before any decoding
+    ran = run_tiled(TiledImage(0, str(path), TileOptions(), (192, 256)), 2, _never_called)
+    for prediction in (refused, ran):
+        assert isinstance(prediction, Prediction) and not prediction.ok
+        assert "larger than the limit of 1,000,000,000 pixels" in prediction.error
+        assert "\n" not in prediction.error
+
+
+def _never_called(arrays, native_scale):  # noqa: ANN001, ANN202
+    raise AssertionError("nothing may run on an image that could not be read")
