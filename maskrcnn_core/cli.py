@@ -392,7 +392,12 @@ class _MetricsFile:
 
 
 def _add_tile_flags(parser: argparse.ArgumentParser) -> None:
-    from maskrcnn_core.engine.tiling import DEFAULT_AUTO_FACTOR, DEFAULT_TILE_OVERLAP, DEFAULT_TILE_SIZE
+    from maskrcnn_core.engine.tiling import (
+        DEFAULT_AUTO_FACTOR,
+        DEFAULT_TILE_OVERLAP,
+        DEFAULT_TILE_SIZE,
+        TileOptions,
+    )
 
     parser.add_argument(
         "--tile",
@@ -415,8 +420,9 @@ def _add_tile_flags(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--full-image-pass",
-        action="store_true",
-        help="with tiles, also run the whole image (resized) for objects larger than the overlap",
+        action=argparse.BooleanOptionalAction,
+        default=TileOptions.full_image_pass,
+        help="with tiles, also run the whole image (resized, as untiled) for objects larger than the overlap",
     )
 
 

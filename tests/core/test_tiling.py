@@ -160,7 +160,7 @@ def test_tiles_of_a_real_scene_give_each_object_once_and_whole(tmp_path: Path):
             out.append(_prediction(masks, list(np.linspace(0.9, 0.5, len(masks))), labels))
         return out
 
-    options = TileOptions(mode="on", size=256, overlap=96)  # objects are at most 60 px
+    options = TileOptions(mode="on", size=256, overlap=96, full_image_pass=False)  # objects: 60 px at most
     tiled = TiledImage(0, None, options, (192, 256), array=pixels)
     result = run_tiled(tiled, 4, detect)
     assert result is not None and len(result) == len(truth)
@@ -189,7 +189,8 @@ def test_tiled_inference_finds_the_small_objects_the_whole_image_pass_misses(tmp
     truth = [a.mask for a in image.annotations]
     predictor = Predictor(DEMO_MODEL, device="cpu")
     (whole,) = predictor.predict([image.path])
-    predictor.tiling = TileOptions()  # auto: 1200 x 1600 is more than twice the demo model's 192 x 256
+    # auto: 1200 x 1600 is more than twice the demo model's 192 x 256
+    predictor.tiling = TileOptions(full_image_pass=False)
     (tiled,) = predictor.predict([image.path])
     assert tiled.ok and tiled.image_size == (1200, 1600)
     assert all(m.image_size == (1200, 1600) for m in tiled.masks)
@@ -275,3 +276,26 @@ def test_an_image_over_the_tiled_limit_is_a_one_line_failed_prediction(tmp_path:
 
 def _never_called(arrays, native_scale):  # noqa: ANN001, ANN202
     raise AssertionError("nothing may run on an image that could not be read")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="the demo model is not built")
+def test_the_full_image_pass_finds_objects_larger_than_the_overlap(tmp_path: Path):
+    from maskrcnn_core.engine.predictor import Predictor
+
+    json_path = generate_large_scene(
+        tmp_path, height=900, width=1200, num_objects=4, seed=7, object_size=(220, 260)
+    )
+    data, _ = load_coco(json_path, tmp_path / "images")
+    image = data.images[0]
+    truth = [a.mask for a in image.annotations]
+    predictor = Predictor(DEMO_MODEL, device="cpu")
+    small_tiles = {"mode": "on", "size": 256, "overlap": 64}  # every tile cuts a 220 px object
+    predictor.tiling = TileOptions(**small_tiles, full_image_pass=False)
+    (tiles_only,) = predictor.predict([image.path])
+    predictor.tiling = TileOptions(**small_tiles, full_image_pass=True)
+    (with_pass,) = predictor.predict([image.path])
+    found_tiles, found_pass = _matched(tiles_only, truth), _matched(with_pass, truth)
+    print(f"objects of 220-260 px found: tiles alone {found_tiles}/{len(truth)}, full pass too {found_pass}")
+    assert found_pass >= len(truth) - 1
+    assert found_tiles < found_pass
