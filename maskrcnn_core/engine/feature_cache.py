@@ -32,6 +32,7 @@ from torchvision.models.detection.image_list import ImageList
 from maskrcnn_core.atomic import atomic_write
 from maskrcnn_core.data.dataset import InstanceDataset
 from maskrcnn_core.model.mask_rcnn import MaskRCNN
+from maskrcnn_core.model.subnetworks import SubNetworks
 
 FEATURE_CACHE_DIR = "feature_cache"  # in the run folder, when the features do not fit in memory
 MANIFEST = "manifest.json"
@@ -80,10 +81,12 @@ class ImageFeatures:
         )
 
 
-def compute_features(model: MaskRCNN, images: Sequence[Tensor]) -> list[ImageFeatures]:
+def compute_features(
+    model: MaskRCNN, images: Sequence[Tensor], subnetworks: SubNetworks | None = None
+) -> list[ImageFeatures]:
     """The frozen backbone + FPN features of each ``(3, H, W)`` float image in ``[0, 1]``, each resized to
     the model's inference size (no scale jitter) and padded alone, on the model's device, as float16 on
-    the CPU."""
+    the CPU. ``subnetworks`` runs the backbone (a CPU backend's compiled one); default the model's own."""
     device = next(model.parameters()).device
     was_training = model.backbone.training
     model.backbone.eval()
@@ -92,7 +95,10 @@ def compute_features(model: MaskRCNN, images: Sequence[Tensor]) -> list[ImageFea
         with torch.no_grad():
             for image in images:
                 image_list, _ = model.transform([image.to(device)])
-                levels = model._features(image_list.tensors)
+                if subnetworks is None:
+                    levels = model._features(image_list.tensors)
+                else:
+                    levels = subnetworks.features_and_objectness(image_list.tensors)[0]
                 out.append(
                     ImageFeatures(
                         OrderedDict((k, v[0].to("cpu", CACHE_DTYPE)) for k, v in levels.items()),
@@ -169,6 +175,8 @@ class FeatureCache:
         self._memory_bytes = 0
         self._manifest: dict[str, Any] = {}
         self._checked: set[str] = set()  # files whose checksum was verified in this run
+        self._backbone_factory: Callable[[], SubNetworks | None] | None = None
+        self._subnetworks: SubNetworks | None = None  # what runs the backbone; None: the model's modules
 
     def build(
         self,
@@ -178,9 +186,12 @@ class FeatureCache:
         mirrored: bool,
         cancel: Cancellation | None = None,
         progress: CachingProgress | None = None,
+        backbone: Callable[[], SubNetworks | None] | None = None,
     ) -> bool:
         """Compute (or reuse) the features of every item; ``False`` when ``cancel`` stopped it first (the
-        items written to the folder so far stay there for a resumed run)."""
+        items written to the folder so far stay there for a resumed run). ``backbone`` gives what runs the
+        backbone (see :func:`compute_features`); it is called once, and only when something is computed."""
+        self._backbone_factory = backbone
         self._manifest = self._read_manifest(weights_fingerprint(model))
         flips = (False, True) if mirrored else (False,)
         total = len(dataset) * len(flips)
@@ -218,7 +229,10 @@ class FeatureCache:
         if not missing:
             return
         image, _ = _unaugmented(dataset, index)
-        computed = compute_features(model, [image.flip(-1) if flip else image for flip in missing])
+        if self._backbone_factory is not None:
+            self._subnetworks, self._backbone_factory = self._backbone_factory(), None
+        images = [image.flip(-1) if flip else image for flip in missing]
+        computed = compute_features(model, images, self._subnetworks)
         for flip, features in zip(missing, computed, strict=True):
             self._keep((index, flip), features, dataset)
 

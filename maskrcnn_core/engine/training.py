@@ -24,6 +24,7 @@ mask heads on them — a step then costs the heads alone.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -47,8 +48,10 @@ from maskrcnn_core.engine.feature_cache import (
     FeatureCacheError,
     batch_features,
 )
+from maskrcnn_core.inference_options import choose_backend
 from maskrcnn_core.model.backbones import set_trainable_stages
 from maskrcnn_core.model.mask_rcnn import MaskRCNN, MaskRCNNLoss
+from maskrcnn_core.model.subnetworks import SubNetworks
 from maskrcnn_core.model.weights import read_checkpoint, save_checkpoint
 from maskrcnn_core.protocol import (
     FINAL_MODEL,
@@ -69,6 +72,8 @@ from maskrcnn_core.protocol import (
     iterations_of_run,
     resolve_tier,
 )
+
+log = logging.getLogger(__name__)
 
 Callback = Callable[[TrainingEvent], None]
 
@@ -521,8 +526,26 @@ class Trainer:
 
         cancel = None if self.cancel is None else _AnyRankCancel(self.cancel, self.device)
         return self.features.build(
-            self.model, self.dataset, mirrored=self.config.hflip_prob > 0, cancel=cancel, progress=report
+            self.model,
+            self.dataset,
+            mirrored=self.config.hflip_prob > 0,
+            cancel=cancel,
+            progress=report,
+            backbone=self._fast_backbone,
         )
+
+    def _fast_backbone(self) -> SubNetworks | None:
+        """On a CPU with OpenVINO, the frozen backbone compiled for the caching pass (float32, the same
+        features to rounding); ``None``: the model's own torch modules."""
+        if self.device.type != "cpu" or choose_backend().backend != "openvino":
+            return None
+        from maskrcnn_core.engine.openvino_backend import ConversionError, OpenVinoSubNetworks
+
+        try:
+            return OpenVinoSubNetworks(self.model, precision="fp32")
+        except ConversionError as exc:
+            log.warning("%s: the caching pass runs on torch", exc)
+            return None
 
     def _cached_batch(self, indices: list[int]) -> tuple[tuple[Any, ...], list[dict]]:
         """The heads tier's inputs for ``indices``: cached features (each image mirrored with the flip

@@ -315,3 +315,20 @@ def test_an_openvino_that_cannot_load_on_this_cpu_falls_back_to_torch(
     assert lines == [
         "OpenVINO cannot load here: this CPU lacks an instruction set OpenVINO needs: running on torch"
     ]
+
+
+def test_the_heads_tiers_caching_pass_gets_the_same_features_from_the_cpu_backend(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    from maskrcnn_core.engine.feature_cache import compute_features
+
+    model = Predictor(tiny_checkpoint, device="cpu", backend="torch").model
+    images = [torch.rand(3, 96, 128), torch.rand(3, 80, 64)]
+    torch_features = compute_features(model, images)
+    openvino_features = compute_features(model, images, OpenVinoSubNetworks(model, cache_dir=tmp_path))
+    for a, b in zip(torch_features, openvino_features, strict=True):
+        assert (a.image_size, a.padded_size) == (b.image_size, b.padded_size)
+        assert list(a.levels) == list(b.levels)
+        for level in a.levels:
+            # both kept as float16: equal to its rounding
+            torch.testing.assert_close(a.levels[level], b.levels[level], rtol=2e-3, atol=2e-3)

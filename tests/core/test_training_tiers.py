@@ -98,9 +98,9 @@ class CountingFeatures:
         self.computed = 0
         original = feature_cache.compute_features
 
-        def counting(model, images):
+        def counting(model, images, subnetworks=None):
             self.computed += len(images)
-            return original(model, images)
+            return original(model, images, subnetworks)
 
         monkeypatch.setattr(feature_cache, "compute_features", counting)
 
