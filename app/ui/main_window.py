@@ -316,7 +316,7 @@ class MainWindow(QMainWindow):
         if self.document is None or segmentation is None or not self._model_ready():
             return
         todo, skipped = self.document.images_to_segment()
-        batch = 4 if segmentation.model and segmentation.model.device.startswith("cuda") else 1
+        batch = 4 if segmentation.model and segmentation.model.device.startswith("cuda") else 2
         segmentation.segment([image.id for image in todo], batch_size=batch)
         if skipped:
             self.statusBar().showMessage(f"Skipping {skipped} image(s) you corrected or verified", 10_000)

@@ -184,9 +184,30 @@ def test_out_of_gpu_memory_retries_image_by_image_then_reports_the_image(
 
     monkeypatch.setattr(predictor.model, "detect", detect_within_memory)
     wide = photo(2, size=(96, 256))
-    predictions = predictor.predict([photo(1), wide, photo(3)], score_thresh=0.0)
+    predictions = predictor.predict([photo(1), photo(3), wide], score_thresh=0.0)
 
     assert attempts == [2, 1, 1, 1]
-    assert [p.ok for p in predictions] == [True, False, True]
-    assert "out of GPU memory on a 256x96 image" in predictions[1].error
-    assert len(predictions[0]) > 0 and len(predictions[2]) > 0
+    assert [p.ok for p in predictions] == [True, True, False]
+    assert "out of GPU memory on a 256x96 image" in predictions[2].error
+    assert len(predictions[0]) > 0 and len(predictions[1]) > 0
+
+
+def test_a_batch_runs_one_forward_per_image_size(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model pads a batch to its largest height and width: a portrait image beside a landscape one
+    would be computed as a square each, so images of another size go in a forward of their own."""
+    predictor = Predictor(checkpoint, device="cpu", batch_size=4)
+    detect = predictor.model.detect
+    sizes: list[list[tuple[int, int]]] = []
+
+    def recording_detect(images, **kwargs):
+        sizes.append([tuple(image.shape[-2:]) for image in images])
+        return detect(images, **kwargs)
+
+    monkeypatch.setattr(predictor.model, "detect", recording_detect)
+    landscape, portrait = (96, 128), (128, 96)
+    images = [photo(1, landscape), photo(2, portrait), photo(3, landscape), photo(4, portrait)]
+    predictions = predictor.predict(images, score_thresh=0.0)
+    assert sizes == [[landscape, landscape], [portrait, portrait]]
+    alone = [Predictor(checkpoint, device="cpu", batch_size=1).predict([image])[0] for image in images]
+    for batched, single in zip(predictions, alone, strict=True):  # in the input's order
+        np.testing.assert_allclose(batched.scores, single.scores, rtol=1e-4, atol=1e-5)
