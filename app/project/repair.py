@@ -85,15 +85,18 @@ def repair_project(images_dir: str | Path, *, project_dir: str | Path | None = N
         lock.release()
 
 
-def open_readable_copy(db_path: Path, into: Path) -> ProjectStore:
-    """A project store on a repaired copy of the damaged ``db_path``, made in the folder ``into``; the
-    damaged file itself is not touched. For reading (an export of what can be read) before a repair."""
+def open_readable_copy(db_path: Path, into: Path, images_dir: Path) -> ProjectStore:
+    """A project store on a repaired copy of the damaged ``db_path`` of the images in ``images_dir``, made
+    in the folder ``into``; the damaged file itself is not touched. For reading (an export of what can be
+    read) before a repair. The copy names ``images_dir`` whether or not the damage spared that setting."""
     copy = into / DB_NAME
     for suffix in ("", "-wal"):
         if Path(f"{db_path}{suffix}").exists():
             shutil.copyfile(f"{db_path}{suffix}", f"{copy}{suffix}")
     _repair(copy)
-    return ProjectStore(copy, ProjectLock(into / LOCK_NAME))
+    store = ProjectStore(copy, ProjectLock(into / LOCK_NAME))
+    store.set_setting("images_dir", str(Path(images_dir).resolve()))
+    return store
 
 
 def _repair(db_path: Path) -> RepairReport:

@@ -250,8 +250,12 @@ class ProjectStore:
         where = resolve_project_dir(images_dir, Path(project_dir) if project_dir is not None else None)
         lock = ProjectLock(where / LOCK_NAME)
         store = cls(where / DB_NAME, lock)
-        if store.get_setting("images_dir") != str(images_dir):
-            store.set_setting("images_dir", str(images_dir))
+        try:
+            if store.get_setting("images_dir") != str(images_dir):
+                store.set_setting("images_dir", str(images_dir))
+        except BaseException:  # e.g. a damaged page under the settings: the lock must not stay taken
+            store.close()
+            raise
         return store
 
     @property

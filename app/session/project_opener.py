@@ -54,7 +54,7 @@ def open_read_only(error: ProjectDamagedError, parent: QObject | None = None) ->
     touched. Raises ``ValueError`` (:class:`StoreError`) when the file cannot be read at all."""
     scratch = tempfile.TemporaryDirectory(prefix="maskrcnn-studio-readable-")
     try:
-        store = open_readable_copy(error.project_dir / DB_NAME, Path(scratch.name))
+        store = open_readable_copy(error.project_dir / DB_NAME, Path(scratch.name), error.folder)
     except BaseException:
         scratch.cleanup()
         raise
