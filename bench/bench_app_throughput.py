@@ -26,17 +26,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_name  # noqa: E402  (bench/machine.py, beside this script)
 from PySide6.QtCore import QEventLoop  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from app.resources import DEMO_MODEL  # noqa: E402
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.partition(":")[2].strip()
-    return "unknown CPU"
 
 
 def _app_run(folder: Path, weights: Path) -> tuple[float, int, str]:
@@ -114,7 +108,7 @@ def main() -> int:
             )
     app_best, headless_best = min(app_times), min(headless_times)
     print(
-        f"machine: {_cpu_name()}, {os.cpu_count()} cores; {args.images} images 384x512, "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores; {args.images} images 384x512, "
         f"{args.weights.name}, {runs_on}"
     )
     batched_best = min(batched_times)

@@ -24,8 +24,6 @@ The machine's other load counts in every figure: run it on an idle machine for c
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -35,24 +33,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from machine import describe  # noqa: E402  (bench/machine.py, beside this script)
+
 from app.resources import DEMO_MODEL  # noqa: E402
 
 PHOTO_SIZE = (768, 1024)  # (H, W)
 NEW_CLASSES = ("hexagon", "star")  # shapes the demo model never saw
 APP_EPOCHS = 10  # the app's default fine-tune length (app/session/finetune.py)
 BATCH = 2
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
 class Clock:
@@ -249,7 +237,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    print(f"machine: {_machine()}; torch {torch.__version__}, {args.threads} threads")
+    print(f"machine: {describe()}; torch {torch.__version__}, {args.threads} threads")
     with tempfile.TemporaryDirectory(prefix="bench_tiers_") as tmp:
         if args.part in ("speed", "all"):
             speed(args, Path(tmp))

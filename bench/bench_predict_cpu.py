@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -31,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+from machine import cpu_name  # noqa: E402  (bench/machine.py, beside this script)
 
 
 def _rss_bytes() -> int:
@@ -149,16 +150,6 @@ def _run_worker(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -197,7 +188,7 @@ def main() -> None:
         mosaic.paste(tile, ((i % 2) * 640, (i // 2) * 480))
 
     print(
-        f"machine: {_cpu_name()}, {os.cpu_count()} cores, torch threads {args.threads}, "
+        f"machine: {cpu_name()}, {os.cpu_count()} cores, torch threads {args.threads}, "
         f"native bfloat16: {'yes' if native_bf16 else 'no'}"
         + ("" if native_bf16 or not args.bf16 else " (bf16 rows are OpenVINO's emulation)")
     )

@@ -23,28 +23,16 @@ the best round of each is reported.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
+
+from machine import describe  # bench/machine.py, beside this script
 
 # Head widths of both models: torchvision's defaults (1024 and 256) make the mask head alone take ~20 s a
 # step on one CPU thread; these are the bundled demo model's widths, the size this app trains on a CPU.
 HIDDEN_DIM = 256
 MASK_CHANNELS = 64
-
-
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
 
 
 def _reference_model(num_classes: int, min_size: int, max_size: int):
@@ -185,7 +173,7 @@ def main() -> None:
             )
 
     best_ours, best_reference = max(ours_rates), max(reference_rates)
-    print(f"machine: {_machine()}; torch {torch.__version__}, {args.threads} thread(s)")
+    print(f"machine: {describe()}; torch {torch.__version__}, {args.threads} thread(s)")
     print(
         f"ResNet-18-FPN Mask R-CNN (box head {HIDDEN_DIM}, mask head {MASK_CHANNELS}), "
         f"{len(data.class_names)} classes, {height}x{width} images, "
