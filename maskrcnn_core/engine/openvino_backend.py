@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from maskrcnn_core.model.mask_rcnn import MaskRCNN
+from maskrcnn_core.model.mask_rcnn import MaskRCNN, eval_mode
 from maskrcnn_core.model.subnetworks import TorchSubNetworks
 from maskrcnn_core.paths import user_cache_dir
 
@@ -114,7 +114,7 @@ class OpenVinoSubNetworks:
             "PERFORMANCE_HINT": "LATENCY",
         }
         self._lock = threading.Lock()
-        with torch.no_grad(), _eval(model):
+        with torch.no_grad(), eval_mode(model):  # tracing must see inference behaviour
             self.level_names = list(model._features(torch.zeros(1, 3, _TRACE_SIZE, _TRACE_SIZE)).keys())
             networks = _networks(model)
             keys = {kind: _digest(kind, module) for kind, (module, _, _) in networks.items()}
@@ -358,20 +358,6 @@ def _first_line(exc: BaseException) -> str:
     lines = [line.strip(" -") for line in str(exc).splitlines() if line.strip(" -")]
     telling = [line for line in lines if not line.startswith(("Check '", "FrontEnd API", "Summary"))]
     return (telling[-1] if telling else lines[0] if lines else type(exc).__name__)[:300]
-
-
-class _eval:
-    """Eval mode for the duration, restored after (tracing must see inference behaviour)."""
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-
-    def __enter__(self) -> None:
-        self.was_training = self.module.training
-        self.module.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.module.train(self.was_training)
 
 
 def _main(argv: list[str]) -> int:

@@ -308,7 +308,7 @@ class MaskRCNN(nn.Module):
     ) -> list[dict]:
         _check_thresholds(score_thresh, nms_thresh, top_k)
         nets = TorchSubNetworks(self) if nets is None else nets
-        with _eval_mode(self):
+        with eval_mode(self):
             image_list, originals = self._prepare(images, allow_uint8=allow_uint8)
             features, objectness, deltas = nets.features_and_objectness(image_list.tensors)
             proposals = self._proposals(image_list, features, objectness, deltas, training=False)[0]
@@ -361,7 +361,7 @@ class MaskRCNN(nn.Module):
         ``mask_probs`` ``(N, M, M)`` relative to the given boxes. ``subnetworks`` as for :meth:`detect`.
         """
         nets = TorchSubNetworks(self) if subnetworks is None else subnetworks
-        with _eval_mode(self):
+        with eval_mode(self):
             roi_idx = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
             cls_logits, _, mask_logits = self._forward([image], boxes, roi_idx, nets)
         probs = F.softmax(cls_logits.float(), dim=-1)
@@ -570,7 +570,8 @@ class _PhasedRPN(RegionProposalNetwork):
 
 
 @contextlib.contextmanager
-def _eval_mode(module: nn.Module) -> Iterator[None]:
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Eval mode for the duration (inference behaviour of dropout and batch norm), the mode restored after."""
     was_training = module.training
     module.eval()
     try:
