@@ -98,7 +98,7 @@ def speed(args: argparse.Namespace, work: Path) -> None:
             iterations=steps,
             batch_size=BATCH,
             tier=tier,
-            trainable_backbone_layers=3,
+            trainable_backbone_layers=3 if tier == "full" else None,  # heads refuses any: frozen there
             checkpoint_every=10**6,
             seed=0,
         )

@@ -626,7 +626,14 @@ def _parser() -> argparse.ArgumentParser:
         default=TrainRequest.tier,
         help="heads: train the RPN, box and mask heads on cached features of a frozen backbone + FPN; "
         f"full: backbone stages too, with augmentation; auto: heads on a CPU or under "
-        f"{HEADS_TIER_MAX_IMAGES} images (%(default)s)",
+        f"{HEADS_TIER_MAX_IMAGES} images (%(default)s); heads refuses --trainable-backbone-layers and "
+        "--scale-min/--scale-max, and auto says when it does not apply them",
+    )
+    t.add_argument(
+        "--feature-cache-memory-mb",
+        metavar="MB",
+        help="heads tier: keep the cached features in memory up to this many MiB, then in RUN/"
+        "feature_cache (0: always there; default: half the memory available)",
     )
     t.set_defaults(run=_train)
 

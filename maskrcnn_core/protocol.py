@@ -127,6 +127,7 @@ class StartEvent(_Event):
     num_train_images: int
     config: dict[str, Any] = field(default_factory=dict)  # the trainer's full recipe, for the record
     tier: str = "full"  # the tier this run trains (a key of TIERS other than "auto")
+    notice: str = ""  # one line on what the run does not do of what it was asked, and why ("": nothing)
 
 
 @dataclass(frozen=True)
@@ -302,6 +303,9 @@ TIERS = ("auto", "heads", "full")  # what a fine-tune trains; see :func:`resolve
 #: training only the heads on a frozen backbone learns new classes better and keeps the old ones
 #: (Wang et al. 2020, "Frustratingly Simple Few-Shot Object Detection")
 HEADS_TIER_MAX_IMAGES = 100
+#: the scale-jitter range of the ``full`` tier when a run does not give one (``--scale-min``/``--scale-max``)
+DEFAULT_SCALE_RANGE = (0.8, 1.25)
+BYTES_PER_MB = 1 << 20  # ``--feature-cache-memory-mb`` counts mebibytes
 PROGRESS_MODES = ("bar", "jsonl", "none")  # a bar on stderr, JSON lines on stdout (the app), nothing
 
 
@@ -337,8 +341,8 @@ class TrainRequest:
     eval_every: int | None = None
     seed: int = 0
     hflip: float = 0.5
-    scale_min: float = 0.8
-    scale_max: float = 1.25
+    scale_min: float = DEFAULT_SCALE_RANGE[0]
+    scale_max: float = DEFAULT_SCALE_RANGE[1]
     scale_jitter: bool = True
     mixed_precision: bool = True
     device: str = "auto"
@@ -347,6 +351,9 @@ class TrainRequest:
     resume: bool = False
     name: str | None = None  # the model's name in its checkpoint (None: the run folder's name)
     tier: str = "auto"  # a key of TIERS: "heads" (frozen backbone + FPN, cached features), "full" or "auto"
+    #: the heads tier's features kept in memory up to this many MiB, then in the run folder (0: always in
+    #: the run folder; None: half the memory the system has available)
+    feature_cache_memory_mb: float | None = None
 
     def __post_init__(self) -> None:
         if (self.iterations is None) == (self.epochs is None):
@@ -361,6 +368,25 @@ class TrainRequest:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {getattr(self, name)!r}")
         if self.anchor_sizes is not None:
             object.__setattr__(self, "anchor_sizes", tuple(int(s) for s in self.anchor_sizes))
+        budget = self.feature_cache_memory_mb
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, int | float) or not 0 <= budget < math.inf
+        ):
+            raise ValueError(
+                f"--feature-cache-memory-mb takes a number of megabytes, 0 or more (0: always on disk), "
+                f"got {budget!r}"
+            )
+        if self.tier == "heads":
+            ignored = heads_tier_ignores(self.trainable_backbone_layers, self.scale_range)
+            if ignored:
+                raise ValueError(
+                    f"--tier heads does not apply {'; '.join(ignored)}: leave it out, or use --tier full"
+                )
+
+    @property
+    def scale_range(self) -> tuple[float, float] | None:
+        """The scale-jitter range the request asks for (``None``: none, ``--no-scale-jitter``)."""
+        return (self.scale_min, self.scale_max) if self.scale_jitter else None
 
     def total_iterations(self, num_train_images: int, world_size: int = 1) -> int:
         """Optimizer steps of the run on ``num_train_images`` images with ``world_size`` processes."""
@@ -407,6 +433,8 @@ class TrainRequest:
             if f.name in _SWITCHES:
                 on = bool(getattr(args, _SWITCHES[f.name].removeprefix("--").replace("-", "_")))
                 values[f.name] = (not on) if f.default is True else on
+            elif f.name == "feature_cache_memory_mb" and args.feature_cache_memory_mb is not None:
+                values[f.name] = _megabytes(args.feature_cache_memory_mb)
             elif f.name == "anchor_sizes" and args.anchor_sizes:
                 try:
                     values[f.name] = tuple(int(s) for s in str(args.anchor_sizes).split(","))
@@ -427,6 +455,38 @@ def resolve_tier(tier: str, *, on_gpu: bool, num_train_images: int) -> str:
     if tier != "auto":
         return tier
     return "full" if on_gpu and num_train_images >= HEADS_TIER_MAX_IMAGES else "heads"
+
+
+def heads_tier_ignores(
+    trainable_backbone_layers: int | None, scale_range: tuple[float, float] | None
+) -> tuple[str, ...]:
+    """What a run's options ask that the ``heads`` tier does not do, each as ``"option (why)"``; empty when
+    nothing. Trainable backbone stages (other than 0): its backbone + FPN are frozen. A scale-jitter range
+    other than :data:`DEFAULT_SCALE_RANGE`: its features are computed once, at the model's one inference
+    size. The default range is not counted — nobody asked for it, it is the ``full`` tier's augmentation."""
+    ignored = []
+    if trainable_backbone_layers:
+        ignored.append(
+            f"--trainable-backbone-layers {trainable_backbone_layers} "
+            "(its backbone + FPN are frozen, their features computed once)"
+        )
+    if scale_range is not None and tuple(float(s) for s in scale_range) != DEFAULT_SCALE_RANGE:
+        ignored.append(
+            f"the scale jitter {scale_range[0]:g}-{scale_range[1]:g} "
+            "(its features are computed once, at the model's inference size)"
+        )
+    return tuple(ignored)
+
+
+def _megabytes(text: object) -> float:
+    """``--feature-cache-memory-mb``'s value as a number (the range is the request's to check)."""
+    try:
+        value = float(str(text))
+    except ValueError:
+        raise ValueError(
+            f"--feature-cache-memory-mb takes a number of megabytes (0: always on disk), got {text!r}"
+        ) from None
+    return int(value) if value.is_integer() else value
 
 
 # Boolean options: the flag that flips each from its default.

@@ -52,6 +52,7 @@ from maskrcnn_core.protocol import (
     LAST_CHECKPOINT,
     EvaluateRequest,
     RunStatus,
+    StartEvent,
     TrainingEvent,
     TrainRequest,
     default_lr,
@@ -174,6 +175,7 @@ class FinetuneController(QObject):
         self.base_evaluation = EvaluationRunner(self)
         self.runner.trainingEvent.connect(self.trainingEvent)
         self.runner.trainingEvent.connect(self._time_event)
+        self.runner.trainingEvent.connect(self._tell_notice)
         self.runner.finished.connect(self._on_training_finished)
         self.base_evaluation.finished.connect(self._on_base_evaluated)
         self._hashed.connect(self._on_hashed)
@@ -444,6 +446,11 @@ class FinetuneController(QObject):
         self.comparisonReady.emit(comparison)
         activated = self.registry.propose(self.new_version_id, comparison)
         self.message.emit(comparison.verdict + ("" if activated else " Use new version to switch anyway."))
+
+    def _tell_notice(self, event: TrainingEvent) -> None:
+        # what the run does not do of what it was asked (e.g. auto chose heads, which freezes the backbone)
+        if isinstance(event, StartEvent) and event.notice:
+            self.message.emit(event.notice)
 
     def _time_event(self, event: TrainingEvent) -> None:
         if self._timer is not None:

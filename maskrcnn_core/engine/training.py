@@ -54,7 +54,10 @@ from maskrcnn_core.model.mask_rcnn import MaskRCNN, MaskRCNNLoss
 from maskrcnn_core.model.subnetworks import SubNetworks
 from maskrcnn_core.model.weights import read_checkpoint, save_checkpoint
 from maskrcnn_core.protocol import (
+    BYTES_PER_MB,
+    DEFAULT_SCALE_RANGE,
     FINAL_MODEL,
+    HEADS_TIER_MAX_IMAGES,
     LAST_CHECKPOINT,
     LOSS_KEYS,
     TIERS,
@@ -69,6 +72,7 @@ from maskrcnn_core.protocol import (
     TrainingEvent,
     TrainRequest,
     default_lr,
+    heads_tier_ignores,
     iterations_of_run,
     resolve_tier,
 )
@@ -114,7 +118,7 @@ class TrainConfig:
     trainable_backbone_layers: int | None = None  # None: keep the model's freeze policy
     mixed_precision: bool = True  # CUDA only
     hflip_prob: float = 0.5
-    scale_jitter: tuple[float, float] | None = (0.8, 1.25)
+    scale_jitter: tuple[float, float] | None = DEFAULT_SCALE_RANGE
     checkpoint_every: int = 500
     eval_every: int | None = None
     seed: int = 0
@@ -140,6 +144,10 @@ class TrainConfig:
             raise ValueError(f"tier must be one of {', '.join(TIERS)}; got {self.tier!r}")
         if self.feature_cache_bytes is not None and self.feature_cache_bytes < 0:
             raise ValueError(f"feature_cache_bytes must be >= 0, got {self.feature_cache_bytes}")
+        if self.tier == "heads":
+            ignored = heads_tier_ignores(self.trainable_backbone_layers, self.scale_jitter)
+            if ignored:
+                raise ValueError(f"the heads tier does not apply {'; '.join(ignored)}")
         if any(not 0 < s < 1 for s in self.lr_steps):
             raise ValueError(f"lr_steps are fractions of the run in (0, 1), got {self.lr_steps}")
         self.lr_steps = tuple(self.lr_steps)
@@ -160,8 +168,11 @@ class TrainConfig:
             eval_every=request.eval_every,
             seed=request.seed,
             hflip_prob=request.hflip,
-            scale_jitter=(request.scale_min, request.scale_max) if request.scale_jitter else None,
+            scale_jitter=request.scale_range,
             tier=request.tier,
+            feature_cache_bytes=None
+            if request.feature_cache_memory_mb is None
+            else int(request.feature_cache_memory_mb * BYTES_PER_MB),
         )
 
 
@@ -321,7 +332,17 @@ class Trainer:
             config.tier, on_gpu=self.device.type == "cuda", num_train_images=len(train_data.images)
         )
         self.features: FeatureCache | None = None
+        self.notice = ""  # what the run does not do of what it was asked (the start event says it)
         if self.tier == "heads":
+            ignored = heads_tier_ignores(config.trainable_backbone_layers, config.scale_jitter)
+            if ignored:  # only "auto" gets here with some (TrainConfig refuses them with "heads")
+                why = "a CPU" if self.device.type != "cuda" else f"under {HEADS_TIER_MAX_IMAGES} images"
+                self.notice = (
+                    f"auto chose the heads tier (training on {why}), which does not apply "
+                    f"{'; '.join(ignored)}; use --tier full for them"
+                )
+                if self.rank == 0:
+                    log.warning("%s", self.notice)
             model.backbone.requires_grad_(False)  # backbone + FPN frozen: their features are cached
             self.dataset = InstanceDataset(train_data)  # each image as it is, and mirrored
             # every process caches the features of every image (its share changes with each epoch)
@@ -412,7 +433,7 @@ class Trainer:
         if self.world > 1:  # after resume(): DDP starts every rank from rank 0's (restored) weights
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self._loss_module = nn.parallel.DistributedDataParallel(self._loss_module, device_ids=device_ids)
-        self.emit(StartEvent(start_iteration=self.start_iteration, **self.run_info))
+        self.emit(StartEvent(start_iteration=self.start_iteration, notice=self.notice, **self.run_info))
         if self.features is not None and not self._cache_features():
             return self._cancelled()
         self._train_mode()

@@ -30,6 +30,7 @@ from maskrcnn_core.protocol import (
     TrainRequest,
     default_lr,
     engine_argv,
+    heads_tier_ignores,
     iterations_for_epochs,
     parse_event,
     resolve_tier,
@@ -155,6 +156,7 @@ REQUESTS = [
         progress="jsonl",
         resume=True,
         name="the new one",
+        feature_cache_memory_mb=0.5,
     ),
 ]
 
@@ -275,3 +277,57 @@ def test_auto_tier_trains_the_heads_on_a_cpu_or_a_small_set_and_everything_on_a_
     assert resolve_tier("full", on_gpu=False, num_train_images=3) == "full"  # a choice is kept
     with pytest.raises(ValueError, match="tier must be one of"):
         resolve_tier("backbone", on_gpu=False, num_train_images=3)
+
+
+def test_the_heads_tier_refuses_what_it_does_not_apply_and_auto_does_not() -> None:
+    plain = dict(train_json="t", images="i", out="o", iterations=3)
+    with pytest.raises(ValueError, match=r"--tier heads does not apply --trainable-backbone-layers 3 \("):
+        TrainRequest(**plain, tier="heads", trainable_backbone_layers=3)
+    with pytest.raises(ValueError, match="does not apply the scale jitter 0.5-1.25"):
+        TrainRequest(**plain, tier="heads", scale_min=0.5)
+    # what agrees with a frozen backbone and one scale is fine: 0 stages, no jitter, the default range
+    TrainRequest(**plain, tier="heads", trainable_backbone_layers=0)
+    TrainRequest(**plain, tier="heads", scale_min=0.5, scale_jitter=False)
+    TrainRequest(**plain, tier="heads")
+    # auto may resolve to full, so it takes them (the run says what it ignores when it is heads)
+    auto = TrainRequest(**plain, trainable_backbone_layers=3, scale_max=2.0)
+    assert len(heads_tier_ignores(auto.trainable_backbone_layers, auto.scale_range)) == 2
+    assert heads_tier_ignores(None, (0.8, 1.25)) == () and heads_tier_ignores(0, None) == ()
+
+
+def test_the_feature_cache_budget_is_a_number_of_megabytes_zero_or_more() -> None:
+    plain = dict(train_json="t", images="i", out="o", iterations=3)
+    for bad in (-1, float("nan"), float("inf"), "512", True):
+        with pytest.raises(ValueError, match="--feature-cache-memory-mb takes a number of megabytes"):
+            TrainRequest(**plain, feature_cache_memory_mb=bad)
+    argv = ["train", "--train-json", "t", "--images", "i", "--out", "o", "--epochs", "1"]
+    args = _parser().parse_args(argv)
+    for text, value in (("0", 0), ("1024", 1024), ("2.5", 2.5)):
+        args.feature_cache_memory_mb = text
+        assert TrainRequest.from_args(args).feature_cache_memory_mb == value
+    args.feature_cache_memory_mb = "lots"
+    with pytest.raises(ValueError, match="takes a number of megabytes .* got 'lots'"):
+        TrainRequest.from_args(args)
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--tier", "heads", "--trainable-backbone-layers", "3"], "--tier heads does not apply"),
+        (["--tier", "heads", "--scale-max", "1.5"], "does not apply the scale jitter 0.8-1.5"),
+        (["--feature-cache-memory-mb", "-5"], "--feature-cache-memory-mb takes a number"),
+        (["--feature-cache-memory-mb", "lots"], "--feature-cache-memory-mb takes a number"),
+    ],
+)
+def test_the_train_command_refuses_them_in_one_line_with_the_bad_usage_code(
+    flags: list[str], says: str, tmp_path, capsys
+) -> None:
+    from maskrcnn_core.cli import main
+    from maskrcnn_core.protocol import ExitCode
+
+    argv = ["train", "--train-json", "t.json", "--images", "i", "--out", str(tmp_path / "run")]
+    code = main([*argv, "--iterations", "1", *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == ExitCode.BAD_INPUT
+    assert err.startswith("error: ") and says in err and "\n" not in err, err
+    assert not (tmp_path / "run").exists()

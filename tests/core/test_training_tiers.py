@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -270,20 +271,72 @@ def test_cancel_during_caching_leaves_the_parent_model_and_data_untouched(
 
 
 def _run_on_disk(request: TrainRequest, data, recorder: Recorder, token: CancelToken | None):
-    """``run_request`` with the features kept in the run folder (the memory budget is no command option)."""
-    from maskrcnn_core.engine import training
+    """``run_request`` with the features kept in the run folder (``--feature-cache-memory-mb 0``)."""
     from maskrcnn_core.engine.training_model import run_request
 
-    original = training.TrainConfig.from_request
+    return run_request(replace(request, feature_cache_memory_mb=0), data, callbacks=[recorder], cancel=token)
 
-    def no_memory(req: TrainRequest) -> TrainConfig:
-        config = original(req)
-        config.feature_cache_bytes = 0
-        return config
 
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(training.TrainConfig, "from_request", staticmethod(no_memory))
-        return run_request(request, data, callbacks=[recorder], cancel=token)
+def test_a_memory_budget_of_0_mb_keeps_the_features_in_the_run_folder_and_trains(
+    shapes_root: Path, shapes, tmp_path: Path
+) -> None:
+    from maskrcnn_core.engine.training_model import run_request
+
+    request = TrainRequest(
+        train_json=str(shapes_root / "train.json"),
+        images=str(shapes_root / "images"),
+        out=str(tmp_path / "run"),
+        iterations=3,
+        backbone="mobilenet_v2",
+        pretrained_backbone=False,
+        min_size=64,
+        max_size=96,
+        tier="heads",
+        feature_cache_memory_mb=0,
+    )
+    assert TrainConfig.from_request(request).feature_cache_bytes == 0
+    recorder = Recorder()
+    result = run_request(request, shapes, callbacks=[recorder])
+    assert result.status is RunStatus.FINISHED and (tmp_path / "run" / FINAL_MODEL).is_file()
+    assert all(e.on_disk for e in recorder.caching()) and len(recorder.losses()) == 3
+    folder = tmp_path / "run" / FEATURE_CACHE_DIR
+    assert len(json.loads((folder / MANIFEST).read_text())["items"]) == 2 * NUM_IMAGES
+    assert len(list(folder.glob("*.pt"))) == 2 * NUM_IMAGES
+    # a budget in MiB becomes the trainer's budget in bytes
+    assert TrainConfig.from_request(replace(request, feature_cache_memory_mb=1.5)).feature_cache_bytes == (
+        3 << 19
+    )
+
+
+def test_auto_says_in_one_line_what_the_heads_tier_it_chose_does_not_apply(
+    shapes, tmp_path: Path, caplog
+) -> None:
+    with pytest.raises(ValueError, match="the heads tier does not apply --trainable-backbone-layers 2"):
+        TrainConfig(iterations=1, **{**HEADS, "tier": "heads"}, trainable_backbone_layers=2)
+
+    model = tiny_model(shapes)
+    backbone_before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    config = TrainConfig(
+        iterations=2, **{**HEADS, "tier": "auto"}, trainable_backbone_layers=2, scale_jitter=(0.5, 1.5)
+    )
+    recorder = Recorder()
+    with caplog.at_level("WARNING", logger="maskrcnn_core.engine.training"):
+        result = train(model, shapes, tmp_path, config, callbacks=[recorder])
+    assert result.status is RunStatus.FINISHED
+    start = recorder.events[0]
+    assert isinstance(start, StartEvent) and start.tier == "heads"
+    assert "auto chose the heads tier (training on a CPU)" in start.notice and "\n" not in start.notice
+    assert "--trainable-backbone-layers 2" in start.notice and "scale jitter 0.5-1.5" in start.notice
+    assert parse_event(start.to_json()) == start  # the app reads it from the JSON line
+    assert [r.getMessage() for r in caplog.records] == [start.notice]
+    for k, v in model.backbone.state_dict().items():  # ignored indeed: the backbone stayed frozen
+        assert torch.equal(v, backbone_before[k]), k
+
+    # nothing asked that heads ignores: no notice
+    plain = Recorder()
+    config = TrainConfig(iterations=1, **HEADS)
+    train(tiny_model(shapes), shapes, tmp_path / "plain", config, callbacks=[plain])
+    assert plain.events[0].notice == ""
 
 
 @pytest.mark.slow
@@ -330,12 +383,19 @@ def test_the_train_command_runs_the_heads_tier_with_json_lines(shapes_root: Path
     refused = subprocess.run(other_tier, capture_output=True, text=True, timeout=300, env=env)
     assert refused.returncode == 1 and "resume it with --tier heads" in refused.stderr, refused.stderr[-2000:]
 
-    # the default tier, auto, is heads on a CPU
+    # the default tier, auto, is heads on a CPU: it says in one line (the start event's notice, and the log)
+    # that it does not apply the trainable backbone stages asked for; a budget of 0 MB keeps the features
+    # in the run folder
     default = [*command[: command.index("--out") + 1], str(tmp_path / "auto")]
     default += command[command.index("--out") + 2 : command.index("--iterations")] + ["--iterations", "1"]
+    default += ["--trainable-backbone-layers", "2", "--feature-cache-memory-mb", "0"]
     auto = subprocess.run(default, capture_output=True, text=True, timeout=300, env=env)
     assert auto.returncode == 0, auto.stderr[-2000:]
-    assert parse_event(auto.stdout.splitlines()[0]).tier == "heads"
+    start = parse_event(auto.stdout.splitlines()[0])
+    assert start.tier == "heads" and "does not apply --trainable-backbone-layers 2" in start.notice
+    assert f"warning: {start.notice}" in auto.stderr.splitlines()
+    assert len(list((tmp_path / "auto" / FEATURE_CACHE_DIR).glob("*.pt"))) == 2 * NUM_IMAGES
+    assert (tmp_path / "auto" / FINAL_MODEL).is_file()
 
 
 def test_the_rpn_loss_at_the_sampled_anchors_equals_torchvisions_dense_loss(shapes) -> None:
