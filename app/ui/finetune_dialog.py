@@ -161,6 +161,7 @@ class FinetuneDialog(QDialog):
         """What the dialog says, as the controller takes it."""
         by_epochs = self.length_unit.currentText() == "epochs"
         frozen = self.frozen.value()
+        heads_only = self.tier.currentData() == "heads"
         return FinetuneSettings(
             base_version_id=int(self.base.currentData()),
             name=self.name.text().strip(),
@@ -170,7 +171,8 @@ class FinetuneDialog(QDialog):
             epochs=self.epochs.value() if by_epochs else None,
             lr=self.lr.value() or None,
             batch_size=self.batch_size.value(),
-            trainable_backbone_layers=None if frozen < 0 else BACKBONE_STAGES - frozen,
+            # heads only freezes the whole backbone: the engine refuses trainable stages with it
+            trainable_backbone_layers=None if frozen < 0 or heads_only else BACKBONE_STAGES - frozen,
             device=self.device.currentText(),
             tier=str(self.tier.currentData()),
         )
@@ -216,6 +218,7 @@ class FinetuneDialog(QDialog):
         else:
             why = f"for {num_train} training images on the GPU"
         self.tier.setItemText(self.tier.findData("auto"), f"Automatic: {TIER_NAMES[automatic]} {why}")
+        self.frozen.setEnabled(self.tier.currentData() != "heads")  # heads only: all of it is frozen
         self.estimate_label.setText(self._time_text(settings, num_train))
 
     def _time_text(self, settings: FinetuneSettings | None, num_train: int) -> str:

@@ -58,6 +58,16 @@ def test_fields_become_settings(qtbot):
     assert dialog.split_label.text() == f"{len(train)} training, {len(val)} validation images"
 
 
+def test_heads_only_freezes_the_whole_backbone_so_the_frozen_stages_field_is_off(qtbot):
+    dialog = FinetuneDialog([_version(1, "demo")], 1, IMAGES)
+    qtbot.addWidget(dialog)
+    dialog.frozen.setValue(2)
+    dialog.tier.setCurrentIndex(dialog.tier.findData("heads"))
+    assert not dialog.frozen.isEnabled() and dialog.settings().trainable_backbone_layers is None
+    dialog.tier.setCurrentIndex(dialog.tier.findData("full"))
+    assert dialog.frozen.isEnabled() and dialog.settings().trainable_backbone_layers == 3
+
+
 def test_too_few_images_or_no_model_disable_fine_tune(qtbot):
     dialog = FinetuneDialog([_version(1, "demo")], 1, {ImageStatus.VERIFIED: ["only.png"]})
     qtbot.addWidget(dialog)
