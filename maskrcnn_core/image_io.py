@@ -37,6 +37,8 @@ __all__ = [
     "open_regions",
     "read_image",
     "read_image_reduced",
+    "read_overview",
+    "reads_in_regions",
     "to_rgb_uint8",
 ]
 
@@ -258,22 +260,31 @@ class _TiffRegions(ImageRegions):
                 raise ImageReadError(f"{path}: the TIFF holds no image")
             page = tif.pages.first
             _check_pixels(path, int(page.imagewidth), int(page.imagelength), max_pixels)
-            orientation = page.tags.get(274)
-            if (
-                page.dtype != np.uint8
-                or page.samplesperpixel not in (1, 3, 4)
-                or (page.samplesperpixel > 1 and page.planarconfig != 1)
-                or page.photometric not in (0, 1, 2)
-                or page.imagedepth != 1
-                or (orientation is not None and orientation.value != 1)
-                or not page.dataoffsets
-            ):
+            if not _region_readable(page):
                 tif.close()
                 return None
         except BaseException:
             tif.close()
             raise
         return cls(tif, page, path)
+
+    def reduced_level(self, longest_side: int) -> ImageRegions | None:
+        """The file's own reduced-resolution copy (a pyramidal TIFF's level) whose longer side is the
+        smallest still at least ``longest_side``, for region reads; ``None`` when the file has none. It
+        shares this reader's file: use it while this one is open."""
+        try:
+            levels = self._tif.series[0].levels[1:] if self._tif.series else []
+        except Exception:  # noqa: BLE001 - tifffile parses series lazily and raises many kinds on odd files
+            return None
+        best = None
+        for level in levels:
+            page = level.pages[0] if level.pages else None
+            if page is None or not _region_readable(page):
+                continue
+            side = max(int(page.imagelength), int(page.imagewidth))
+            if side >= longest_side and (best is None or side < max(best.size)):
+                best = _TiffRegions(self._tif, page, Path(self.path or ""))
+        return best
 
     def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
         _check_region(self.size, x0, y0, x1, y1)
@@ -311,6 +322,59 @@ class _TiffRegions(ImageRegions):
 
     def close(self) -> None:
         self._tif.close()
+
+
+def _region_readable(page) -> bool:  # noqa: ANN001 - tifffile's TiffPage
+    """Whether :class:`_TiffRegions` reads this TIFF page (8-bit gray, RGB or RGBA, interleaved, upright,
+    in tiles or strips); other layouts are read whole through Pillow."""
+    orientation = page.tags.get(274)
+    return bool(
+        page.dtype == np.uint8
+        and page.samplesperpixel in (1, 3, 4)
+        and (page.samplesperpixel == 1 or page.planarconfig == 1)
+        and page.photometric in (0, 1, 2)
+        and page.imagedepth == 1
+        and (orientation is None or orientation.value == 1)
+        and page.dataoffsets
+    )
+
+
+def reads_in_regions(path: str | os.PathLike) -> bool:
+    """Whether :func:`open_regions` reads this file a region at a time (a tiled or striped TIFF of a layout
+    it handles) rather than decoding it whole. Raises :class:`ImageReadError` for an unreadable file."""
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff"):
+        return False
+    regions = _TiffRegions.open(path, None)
+    if regions is None:
+        return False
+    regions.close()
+    return True
+
+
+def read_overview(path: str | os.PathLike, longest_side: int) -> tuple[np.ndarray, float] | None:
+    """A reduced copy (longer side ``longest_side``, never upscaled) and its scale, when the file can give
+    one quickly: a JPEG decoded at reduced scale, a pyramidal TIFF from its own reduced level. ``None`` for a
+    file that would have to be decoded whole first (a PNG, a TIFF without reduced levels).
+    Raises :class:`ImageReadError`."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        return read_image_reduced(path, longest_side)
+    if suffix not in (".tif", ".tiff"):
+        return None
+    regions = _TiffRegions.open(path, TILED_MAX_PIXELS)
+    if regions is None:
+        return None
+    with regions:
+        if max(regions.size) <= longest_side:
+            return np.array(regions.read(0, 0, regions.size[1], regions.size[0])), 1.0
+        level = regions.reduced_level(longest_side)
+        if level is None:
+            return None
+        pixels = level.read(0, 0, level.size[1], level.size[0])
+        reduced, _ = _reduce(pixels, regions.size, longest_side)
+        return reduced, reduced.shape[1] / regions.size[1]
 
 
 def _check_region(size: tuple[int, int], x0: int, y0: int, x1: int, y1: int) -> None:

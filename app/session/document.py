@@ -33,6 +33,7 @@ from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore, StoreError
 from app.project.training_set import eligible_images
 from app.project.truth import counts_as_annotation, is_crowd_region
+from app.project.view_pyramid import pyramid_folder
 from app.project.yolo_io import YoloExportSummary
 from app.session.model_registry import ModelRegistry
 from maskrcnn_core.paths import check_output_dir, check_output_file
@@ -214,6 +215,10 @@ class Document(QObject):
 
     def row_of(self, image_id: int) -> int:
         return self._row_of[image_id]
+
+    def view_pyramid_folder(self, image_id: int) -> Path:
+        """Where the view pyramid of a large image is cached, in the project's folder."""
+        return pyramid_folder(self.store.db_path.parent, self.image_path(image_id))
 
     def image_path(self, image_id: int) -> Path:
         return self.folder / self.image(image_id).file_name

@@ -8,6 +8,7 @@ result for an image that a person edited meanwhile is dropped instead of overwri
 
 from __future__ import annotations
 
+import atexit
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -37,6 +38,17 @@ class _JobState:
     done: int = 0
     applied: int = 0
     kept_edits: int = 0
+
+
+# inference threads still finishing a model build after their window closed (see shutdown); the process
+# waits for them before it exits, since a QThread destroyed while running aborts it
+_finishing_threads: set[QThread] = set()
+
+
+@atexit.register
+def _wait_for_finishing_threads() -> None:
+    for thread in list(_finishing_threads):
+        thread.wait()
 
 
 class SegmentationController(QObject):
@@ -131,7 +143,14 @@ class SegmentationController(QObject):
         """Cancel, stop the thread and wait for it (bounded): called once, when the window closes."""
         self.cancel()
         self._thread.quit()
-        self._thread.wait(timeout_ms)
+        if not self._thread.wait(timeout_ms):
+            # Still building a model (a CPU backend's first conversion can outlast the wait): the thread
+            # outlives this controller rather than be destroyed running, which would abort the process.
+            # Its results go nowhere: the controller's connections die with it.
+            thread = self._thread
+            thread.setParent(None)
+            _finishing_threads.add(thread)
+            thread.finished.connect(lambda: _finishing_threads.discard(thread))
 
     # ----------------------------------------------------------------------------------- model loading
     def reload_model(self) -> None:

@@ -13,6 +13,7 @@ from PySide6.QtGui import QImage, QKeyEvent, QMouseEvent
 
 from app.project.records import CategoryRecord
 from app.session.overlay import Overlay
+from app.workers.view_tiles import LargeImageTiles
 
 
 class EditingTool(Protocol):
@@ -58,6 +59,9 @@ class CanvasView(Protocol):
 
     def set_image(self, image: QImage | None, message: str = "") -> None:
         """Show ``image``, or no image and ``message``; the overlay is emptied either way."""
+
+    def set_large_image(self, tiles: LargeImageTiles) -> None:
+        """Show a large image from its tiles; the overlay is emptied."""
 
     def set_message(self, message: str) -> None:
         """Show ``message`` instead of an image (loading, or why the file cannot be shown)."""

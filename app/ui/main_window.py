@@ -181,6 +181,7 @@ class MainWindow(QMainWindow):
         self.colour_by_category_action.setChecked(document.settings.overlay_colour == COLOUR_BY_CATEGORY)
         self.registry = document.models
         self.registry.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        self.presenter.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         document.storeBusy.connect(self._show_store_busy)
         document.storeBusy.connect(self.save_indicator.show_saving)
         document.saved.connect(lambda: self.save_indicator.show_saved(datetime.now()))
@@ -235,6 +236,8 @@ class MainWindow(QMainWindow):
             self.segmentation.shutdown()
         if self.loader is not None:
             self.loader.wait()
+        if self.presenter is not None:
+            self.presenter.shutdown()
         self.document.close()
         shiboken6.delete(self.document)  # now, not later: no queued result may reach a closed store
         self.document = self.registry = self.segmentation = self.loader = self.editor = self.finetune = None

@@ -3,10 +3,15 @@
 Runs on a ``QThreadPool``; results come back through queued signals. A file that cannot be used (missing,
 zero-byte, corrupt, unsupported, too large) gives an error message instead of an image, never an
 exception on the GUI thread. ``QImage`` (unlike ``QPixmap``) may be built outside the GUI thread.
+
+A large image (:func:`app.project.view_pyramid.shown_tiled`) is never decoded whole here: the canvas gets a
+:class:`LargeImageFile` instead and shows it from its view pyramid (:mod:`app.workers.view_tiles`), and its
+thumbnail comes from a reduced read where the file allows one, else a grey stand-in.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +19,25 @@ from PIL import Image, ImageOps
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from maskrcnn_core.image_io import MAX_PIXELS, ImageReadError, image_size, read_image
+from app.project.view_pyramid import shown_tiled
+from maskrcnn_core.image_io import (
+    TILED_MAX_PIXELS,
+    ImageReadError,
+    image_size,
+    read_image,
+    read_overview,
+)
 
 THUMBNAIL_SIZE = 96
+_STAND_IN_GREY = 96
+
+
+@dataclass(frozen=True)
+class LargeImageFile:
+    """What the loader gives the canvas for a large image instead of its pixels."""
+
+    path: Path
+    size: tuple[int, int]  # (H, W)
 
 
 def rgb_to_qimage(rgb: np.ndarray) -> QImage:
@@ -29,12 +50,21 @@ def rgb_to_qimage(rgb: np.ndarray) -> QImage:
 def read_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> tuple[np.ndarray, tuple[int, int]]:
     """A thumbnail (longest side ``size``) as ``(h, w, 3)`` uint8 RGB, and the file's full ``(H, W)``.
 
-    The size check reads only the header, so a 20000x20000 file is refused before any decoding; JPEGs are
-    decoded at reduced scale (``draft``), so a 12-megapixel photo costs a few milliseconds.
+    The size check reads only the header, so a file past the tiled paths' limit is refused before any
+    decoding; JPEGs are decoded at reduced scale (``draft``), so a 12-megapixel photo costs a few
+    milliseconds; a large image is never decoded whole (see the module's docstring).
     Raises ``ImageReadError`` (a ``ValueError``) with a message saying what is wrong with the file.
     """
-    # raises ImageReadError for unreadable / unsupported / too large, by the same limit as full reads
-    full_size = image_size(path, max_pixels=MAX_PIXELS)
+    # raises ImageReadError for unreadable / unsupported / too large for even the tiled view
+    full_size = image_size(path, max_pixels=TILED_MAX_PIXELS)
+    if shown_tiled(full_size):
+        found = read_overview(path, size)
+        if found is not None:
+            return found[0], full_size
+        height, width = full_size
+        scale = size / max(full_size)
+        shape = (max(1, round(height * scale)), max(1, round(width * scale)), 3)
+        return np.full(shape, _STAND_IN_GREY, dtype=np.uint8), full_size
     try:
         with Image.open(path) as opened:
             opened.draft("RGB", (size, size))
@@ -47,7 +77,7 @@ def read_thumbnail(path: Path, size: int = THUMBNAIL_SIZE) -> tuple[np.ndarray, 
 
 
 class _Signals(QObject):
-    imageLoaded = Signal(int, object, str)  # image id, QImage or None, error ("" when fine)
+    imageLoaded = Signal(int, object, str)  # image id, QImage, LargeImageFile or None, error ("" when fine)
     thumbnailLoaded = Signal(int, object, object, str)  # image id, QImage or None, (H, W) or None, error
 
 
@@ -58,6 +88,10 @@ class _FullTask(QRunnable):
 
     def run(self) -> None:
         try:
+            size = image_size(self._path, max_pixels=TILED_MAX_PIXELS)
+            if shown_tiled(size):
+                self._signals.imageLoaded.emit(self._image_id, LargeImageFile(self._path, size), "")
+                return
             image = rgb_to_qimage(read_image(self._path))
         except (ImageReadError, OSError, ValueError, MemoryError) as exc:
             self._signals.imageLoaded.emit(self._image_id, None, str(exc) or type(exc).__name__)

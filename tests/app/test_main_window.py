@@ -191,7 +191,7 @@ def test_bad_files_get_an_error_mark_and_never_crash(qtbot, images_folder, tmp_p
     (images_folder / "zero.png").write_bytes(b"")
     (images_folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not really a jpeg" * 10)
     (images_folder / "photo.heic").write_bytes(b"\0\0\0\x18ftypheic")
-    _png_header_only(images_folder / "huge.png", 20000, 20000)
+    _png_header_only(images_folder / "huge.png", 40000, 40000)  # past even the tiled view's limit
     (images_folder / "notes.txt").write_text("not an image: not listed")
     predictor = FakePredictor()
     window = _window(qtbot, predictor)

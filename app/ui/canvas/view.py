@@ -29,7 +29,6 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QGraphicsItem,
-    QGraphicsPixmapItem,
     QGraphicsScene,
     QGraphicsSimpleTextItem,
     QGraphicsView,
@@ -39,6 +38,8 @@ from PySide6.QtWidgets import (
 from app.session.overlay import Overlay
 from app.session.views import EditingTool
 from app.ui.canvas.overlay_item import OverlayItem
+from app.ui.canvas.tiled_image_item import TiledImageItem
+from app.workers.view_tiles import LargeImageTiles
 
 ZOOM_STEP = 1.25
 # Held, the image is shown without overlays. Not a menu shortcut (a shortcut fires once, it is not
@@ -66,7 +67,8 @@ class Canvas(QGraphicsView):
         self.setMouseTracking(True)  # tools draw their cursor (brush circle, polygon rubber band)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setBackgroundBrush(QColor(40, 40, 40))
-        self._image_item: QGraphicsPixmapItem | None = None
+        # a QGraphicsPixmapItem, or a TiledImageItem for a large image
+        self._image_item: QGraphicsItem | None = None
         self._message_item: QGraphicsSimpleTextItem | None = None
         # One overlay for the canvas's life: in the scene while an image is shown, its view settings
         # (selection, hidden instances, opacity, captions) kept from one image to the next.
@@ -80,28 +82,47 @@ class Canvas(QGraphicsView):
     # ------------------------------------------------------------------------------------------- content
     def set_image(self, image: QImage | None, message: str = "") -> None:
         """Show ``image`` (fit to the view), or an empty canvas with ``message`` (e.g. why it failed)."""
-        scene = self.scene()
-        if self.overlay.scene() is not None:
-            scene.removeItem(self.overlay)  # kept: clear() deletes what is in the scene
-        scene.clear()
-        self.overlay.clear()
-        self._image_item = self._message_item = None
+        scene = self._clear()
         if image is None or image.isNull():
             self._message_item = scene.addSimpleText(message or "No image")
             self._message_item.setBrush(QBrush(QColor(230, 230, 230)))
             scene.setSceneRect(self._message_item.boundingRect().adjusted(-20, -20, 20, 20))
             self.resetTransform()
             return
-        self._image_item = scene.addPixmap(QPixmap.fromImage(image))
-        self._image_item.setZValue(-1)
-        self._image_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
+        pixmap_item = scene.addPixmap(QPixmap.fromImage(image))
+        pixmap_item.setTransformationMode(Qt.TransformationMode.SmoothTransformation)
         # Resampling a 12-megapixel photo on every repaint costs tens of milliseconds; cached at screen
         # resolution, a repaint (a brush move, an overlay change) is a copy. Re-rendered once per zoom.
-        self._image_item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
-        rect = QRectF(0, 0, image.width(), image.height())
+        pixmap_item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+        self._show_item(pixmap_item, image.height(), image.width())
+
+    def set_large_image(self, tiles: LargeImageTiles) -> None:
+        """Show a large image from its tiles (fit to the view): only the tiles in view are ever decoded."""
+        scene = self._clear()
+        item = TiledImageItem(tiles)
+        scene.addItem(item)
+        self._show_item(item, *tiles.size)
+
+    def large_image(self) -> TiledImageItem | None:
+        """The tiled image shown, when the image is a large one."""
+        return self._image_item if isinstance(self._image_item, TiledImageItem) else None
+
+    def _clear(self) -> QGraphicsScene:
+        scene = self.scene()
+        if self.overlay.scene() is not None:
+            scene.removeItem(self.overlay)  # kept: clear() deletes what is in the scene
+        scene.clear()
+        self.overlay.clear()
+        self._image_item = self._message_item = None
+        return scene
+
+    def _show_item(self, item: QGraphicsItem, height: int, width: int) -> None:
+        self._image_item = item
+        item.setZValue(-1)
+        rect = QRectF(0, 0, width, height)
         self.overlay.cover(rect)
-        scene.addItem(self.overlay)
-        scene.setSceneRect(rect)
+        self.scene().addItem(self.overlay)
+        self.scene().setSceneRect(rect)
         self.fit()
 
     def set_message(self, message: str) -> None:

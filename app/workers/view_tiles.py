@@ -1,0 +1,283 @@
+"""The tiles of one large image for the canvas, read off the GUI thread (:mod:`app.project.view_pyramid`).
+
+On open: a pyramid already built for the file as it is now is used at once (its overview is the first
+paint); otherwise a quick overview is read where the file allows one (a JPEG at reduced scale, a pyramidal
+TIFF's own level) while ``python -m app.project.view_pyramid`` builds the pyramid in a child process, whose
+memory and decoding never weigh on the window. Until it is done, level 0 of a region-readable TIFF is
+served from the file itself; other levels wait for the pyramid (the canvas draws what it has, coarser).
+
+Tiles are asked for by ``(level, row, col)`` and arrive through ``tileReady``; asking again for what is
+pending costs nothing, and :meth:`keep_only` drops the requests the view no longer needs (a pan or zoom
+made them moot) before they are decoded. Each read checks the file has not changed since the pyramid was
+built: if it has, ``sourceChanged`` fires once and nothing more is served.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QRunnable, QThreadPool, Signal
+from PySide6.QtGui import QImage
+
+from app.project.view_pyramid import OVERVIEW_SIDE, TILE_SIZE, Pyramid, PyramidError, fingerprint
+from app.workers.image_loader import rgb_to_qimage
+from maskrcnn_core.image_io import ImageReadError, ImageRegions, open_regions, read_overview, reads_in_regions
+
+TileKey = tuple[int, int, int]  # level, row, col
+
+
+class _Signals(QObject):
+    tile = Signal(object, object)  # TileKey, QImage | None
+    overview = Signal(object, int)  # QImage | None, generation
+    error = Signal(str)
+
+
+class LargeImageTiles(QObject):
+    """Serves the canvas the tiles of one large image; close it when the image is no longer shown."""
+
+    overviewReady = Signal(object)  # QImage: the whole image, reduced (its width / the image's = its scale)
+    tileReady = Signal(int, int, int, object)  # level, row, col, QImage
+    pyramidReady = Signal()  # every level can be served now
+    buildProgress = Signal(int, int)  # bands done, bands in all
+    failed = Signal(str)  # the view cannot be built: one line saying why
+    sourceChanged = Signal()  # the file changed on disk since the view was built
+
+    def __init__(
+        self, source: Path, folder: Path, size: tuple[int, int], parent: QObject | None = None
+    ) -> None:
+        super().__init__(parent)
+        self.source = source
+        self.folder = folder
+        self.size = size
+        self.pyramid: Pyramid | None = None
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(2)
+        self._signals = _Signals(self)
+        self._signals.tile.connect(self._on_tile)
+        self._signals.overview.connect(self._on_overview)
+        self._signals.error.connect(self._on_read_error)
+        self._lock = threading.Lock()
+        self._pending: set[TileKey] = set()
+        self._wanted: set[TileKey] = set()
+        self._regions: ImageRegions | None = None  # level 0 straight from a region-readable file
+        self._regions_lock = threading.Lock()
+        self._state: list[int] | None = None
+        self._process: QProcess | None = None
+        self._output = b""
+        self._build_error = ""
+        self._closed = False
+        self._changed = False
+        self._generation = 0
+
+    # ---------------------------------------------------------------------------------------------- life
+    def start(self) -> None:
+        """Use the pyramid of the file as it is now, or build one (``buildProgress``, then
+        ``pyramidReady`` or ``failed``); the overview arrives through ``overviewReady`` either way."""
+        try:
+            self._state = fingerprint(self.source)
+            if reads_in_regions(self.source):
+                self._regions = open_regions(self.source)
+        except (OSError, ImageReadError) as exc:
+            self.failed.emit(str(exc))
+            return
+        self.pyramid = Pyramid.open(self.folder, self.source)
+        if self.pyramid is not None:
+            self._read_overview(from_pyramid=True)
+            self.pyramidReady.emit()
+            return
+        self._read_overview(from_pyramid=False)
+        self._start_build()
+
+    def close(self) -> None:
+        """Stop building and reading; what was built stays for the next time."""
+        self._closed = True
+        with self._lock:
+            self._wanted.clear()
+        self._pool.clear()
+        if self._process is not None and self._process.state() != QProcess.ProcessState.NotRunning:
+            self._process.kill()
+            self._process.waitForFinished(2000)
+        self._pool.waitForDone(5000)
+        if self._regions is not None:
+            with self._regions_lock:
+                self._regions.close()
+            self._regions = None
+
+    def building(self) -> bool:
+        return self._process is not None and self._process.state() != QProcess.ProcessState.NotRunning
+
+    def wait_for_build(self, timeout_ms: int = 60_000) -> bool:
+        """Block until the build process ends (tests and benchmarks)."""
+        if self._process is None:
+            return True
+        return self._process.waitForFinished(timeout_ms)
+
+    # ----------------------------------------------------------------------------------------------- tiles
+    def can_serve(self, level: int) -> bool:
+        """Whether tiles of ``level`` can be read now."""
+        if self._changed or self._closed:
+            return False
+        return self.pyramid is not None or (level == 0 and self._regions is not None)
+
+    def request(self, level: int, row: int, col: int) -> None:
+        """Read one tile; it arrives through ``tileReady`` (nothing when it cannot be served)."""
+        key = (level, row, col)
+        if not self.can_serve(level):
+            return
+        with self._lock:
+            self._wanted.add(key)
+            if key in self._pending:
+                return
+            self._pending.add(key)
+        self._pool.start(_TileTask(self, key))
+
+    def keep_only(self, keys: set[TileKey]) -> None:
+        """Forget requests not in ``keys`` that have not been read yet."""
+        with self._lock:
+            self._wanted = set(keys)
+
+    def read_tile(self, key: TileKey) -> np.ndarray | None:
+        """One tile's pixels (any thread); ``None`` when it is no longer wanted or cannot be served."""
+        with self._lock:
+            if key not in self._wanted or self._closed:
+                self._pending.discard(key)
+                return None
+        if self._state is not None and not _unchanged(self.source, self._state):
+            raise _SourceChanged
+        level, row, col = key
+        pyramid = self.pyramid
+        if level == 0 and self._regions is not None:
+            height, width = self.size
+            x0, y0 = col * TILE_SIZE, row * TILE_SIZE
+            with self._regions_lock:
+                if self._regions is None:
+                    return None
+                return np.array(
+                    self._regions.read(x0, y0, min(width, x0 + TILE_SIZE), min(height, y0 + TILE_SIZE))
+                )
+        if pyramid is None:
+            return None
+        return pyramid.cached_tile(level, row, col)
+
+    # ------------------------------------------------------------------------------------------ internals
+    def _read_overview(self, *, from_pyramid: bool) -> None:
+        self._generation += 1
+        self._pool.start(_OverviewTask(self, from_pyramid, self._generation), priority=1)
+
+    def _start_build(self) -> None:
+        process = QProcess(self)
+        process.setProgram(sys.executable)
+        process.setArguments(["-m", "app.project.view_pyramid", str(self.source), str(self.folder)])
+        env = QProcessEnvironment.systemEnvironment()
+        env.insert("PYTHONUNBUFFERED", "1")
+        env.insert("OMP_NUM_THREADS", "1")  # one core for the build, the other for the window
+        process.setProcessEnvironment(env)
+        process.readyReadStandardOutput.connect(self._on_build_output)
+        process.finished.connect(self._on_build_finished)
+        self._process = process
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        process.start()
+
+    def _on_build_output(self) -> None:
+        if self._process is None:
+            return
+        self._output += bytes(self._process.readAllStandardOutput().data())
+        *lines, self._output = self._output.split(b"\n")
+        for line in lines:
+            text = line.decode("utf-8", errors="replace").strip()
+            if text.startswith("progress "):
+                done, total = (int(v) for v in text.split()[1:3])
+                self.buildProgress.emit(done, total)
+            elif text.startswith("error: "):
+                self._build_error = text[len("error: ") :]
+
+    def _on_build_finished(self, exit_code: int, _status: QProcess.ExitStatus) -> None:
+        self._on_build_output()
+        if self._closed:
+            return
+        error = self._build_error
+        if exit_code != 0 or error:
+            self.failed.emit(
+                error or f"{self.source.name}: building its view stopped (exit code {exit_code})"
+            )
+            return
+        self.pyramid = Pyramid.open(self.folder, self.source)
+        if self.pyramid is None:
+            self.failed.emit(f"{self.source.name}: the file changed while its view was being built")
+            return
+        self._read_overview(from_pyramid=True)
+        self.pyramidReady.emit()
+
+    def _on_tile(self, key: object, image: object) -> None:
+        assert isinstance(key, tuple)
+        with self._lock:
+            self._pending.discard(key)
+        if isinstance(image, QImage) and not self._closed:
+            self.tileReady.emit(*key, image)
+
+    def _on_overview(self, image: object, generation: int) -> None:
+        if isinstance(image, QImage) and not self._closed and generation == self._generation:
+            self.overviewReady.emit(image)
+
+    def _on_read_error(self, message: str) -> None:
+        if self._closed:
+            return
+        if message == _SourceChanged.__name__:
+            if not self._changed:
+                self._changed = True
+                self.sourceChanged.emit()
+            return
+        self.failed.emit(message)
+
+
+class _SourceChanged(Exception):
+    """The file changed on disk since the tiles were built."""
+
+
+def _unchanged(source: Path, state: list[int]) -> bool:
+    try:
+        return fingerprint(source) == state
+    except OSError:
+        return False
+
+
+class _TileTask(QRunnable):
+    def __init__(self, tiles: LargeImageTiles, key: TileKey) -> None:
+        super().__init__()
+        self._tiles, self._key, self._signals = tiles, key, tiles._signals
+
+    def run(self) -> None:
+        try:
+            pixels = self._tiles.read_tile(self._key)
+        except _SourceChanged:
+            self._signals.tile.emit(self._key, None)
+            self._signals.error.emit(_SourceChanged.__name__)
+            return
+        except (PyramidError, ImageReadError, OSError, MemoryError) as exc:
+            self._signals.tile.emit(self._key, None)
+            self._signals.error.emit(str(exc) or type(exc).__name__)
+            return
+        self._signals.tile.emit(self._key, None if pixels is None else rgb_to_qimage(pixels))
+
+
+class _OverviewTask(QRunnable):
+    def __init__(self, tiles: LargeImageTiles, from_pyramid: bool, generation: int) -> None:
+        super().__init__()
+        self._tiles, self._from_pyramid, self._generation = tiles, from_pyramid, generation
+
+    def run(self) -> None:
+        signals = self._tiles._signals
+        try:
+            if self._from_pyramid and self._tiles.pyramid is not None:
+                pixels: np.ndarray | None = self._tiles.pyramid.overview()
+            else:
+                found = read_overview(self._tiles.source, OVERVIEW_SIDE)
+                pixels = None if found is None else found[0]
+        except (PyramidError, ImageReadError, OSError, MemoryError) as exc:
+            if self._from_pyramid:
+                signals.error.emit(str(exc) or type(exc).__name__)
+            return  # a quick overview is a nicety: the pyramid's comes when it is built
+        signals.overview.emit(None if pixels is None else rgb_to_qimage(pixels), self._generation)
