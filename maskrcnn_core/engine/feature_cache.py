@@ -122,13 +122,60 @@ def batch_features(
     for name in items[0].levels:
         maps = [item.levels[name] for item in items]
         h, w = max(m.shape[-2] for m in maps), max(m.shape[-1] for m in maps)
-        batch = torch.zeros((len(maps), maps[0].shape[0], h, w), dtype=dtype, device=device)
+        # each map is converted straight into its slot; only the padding is zeroed (the maps of photos of
+        # one size fill the batch, and zeroing all of it first was a second pass over the largest level)
+        batch = torch.empty((len(maps), maps[0].shape[0], h, w), dtype=dtype, device=device)
         for i, m in enumerate(maps):
-            batch[i, :, : m.shape[-2], : m.shape[-1]] = m.to(device, dtype)
+            mh, mw = m.shape[-2], m.shape[-1]
+            batch[i, :, :mh, :mw].copy_(m)
+            batch[i, :, mh:, :].zero_()
+            batch[i, :, :mh, mw:].zero_()
         levels[name] = batch
     # the anchors read only the batch's shape: an expanded scalar holds it without any memory
     shape_only = torch.zeros((), dtype=dtype, device=device).expand(len(items), 3, height, width)
     return ImageList(shape_only, [item.image_size for item in items]), levels
+
+
+class FrozenBackboneNetworks:
+    """:class:`~maskrcnn_core.model.subnetworks.SubNetworks` for scoring a model whose backbone + FPN are
+    frozen (the ``heads`` tier, during its run): the features of each input batch are computed once — by
+    ``backbone`` (a CPU backend's compiled network) where given, else by the model's own modules — and
+    kept, in float32, while they fit ``memory_budget`` bytes, so the validations of a run after the first
+    cost the heads alone. The RPN head, box head and mask head, which train, always run in torch.
+
+    A batch is known by a digest of its pixels, so a batch that differs in any value is computed anew."""
+
+    def __init__(self, model: MaskRCNN, backbone: SubNetworks | None, memory_budget: int) -> None:
+        self.model, self.backbone, self.memory_budget = model, backbone, memory_budget
+        self._kept: dict[tuple[tuple[int, ...], bytes], OrderedDict[str, Tensor]] = {}
+        self._kept_bytes = 0
+        self.computed = 0  # input batches whose features were computed (not reused)
+
+    def features_and_objectness(
+        self, images: Tensor
+    ) -> tuple[OrderedDict[str, Tensor], list[Tensor], list[Tensor]]:
+        key = (tuple(images.shape), hashlib.blake2b(images.detach().cpu().numpy().tobytes()).digest())
+        features = self._kept.get(key)
+        if features is None:
+            self.computed += 1
+            if self.backbone is None:
+                features = self.model._features(images)
+            else:  # its objectness is of the RPN head before training: the torch head runs below
+                features = self.backbone.features_and_objectness(images)[0]
+            size = sum(level.numel() * level.element_size() for level in features.values())
+            if self._kept_bytes + size <= self.memory_budget:
+                self._kept[key] = features
+                self._kept_bytes += size
+        objectness, deltas = self.model.rpn.head(list(features.values()))
+        return features, objectness, deltas
+
+    def box_outputs(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
+        heads = self.model.roi_heads
+        return heads.box_predictor(heads.box_head(pooled))
+
+    def mask_logits(self, pooled: Tensor) -> Tensor:
+        heads = self.model.roi_heads
+        return heads.mask_predictor(heads.mask_head(pooled))
 
 
 def weights_fingerprint(model: MaskRCNN) -> str:
@@ -202,6 +249,11 @@ class FeatureCache:
             if progress is not None:
                 progress((index + 1) * len(flips), total, self.on_disk)
         return True
+
+    @property
+    def memory_room(self) -> int:
+        """Bytes of the memory budget the training features leave (none once they went to disk)."""
+        return 0 if self.on_disk else max(0, self.memory_budget - self._memory_bytes)
 
     def get(self, index: int, mirrored: bool) -> ImageFeatures:
         key = (index, mirrored)

@@ -10,6 +10,7 @@ of the batch goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -23,9 +24,9 @@ from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.engine.allocator import reuse_freed_memory
 from maskrcnn_core.engine.postprocess import paste_masks_cropped
 from maskrcnn_core.engine.tiled_predict import DetectArrays, TiledImage, open_tiled, run_tiled
-from maskrcnn_core.engine.tiling import TileOptions
+from maskrcnn_core.engine.tiling import TileOptions, box_region, place_in_image
 from maskrcnn_core.engine.uncertainty import score_detections
-from maskrcnn_core.image_io import read_image, to_rgb_uint8
+from maskrcnn_core.image_io import ImageReadError, ImageRegions, open_regions, read_image, to_rgb_uint8
 from maskrcnn_core.inference_options import BackendChoice, choose_backend
 from maskrcnn_core.model.subnetworks import SubNetworks
 from maskrcnn_core.model.weights import load_model, model_info
@@ -112,15 +113,19 @@ class Predictor:
         backend: str = "torch",
         precision: str = "auto",
         cache_dir: str | os.PathLike | None = None,
+        subnetworks: SubNetworks | None = None,
     ) -> Predictor:
         """A Predictor around a model already in memory (training's evaluation); it stays on its device.
 
         The backend defaults to torch here: a model being trained changes between evaluations, and each
-        change would be a new conversion."""
+        change would be a new conversion. ``subnetworks`` replaces what runs the dense networks (the
+        trainer's for a frozen backbone, whose features it keeps between evaluations)."""
         predictor = cls.__new__(cls)
         device = next(model.parameters()).device
         predictor._setup(model, device, batch_size, mixed_precision, max_pixels, None)
         predictor._use_backend(choose_backend(backend, precision, on_gpu=device.type == "cuda"), cache_dir)
+        if subnetworks is not None:
+            predictor._subnetworks = subnetworks
         return predictor
 
     def _setup(self, model, device, batch_size, mixed_precision, max_pixels, weights) -> None:
@@ -232,13 +237,27 @@ class Predictor:
         """Masks for boxes a user drew: ``boxes`` ``(N, 4)`` xyxy in image pixels; ``labels`` ``(N,)`` in
         ``1..num_classes`` or ``None`` to take the model's best class. ``scores`` are the classifier's
         probability of each label."""
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if not np.isfinite(boxes).all() or (boxes[:, 2:] <= boxes[:, :2]).any():
+            raise ValueError("boxes must be finite xyxy boxes with x1 < x2 and y1 < y2")
+        transform = self.model.transform
+        tiled = open_tiled(
+            0, image, self.tiling or TileOptions(), (transform.min_size[-1], transform.max_size)
+        )
+        if isinstance(tiled, Prediction):
+            return tiled
+        if tiled is not None:
+            # a large image: the region around the boxes, at its own scale as a tile would be
+            return self._segment_boxes_in_region(tiled, boxes, labels)
         loaded = self._load(0, image, may_tile=False)
         if isinstance(loaded, Prediction):
             return loaded
         assert isinstance(loaded, _Loaded)
-        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-        if not np.isfinite(boxes).all() or (boxes[:, 2:] <= boxes[:, :2]).any():
-            raise ValueError("boxes must be finite xyxy boxes with x1 < x2 and y1 < y2")
+        return self._segment_boxes_loaded(loaded, boxes, labels)
+
+    def _segment_boxes_loaded(
+        self, loaded: _Loaded, boxes: np.ndarray, labels: np.ndarray | None
+    ) -> Prediction:
         tensor = self._to_tensor(loaded.image).float().div_(255.0)  # forward takes float images
         box_tensor = torch.from_numpy(boxes).to(self.device)
         label_tensor = (
@@ -251,6 +270,26 @@ class Predictor:
         return self._prediction(loaded.source, size, box_tensor, out["scores"], out["labels"], masks)
 
     # ------------------------------------------------------------------ internals
+
+    def _segment_boxes_in_region(
+        self, image: TiledImage, boxes: np.ndarray, labels: np.ndarray | None
+    ) -> Prediction:
+        try:
+            regions = (
+                ImageRegions(image.array) if image.array is not None else open_regions(image.source or "")
+            )
+            with regions:
+                size = regions.size
+                region = box_region(boxes, size, image.options)
+                pixels = np.array(regions.read(region.x0, region.y0, region.x1, region.y1))
+        except ImageReadError as exc:
+            return Prediction.failed(image.source, str(exc))
+        shift = np.array([region.x0, region.y0, region.x0, region.y0], dtype=np.float32)
+        limits = np.array([region.width, region.height, region.width, region.height], dtype=np.float32)
+        inside = np.clip(boxes - shift, 0, limits)
+        with self.model.transform.native_scale():
+            prediction = self._segment_boxes_loaded(_Loaded(0, None, pixels), inside, labels)
+        return dataclasses.replace(place_in_image(prediction, region, size), source=image.source)
 
     def _load(
         self, index: int, source: ImageSource, *, may_tile: bool = True

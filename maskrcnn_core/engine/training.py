@@ -46,6 +46,7 @@ from maskrcnn_core.engine.feature_cache import (
     FEATURE_CACHE_DIR,
     FeatureCache,
     FeatureCacheError,
+    FrozenBackboneNetworks,
     batch_features,
 )
 from maskrcnn_core.inference_options import choose_backend
@@ -376,6 +377,9 @@ class Trainer:
         self.last_losses: dict[str, float] = {}
         self.last_metrics: dict | None = None
         self.checkpoint_path: Path | None = None
+        self._backbone: SubNetworks | None = None  # see _frozen_backbone
+        self._backbone_made = False
+        self._scoring_networks: FrozenBackboneNetworks | None = None  # the heads tier's validations
         self._loss_module: nn.Module = (
             _LossModule(model) if self.features is None else _HeadsLossModule(model)
         )
@@ -501,9 +505,16 @@ class Trainer:
         """Score the model on the validation data (rank 0) into ``last_metrics``, with an event."""
         if self.rank != 0 or self.val_data is None:
             return
+        from maskrcnn_core.engine.predictor import Predictor
         from maskrcnn_core.engine.validation import evaluate_model
 
-        self.last_metrics = evaluate_model(self.model, self.val_data).to_dict()
+        scored: MaskRCNN | Predictor = self.model
+        if self.features is not None:  # frozen backbone: the validation images' features once, fast
+            if self._scoring_networks is None:
+                room = self.features.memory_room
+                self._scoring_networks = FrozenBackboneNetworks(self.model, self._frozen_backbone(), room)
+            scored = Predictor.from_model(self.model, subnetworks=self._scoring_networks)
+        self.last_metrics = evaluate_model(scored, self.val_data).to_dict()
         self._train_mode()
         self.emit(EvaluationEvent(iteration=self.iteration, metrics=self.last_metrics))
 
@@ -552,8 +563,15 @@ class Trainer:
             mirrored=self.config.hflip_prob > 0,
             cancel=cancel,
             progress=report,
-            backbone=self._fast_backbone,
+            backbone=self._frozen_backbone,
         )
+
+    def _frozen_backbone(self) -> SubNetworks | None:
+        """What runs the frozen backbone for the caching pass and the validations: made once, when first
+        asked (a resumed run whose features are all on disk may never ask)."""
+        if not self._backbone_made:
+            self._backbone, self._backbone_made = self._fast_backbone(), True
+        return self._backbone
 
     def _fast_backbone(self) -> SubNetworks | None:
         """On a CPU with OpenVINO, the frozen backbone compiled for the caching pass (float32, the same

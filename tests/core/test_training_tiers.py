@@ -133,6 +133,32 @@ def test_heads_tier_trains_the_heads_alone_and_learns(shapes, tmp_path: Path) ->
     assert sum(total[-6:]) / 6 < 0.85 * sum(total[:6]) / 6, total
 
 
+def test_a_heads_run_scores_with_the_validation_features_computed_once(
+    shapes_root: Path, shapes, tmp_path: Path, monkeypatch
+) -> None:
+    from maskrcnn_core.engine.training import Trainer
+    from maskrcnn_core.engine.validation import evaluate_model
+
+    val = load_coco(shapes_root / "train.json", shapes_root / "images")[0]  # 6 images: 3 batches of 2
+    monkeypatch.setattr(Trainer, "_fast_backbone", lambda self: None)  # torch: the exact plain path
+    config = TrainConfig(iterations=6, **HEADS, eval_every=2)
+    recorder = Recorder()
+    trainer = Trainer(tiny_model(shapes), shapes, tmp_path, config, val_data=val, callbacks=[recorder])
+    trainer.train()
+    evaluations = [e for e in recorder.events if str(e.type) == "evaluation"]
+    assert [e.iteration for e in evaluations] == [2, 4, 6]
+    assert trainer._scoring_networks is not None and trainer._scoring_networks.computed == 3  # not 9
+    # the scores are the plain model's on the same images, to the last digit
+    assert evaluations[-1].metrics == evaluate_model(trainer.model, val).to_dict()
+
+    # no room in memory (the training features went to disk): computed each time, scored the same
+    on_disk = TrainConfig(iterations=6, **HEADS, eval_every=2, feature_cache_bytes=0)
+    again = Trainer(tiny_model(shapes), shapes, tmp_path / "disk", on_disk, val_data=val)
+    again.train()
+    assert again._scoring_networks is not None and again._scoring_networks.computed == 9
+    assert again.last_metrics == evaluations[-1].metrics
+
+
 def test_cached_features_give_the_loss_of_live_features(shapes) -> None:
     model = tiny_model(shapes).eval()  # the same BatchNorm behaviour on both paths
     dataset = InstanceDataset(shapes)
