@@ -43,7 +43,7 @@ class BusyPredictor:
         self.description = "CPU (a stand-in for the model)"
         self.seconds = seconds
 
-    def predict(self, images, *, score_thresh=0.05, cancel=None, progress=None):  # noqa: ANN001, ANN201
+    def predict(self, images, *, score_thresh=0.05, cancel=None, progress=None, tile_progress=None):  # noqa: ANN001, ANN201
         from maskrcnn_core.image_io import read_image
 
         out = []

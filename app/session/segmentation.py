@@ -63,6 +63,7 @@ class SegmentationController(QObject):
     modelFailed = Signal(str)
     busyChanged = Signal(bool)
     progressChanged = Signal(int, int, float)  # done, total, ETA in seconds (-1 when unknown)
+    tileProgressChanged = Signal(int, int)  # tiles done, tiles of the large image being segmented
     message = Signal(str)  # one line for the status bar
     jobFinished = Signal(int, bool)  # job id, cancelled
     boxReady = Signal(int, object)  # box job id, ImageResult: the box-prompt tool's answer
@@ -102,6 +103,7 @@ class SegmentationController(QObject):
         self._worker.resultReady.connect(self._on_result)
         self._worker.imageFailed.connect(self._on_image_failed)
         self._worker.progress.connect(self._on_progress)
+        self._worker.tileProgress.connect(self._on_tile_progress)
         self._worker.jobFinished.connect(self._on_job_finished)
         self._thread.finished.connect(self._worker.deleteLater)
         self._thread.start()
@@ -212,6 +214,10 @@ class SegmentationController(QObject):
         state.done = done
         eta = eta_seconds(done, total, time.monotonic() - state.started)
         self.progressChanged.emit(done, total, -1.0 if eta is None else eta)
+
+    def _on_tile_progress(self, job_id: int, done: int, total: int) -> None:
+        if job_id in self._jobs:
+            self.tileProgressChanged.emit(done, total)
 
     def _on_job_finished(self, job_id: int, cancelled: bool, error: str) -> None:
         state = self._jobs.pop(job_id, None)

@@ -468,6 +468,7 @@ class MainWindow(QMainWindow):
         self.view_controls.scoreThresholdChanged.connect(doc.set_score_threshold)
         seg.busyChanged.connect(self.run_progress.set_busy)
         seg.progressChanged.connect(self.run_progress.set_progress)
+        seg.tileProgressChanged.connect(self.run_progress.set_tile_progress)
         seg.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         seg.modelChanged.connect(self._show_model)
         seg.modelFailed.connect(lambda _e: self._show_model_description(None))

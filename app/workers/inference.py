@@ -52,6 +52,7 @@ class PredictorProtocol(Protocol):
         score_thresh: float = 0.05,
         cancel: CancelToken | None = None,
         progress: Callable[[int, int], None] | None = None,
+        tile_progress: Callable[[int, int], None] | None = None,
     ) -> list[Prediction]: ...
 
 
@@ -121,6 +122,7 @@ class InferenceWorker(QObject):
     resultReady = Signal(int, object)  # job id, ImageResult
     imageFailed = Signal(int, int, str)  # job id, image id, message: the model failed, not the file
     progress = Signal(int, int, int)  # job id, images segmented, total
+    tileProgress = Signal(int, int, int)  # job id, tiles of the large image in progress done, its tiles
     jobFinished = Signal(int, bool, str)  # job id, cancelled, error message ("" when none)
     boxReady = Signal(int, object)  # box job id, ImageResult (one detection, or none, or an error)
 
@@ -203,7 +205,10 @@ class InferenceWorker(QObject):
         assert self._predictor is not None
         try:
             predictions = self._predictor.predict(
-                [path for _, path in chunk], score_thresh=STORED_SCORE_THRESHOLD, cancel=flag
+                [path for _, path in chunk],
+                score_thresh=STORED_SCORE_THRESHOLD,
+                cancel=flag,
+                tile_progress=lambda done, total: self.tileProgress.emit(job_id, done, total),
             )
         except Exception as exc:  # noqa: BLE001 - e.g. out of memory: report it and go on with the next image
             for image_id, _ in chunk:

@@ -187,12 +187,14 @@ class Predictor:
         top_k: int = 100,
         cancel: CancelToken | None = None,
         progress: ProgressCallback | None = None,
+        tile_progress: ProgressCallback | None = None,
     ) -> list[Prediction]:
         """One :class:`Prediction` per image, in order.
 
         ``images``: file paths (EXIF orientation applied; grayscale, RGBA, 16-bit converted) or numpy
         arrays ``(H, W)``, ``(H, W, 3)``, ``(H, W, 4)`` of uint8/uint16/float in [0, 1]. An unreadable file
-        gives ``Prediction.failed`` for that image. ``progress(done, total)`` is called after each batch;
+        gives ``Prediction.failed`` for that image. ``progress(done, total)`` is called after each batch, and
+        ``tile_progress(tiles done, tiles)`` after each batch of a tiled image's tiles;
         when ``cancel`` is set the call returns early with the predictions made so far (fewer than images).
         """
         if isinstance(images, str | os.PathLike | np.ndarray):
@@ -210,7 +212,7 @@ class Predictor:
                     results[index] = loaded
                 elif isinstance(loaded, TiledImage):
                     detect = self._detect_arrays(score_thresh, nms_thresh, top_k)
-                    results[index] = run_tiled(loaded, self.batch_size, detect, cancel)
+                    results[index] = run_tiled(loaded, self.batch_size, detect, cancel, tile_progress)
                 else:
                     batch.append(loaded)
             if cancel is not None and cancel.cancelled:

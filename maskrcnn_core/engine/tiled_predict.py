@@ -80,10 +80,15 @@ def open_tiled(
 
 
 def run_tiled(
-    image: TiledImage, batch_size: int, detect: DetectArrays, cancel: CancelToken | None = None
+    image: TiledImage,
+    batch_size: int,
+    detect: DetectArrays,
+    cancel: CancelToken | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Prediction | None:
     """The image's prediction from its tiles (and the full-image pass when asked for); ``None`` when
-    ``cancel`` stopped it part way; ``Prediction.failed`` for a file that cannot be read."""
+    ``cancel`` stopped it part way; ``Prediction.failed`` for a file that cannot be read.
+    ``progress(tiles done, tiles)`` is called after each batch of tiles."""
     try:
         regions = ImageRegions(image.array) if image.array is not None else open_regions(image.source or "")
     except ImageReadError as exc:
@@ -104,6 +109,8 @@ def run_tiled(
             for tile, prediction in zip(group, detect(arrays, True), strict=True):
                 whole = np.flatnonzero(whole_in_tile(prediction.boxes, tile, size))
                 parts.append(place_in_image(take(prediction, whole), tile, size))
+            if progress is not None:
+                progress(start + len(group), len(tiles))
         if options.full_image_pass:
             try:
                 parts.append(_full_image_pass(image, regions, detect))

@@ -21,6 +21,7 @@ settings import :class:`TileOptions` and its defaults from here.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -138,6 +139,33 @@ def _starts(length: int, size: int, overlap: int) -> list[int]:
     starts = list(range(0, length - size, step))
     starts.append(length - size)
     return starts
+
+
+def box_region(boxes: np.ndarray, image_size: tuple[int, int], options: TileOptions) -> Tile:
+    """The region a box prompt on a tiled image runs on, at the image's own scale like a tile: the boxes
+    (xyxy, image pixels) with ``options.overlap`` of context on every side, at least a tile's size, inside
+    the image."""
+    height, width = image_size
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    x0, y0 = float(boxes[:, 0].min()), float(boxes[:, 1].min())
+    x1, y1 = float(boxes[:, 2].max()), float(boxes[:, 3].max())
+
+    def span(low: float, high: float, length: int) -> tuple[int, int]:
+        start, stop = math.floor(low) - options.overlap, math.ceil(high) + options.overlap
+        short = options.size - (stop - start)
+        if short > 0:
+            start, stop = start - short // 2, stop + short - short // 2
+        start, stop = max(0, start), min(length, stop)
+        if stop - start < options.size:  # pushed against an image edge: grow the other way
+            start, stop = (
+                max(0, min(start, stop - options.size)),
+                min(length, max(stop, start + options.size)),
+            )
+        return start, stop
+
+    left, right = span(x0, x1, width)
+    top, bottom = span(y0, y1, height)
+    return Tile(left, top, right, bottom)
 
 
 def whole_in_tile(boxes: np.ndarray, tile: Tile, image_size: tuple[int, int]) -> np.ndarray:

@@ -37,7 +37,7 @@ class FakePredictor:
         self.calls: list[str] = []
         self.thread_names: set[str] = set()
 
-    def predict(self, images, *, score_thresh=0.05, cancel=None, progress=None):  # noqa: ANN001, ANN201
+    def predict(self, images, *, score_thresh=0.05, cancel=None, progress=None, tile_progress=None):  # noqa: ANN001, ANN201
         self.thread_names.add(threading.current_thread().name)
         out = []
         for source in images:

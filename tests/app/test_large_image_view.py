@@ -292,3 +292,35 @@ def test_a_large_image_changed_on_disk_while_shown_is_shown_again_from_a_new_vie
         pixels[:, : 3 * image.width()].reshape(image.height(), -1, 3), changed[:TILE_SIZE, :TILE_SIZE]
     )
     window.close()
+
+
+@pytest.mark.gui
+@pytest.mark.slow
+def test_auto_segment_runs_a_large_image_in_tiles_with_progress_and_cancel(qtbot, tmp_path):
+    from maskrcnn_core.data.synthetic import generate_large_scene
+
+    generate_large_scene(tmp_path, height=1100, width=WIDTH, num_objects=60, seed=2)
+    folder = tmp_path / "images"
+    window = _window(qtbot, folder)  # the bundled demo model, for real
+    qtbot.waitUntil(lambda: window.segmentation.model is not None, timeout=120_000)
+    doc = window.document
+    (image,) = doc.images()
+    seen: list[tuple[int, int]] = []
+    window.segmentation.tileProgressChanged.connect(lambda done, total: seen.append((done, total)))
+    with qtbot.waitSignal(window.segmentation.jobFinished, timeout=120_000) as finished:
+        window.segment_all_action.trigger()
+        qtbot.waitUntil(lambda: len(seen) >= 2, timeout=60_000)
+        assert "tile" in window.run_progress.label.text()
+        window.run_progress.cancelRequested.emit()
+    assert finished.args[1] is True  # cancelled part way through the image's tiles
+    assert seen[0][1] == seen[-1][1] > seen[-1][0]
+    assert doc.instances(image.id) == []  # a half-segmented image stores nothing
+    # run to the end: the image's instances, at full-resolution coordinates
+    seen.clear()
+    with qtbot.waitSignal(window.segmentation.jobFinished, timeout=300_000) as finished:
+        window.segment_all_action.trigger()
+    assert finished.args[1] is False and seen[-1][0] == seen[-1][1]
+    found = doc.instances(image.id)
+    assert len(found) >= 20
+    assert any(rle_to_mask(i.rle).x0 > TILED_VIEW_MIN_SIDE - 1000 for i in found)  # found far to the right
+    window.close()

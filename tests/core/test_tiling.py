@@ -162,8 +162,11 @@ def test_tiles_of_a_real_scene_give_each_object_once_and_whole(tmp_path: Path):
 
     options = TileOptions(mode="on", size=256, overlap=96, full_image_pass=False)  # objects: 60 px at most
     tiled = TiledImage(0, None, options, (192, 256), array=pixels)
-    result = run_tiled(tiled, 4, detect)
+    progress: list[tuple[int, int]] = []
+    result = run_tiled(tiled, 4, detect, progress=lambda done, total: progress.append((done, total)))
     assert result is not None and len(result) == len(truth)
+    tiles = len(tile_grid((700, 900), 256, 96))
+    assert progress == [(min(n, tiles), tiles) for n in range(4, tiles + 4, 4)]  # after each batch of 4
     found = sorted((m.crop_box, m.area) for m in result.masks)
     assert found == sorted((m.crop_box, m.area) for m in truth)
 
@@ -299,3 +302,44 @@ def test_the_full_image_pass_finds_objects_larger_than_the_overlap(tmp_path: Pat
     print(f"objects of 220-260 px found: tiles alone {found_tiles}/{len(truth)}, full pass too {found_pass}")
     assert found_pass >= len(truth) - 1
     assert found_tiles < found_pass
+
+
+# ------------------------------------------------------------------------------ the box prompt
+
+
+@pytest.mark.parametrize(
+    ("box", "expected"),
+    [
+        ((700, 500, 740, 540), (464, 264, 976, 776)),  # a small box: a tile around it
+        ((5, 5, 45, 45), (0, 0, 512, 512)),  # in a corner: pushed inside, still a tile
+        ((100, 100, 900, 300), (0, 0, 1028, 512)),  # wider than a tile: the box and its context
+    ],
+)
+def test_a_box_prompt_runs_on_the_region_around_the_box(box, expected):
+    from maskrcnn_core.engine.tiling import box_region
+
+    region = box_region(np.array([box], dtype=np.float32), (1200, 1600), TileOptions(size=512, overlap=128))
+    assert (region.x0, region.y0, region.x1, region.y1) == expected
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="the demo model is not built")
+def test_a_box_prompt_on_a_large_image_segments_the_object_from_its_region(tmp_path: Path):
+    from maskrcnn_core.engine.predictor import Predictor
+    from maskrcnn_core.engine.tiling import mask_iou
+
+    json_path = generate_large_scene(tmp_path, height=1200, width=1600, num_objects=40, seed=1)
+    data, _ = load_coco(json_path, tmp_path / "images")
+    image = data.images[0]
+    predictor = Predictor(DEMO_MODEL, device="cpu")
+    predictor.tiling = TileOptions(full_image_pass=False)
+    truth = [a for a in image.annotations if a.area > 200][:6]
+    boxes = np.array([a.bbox for a in truth], dtype=np.float32)
+    tiled = predictor.segment_boxes(image.path, boxes)
+    predictor.tiling = TileOptions(mode="off")
+    whole = predictor.segment_boxes(image.path, boxes)
+    iou_tiled = [mask_iou(t.mask, m) for t, m in zip(truth, tiled.masks, strict=True)]
+    iou_whole = [mask_iou(t.mask, m) for t, m in zip(truth, whole.masks, strict=True)]
+    print(f"box prompt mask IoU: region {np.round(iou_tiled, 2)}, whole image {np.round(iou_whole, 2)}")
+    assert tiled.image_size == (1200, 1600) and all(m.image_size == (1200, 1600) for m in tiled.masks)
+    assert np.mean(iou_tiled) >= 0.6 and np.mean(iou_tiled) > np.mean(iou_whole) + 0.1

@@ -32,6 +32,7 @@ class RunProgress(QWidget):
         self.bar = QProgressBar()
         self.bar.setMaximumWidth(180)
         self.label = QLabel()
+        self._images = ""  # the images' count, which the tile count of a large image follows
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancelRequested)
         layout.addWidget(self.bar)
@@ -46,4 +47,9 @@ class RunProgress(QWidget):
         self.bar.setMaximum(max(total, 1))
         self.bar.setValue(done)
         eta = format_eta(eta_seconds)
-        self.label.setText(f"{done}/{total}" + (f"  {eta}" if eta else ""))
+        self._images = f"{done}/{total}" + (f"  {eta}" if eta else "")
+        self.label.setText(self._images)
+
+    def set_tile_progress(self, done: int, total: int) -> None:
+        """Where a large image segmented tile by tile is (after the images' count)."""
+        self.label.setText(f"{self._images}  tile {done}/{total}".strip())
