@@ -118,12 +118,13 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = MAX_PIXELS) 
             return _to_rgb_array(upright, path)
 
 
-def image_size(path: str | os.PathLike, *, max_pixels: int | None = None) -> tuple[int, int]:
+def image_size(path: str | os.PathLike, *, max_pixels: int | None = TILED_MAX_PIXELS) -> tuple[int, int]:
     """``(H, W)`` of the upright image (after EXIF orientation), read from the file's header only.
 
     Agrees with ``read_image(path).shape[:2]``. Raises :class:`ImageReadError` as :func:`read_image`
-    does, except that a corrupt or truncated body goes unnoticed; ``max_pixels`` is checked when given
-    (a thumbnail passes :data:`MAX_PIXELS`, so it refuses what a full read refuses).
+    does, except that a corrupt or truncated body goes unnoticed. ``max_pixels`` is the limit checked
+    (by default what the tiled paths serve, so that importing, exporting and listing a large image work;
+    ``None``: Pillow's own decompression-bomb limit only).
     """
     path = Path(path)
     with warnings.catch_warnings(), _pillow_limit(max_pixels):

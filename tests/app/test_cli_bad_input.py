@@ -83,11 +83,11 @@ def test_thumbnails_refuse_a_pipe_without_opening_it(tmp_path: Path) -> None:
         image_loader.read_thumbnail(pipe)
 
 
-def test_thumbnails_obey_the_pixel_limit_of_full_reads(tmp_path: Path, monkeypatch) -> None:
+def test_thumbnails_obey_the_pixel_limit_of_the_tiled_view(tmp_path: Path, monkeypatch) -> None:
     path = tmp_path / "big.png"
     Image.fromarray(np.zeros((40, 50, 3), dtype=np.uint8)).save(path)
     assert image_loader.read_thumbnail(path)[1] == (40, 50)
-    monkeypatch.setattr(image_loader, "MAX_PIXELS", 40 * 50 - 1)
+    monkeypatch.setattr(image_loader, "TILED_MAX_PIXELS", 40 * 50 - 1)
     with pytest.raises(ImageReadError, match="larger than the limit"):
         image_loader.read_thumbnail(path)
 

@@ -324,3 +324,61 @@ def test_auto_segment_runs_a_large_image_in_tiles_with_progress_and_cancel(qtbot
     assert len(found) >= 20
     assert any(rle_to_mask(i.rle).x0 > TILED_VIEW_MIN_SIDE - 1000 for i in found)  # found far to the right
     window.close()
+
+
+def test_instances_of_a_400_megapixel_image_export_to_coco_rle_and_back_exactly(tmp_path):
+    import json
+
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+
+    from app.__main__ import main as studio
+    from maskrcnn_core.masks import mask_to_rle
+    from maskrcnn_core.types import CroppedMask
+
+    size = 20_000
+    folder = tmp_path / "images"
+    folder.mkdir()
+    # a tiled TIFF of empty tiles: the right size on disk in a moment
+    tifffile.imwrite(
+        folder / "slide.tif", shape=(size, size, 3), dtype=np.uint8, tile=(512, 512), photometric="rgb"
+    )
+    yy, xx = np.mgrid[0:300, 0:420]
+    ring = ((yy - 150) ** 2 + (xx - 210) ** 2 < 140**2) & ((yy - 150) ** 2 + (xx - 210) ** 2 > 60**2)
+    masks = [
+        CroppedMask(19_500, 19_650, ring, (size, size)),  # at the far corner
+        CroppedMask(7, 12_001, ring[:, ::-1].copy(), (size, size)),
+        CroppedMask(10_000, 0, np.ones((5, 9000), bool), (size, size)),  # a long thin strip
+    ]
+    rles = [mask_to_rle(m) for m in masks]
+    truth = {
+        "images": [{"id": 1, "file_name": "slide.tif", "height": size, "width": size}],
+        "categories": [{"id": 1, "name": "cell"}],
+        "annotations": [
+            {
+                "id": i + 1,
+                "image_id": 1,
+                "category_id": 1,
+                "segmentation": {"size": r["size"], "counts": r["counts"]},
+                "area": int(m.area),
+                "bbox": [float(v) for v in mask_utils.toBbox(r)],
+                "iscrowd": 0,
+            }
+            for i, (r, m) in enumerate(zip(rles, masks, strict=True))
+        ],
+    }
+    source = tmp_path / "truth.json"
+    source.write_text(json.dumps(truth))
+    assert studio(["import", str(folder), str(source)]) == 0
+    out = tmp_path / "export.json"
+    assert studio(["export", str(folder), "--out", str(out), "--format", "rle"]) == 0
+    coco = COCO(str(out))  # pycocotools' own reader loads it
+    (image,) = coco.loadImgs(coco.getImgIds())
+    assert (image["height"], image["width"]) == (size, size)
+    exported = sorted(coco.loadAnns(coco.getAnnIds()), key=lambda a: a["bbox"][1])
+    expected = sorted(truth["annotations"], key=lambda a: a["bbox"][1])
+    for got, want in zip(exported, expected, strict=True):
+        assert got["segmentation"]["counts"] == want["segmentation"]["counts"]  # the same pixels, exactly
+        assert got["area"] == want["area"] and np.allclose(got["bbox"], want["bbox"])
+        rle = coco.annToRLE(got)
+        assert mask_utils.iou([rle], [want["segmentation"]], [0])[0, 0] == 1.0
