@@ -4,9 +4,15 @@
     torchvision's COCO layout (FrozenBatchNorm, stages 2-4 trainable in ``full``; seeded random weights:
     the time does not depend on their values), batch 2, ``--threads`` torch threads. The wall time of
     ``train()`` from its call to the written ``model_final.pt``: ``heads`` for ``--iterations`` (default:
-    the app's 10 epochs), with its feature pass reported separately; ``full`` for ``--full-iterations``
-    measured steps, and its time for the same number of iterations as ``heads`` extrapolated from them when
-    fewer (said so in the output).
+    the app's 10 epochs) as the app runs it — ``--val-photos`` validation photos scored the app's
+    ``VALIDATIONS_PER_RUN`` times, a checkpoint ``CHECKPOINTS_PER_RUN`` times — with its feature pass,
+    steps, validations and checkpoints reported apart; then the parent model's scoring on the same
+    photos as the app does it before activating (``python -m maskrcnn_core evaluate --weights``, a child
+    process, the parent's converted networks already in the cache as auto-segmenting leaves them), and the
+    sum: the time from "Fine-tune" to a scored new model (the app overlaps the parent's scoring with the
+    training, which on 2 busy cores saves little; the sum is the upper bound). ``full`` for
+    ``--full-iterations`` measured steps (no validation), and its time for the same number of iterations
+    as ``heads`` extrapolated from them when fewer (said so in the output).
 
 (b) Learning at equal wall-clock time: the bundled demo model (MobileNetV2-FPN trained on circle, square,
     triangle, ring) fine-tuned on a synthetic set that adds two classes it does not know (hexagon, star),
@@ -16,7 +22,7 @@
     sets and training seeds; mean and spread reported.
 
     .venv/bin/python bench/bench_finetune_tiers.py [--part speed|learning|all] [--threads 2]
-        [--images 20] [--iterations N] [--full-iterations 6] [--seconds 60] [--seeds 3]
+        [--images 20] [--val-photos 5] [--iterations N] [--full-iterations 6] [--seconds 60] [--seeds 3]
 
 The machine's other load counts in every figure: run it on an idle machine for clean numbers.
 """
@@ -24,7 +30,9 @@ The machine's other load counts in every figure: run it on an idle machine for c
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,6 +65,10 @@ class Clock:
         if self.stop_after_s is not None and now >= self.stop_after_s and event.type == "progress":
             self.token.cancel()
 
+    def durations(self, kind: str) -> list[float]:
+        """How long each ``kind`` event took: from the event before it to its arrival."""
+        return [t - self.events[i - 1][0] for i, (t, e) in enumerate(self.events) if e.type == kind and i]
+
     def caching_s(self) -> float:
         cached = [e for _, e in self.events if e.type == "caching"]
         return cached[-1].elapsed_s if cached else 0.0
@@ -75,46 +87,90 @@ class Clock:
 def speed(args: argparse.Namespace, work: Path) -> None:
     import torch
 
+    from app.session.finetune import CHECKPOINTS_PER_RUN, VALIDATIONS_PER_RUN
     from maskrcnn_core import mask_rcnn_resnet_50_fpn
     from maskrcnn_core.data import generate_synthetic_dataset, load_coco
+    from maskrcnn_core.engine.predictor import Predictor
     from maskrcnn_core.engine.training import TrainConfig, train
+    from maskrcnn_core.model.weights import save_checkpoint
 
-    root = work / "photos"
-    json_path = generate_synthetic_dataset(
-        root, num_images=args.images, seed=1, image_size=PHOTO_SIZE, class_names=NEW_CLASSES, max_objects=5
-    )
-    data, report = load_coco(json_path, root / "images")
-    assert report.ok, report.summary()
+    def photos(name: str, num: int, seed: int):
+        root = work / name
+        path = generate_synthetic_dataset(
+            root, num_images=num, seed=seed, image_size=PHOTO_SIZE, class_names=NEW_CLASSES, max_objects=5
+        )
+        data, report = load_coco(path, root / "images")
+        assert report.ok, report.summary()
+        return data, path, root / "images"
+
+    data, _, _ = photos("photos", args.images, seed=1)
+    val, val_json, val_images = photos("val_photos", args.val_photos, seed=2)
     iterations = args.iterations or APP_EPOCHS * args.images // BATCH
 
     def model():
         torch.manual_seed(0)
         return mask_rcnn_resnet_50_fpn(class_names=NEW_CLASSES, backbone_weights=None, norm="frozen")
 
-    print(f"(a) speed: {args.images} images {PHOTO_SIZE[1]}x{PHOTO_SIZE[0]}, ResNet-50-FPN, batch {BATCH}")
+    print(
+        f"(a) speed: {args.images} images {PHOTO_SIZE[1]}x{PHOTO_SIZE[0]} "
+        f"(+{args.val_photos} for validation), "
+        f"ResNet-50-FPN, batch {BATCH}; load before: {_load()}",
+        flush=True,
+    )
     results = {}
     for tier, steps in (("heads", iterations), ("full", min(args.full_iterations, iterations))):
+        app_like = tier == "heads"
         config = TrainConfig(
             iterations=steps,
             batch_size=BATCH,
             tier=tier,
             trainable_backbone_layers=3 if tier == "full" else None,  # heads refuses any: frozen there
-            checkpoint_every=10**6,
+            checkpoint_every=max(1, steps // CHECKPOINTS_PER_RUN) if app_like else 10**6,
+            eval_every=max(1, steps // VALIDATIONS_PER_RUN) if app_like else None,
             seed=0,
         )
         clock = Clock()
         started = time.perf_counter()
-        train(model(), data, work / f"speed-{tier}", config, callbacks=[clock])
+        train(
+            model(),
+            data,
+            work / f"speed-{tier}",
+            config,
+            callbacks=[clock],
+            val_data=val if app_like else None,
+        )
         wall = time.perf_counter() - started
         step = statistics.median(clock.step_times()) if clock.step_times() else wall / steps
         results[tier] = (wall, steps, step, clock.caching_s())
+        validations, checkpoints = clock.durations("evaluation"), clock.durations("checkpoint")
         print(
-            f"  {tier:5}: {steps} iterations in {wall:.1f} s (feature pass {clock.caching_s():.1f} s), "
-            f"median step {step:.2f} s",
+            f"  {tier:5}: {steps} iterations in {wall:.1f} s (feature pass {clock.caching_s():.1f} s, "
+            f"median step {step:.2f} s, {len(validations)} validations {sum(validations):.1f} s "
+            f"({', '.join(f'{v:.1f}' for v in validations)}), {len(checkpoints)} checkpoints "
+            f"{sum(checkpoints):.1f} s); load {_load()}",
             flush=True,
         )
     heads_wall, _, heads_step, caching = results["heads"]
     full_wall, full_steps, full_step, _ = results["full"]
+
+    # the parent's scoring, as the app runs it: the engine's evaluate command in a child process
+    parent = save_checkpoint(work / "parent.pt", model(), metadata={"name": "parent"})
+    env = {**os.environ, "MASKRCNN_CACHE_DIR": str(work / "ov_cache"), "OMP_NUM_THREADS": str(args.threads)}
+    os.environ["MASKRCNN_CACHE_DIR"] = env["MASKRCNN_CACHE_DIR"]
+    Predictor(parent)  # converts the parent's networks into the cache, as auto-segmenting with it did
+    command = [sys.executable, "-m", "maskrcnn_core", "evaluate", "--gt", str(val_json), "--weights"]
+    command += [str(parent), "--images", str(val_images), "--json", "--num-threads", str(args.threads)]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True, env=env)
+    parent_s = time.perf_counter() - started
+    scored = heads_wall + parent_s
+    print(
+        f"  parent scored on the {args.val_photos} photos (evaluate command, CPU backend) "
+        f"in {parent_s:.1f} s; "
+        f"from Fine-tune to a scored heads model: {scored:.0f} s ({scored / 60:.1f} min; the training "
+        f"process's start and loading the parent not counted); under 5 minutes: "
+        f"{'yes' if scored < 300 else 'NO'}"
+    )
     if full_steps < iterations:
         overhead = max(0.0, full_wall - full_steps * full_step)
         full_same = overhead + iterations * full_step
@@ -123,9 +179,13 @@ def speed(args: argparse.Namespace, work: Path) -> None:
         full_same, how = full_wall, "measured"
     print(
         f"  for {iterations} iterations: heads {heads_wall:.0f} s ({heads_wall / 60:.1f} min, of which the "
-        f"feature pass {caching:.0f} s), full {full_same:.0f} s ({full_same / 60:.1f} min, {how}); "
-        f"{full_same / heads_wall:.1f}x; heads under 5 minutes: {'yes' if heads_wall < 300 else 'NO'}"
+        f"feature pass {caching:.0f} s), full {full_same:.0f} s ({full_same / 60:.1f} min, {how}, no "
+        f"validation); {full_same / heads_wall:.1f}x"
     )
+
+
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 # -------------------------------------------------------------------------------------------- (b)
@@ -226,6 +286,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("speed", "learning", "all"), default="all")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
     parser.add_argument("--images", type=int, default=20, help="(a) training photos (20)")
+    parser.add_argument("--val-photos", type=int, default=5, help="(a) validation photos (5)")
     parser.add_argument("--iterations", type=int, help="(a) iterations (default: 10 epochs at batch 2)")
     parser.add_argument("--full-iterations", type=int, default=6, help="(a) full-tier steps measured (6)")
     parser.add_argument("--seconds", type=float, default=60.0, help="(b) wall-clock seconds per run (60)")

@@ -61,6 +61,8 @@ from maskrcnn_core.protocol import (
 )
 
 TRAIN_LOG = "train.log"
+VALIDATIONS_PER_RUN = 4  # when the settings do not say: the Training panel's AP curve gets four points
+CHECKPOINTS_PER_RUN = 10  # when the settings do not say: a crash loses at most a tenth of the run
 TIER_NAMES = {"heads": "heads only", "full": "full"}  # how the window names the tier a run trains
 BASE_EVAL_LOG = "evaluate_base.log"
 
@@ -71,9 +73,10 @@ class FinetuneSettings:
 
     ``iterations`` wins over ``epochs``. ``lr`` ``None``: :func:`finetune_learning_rate`.
     ``trainable_backbone_layers`` counts backbone stages that train, from the last (``None``: the model's
-    own policy). ``eval_every`` / ``checkpoint_every`` ``None``: four validations and ten checkpoints per
-    run (``eval_every`` 0: validation at the end only). ``tier`` is what trains (a key of
-    :data:`~maskrcnn_core.protocol.TIERS`; ``auto``: :func:`~maskrcnn_core.protocol.resolve_tier`).
+    own policy). ``eval_every`` / ``checkpoint_every`` ``None``: :data:`VALIDATIONS_PER_RUN` validations
+    and :data:`CHECKPOINTS_PER_RUN` checkpoints per run (``eval_every`` 0: validation at the end only).
+    ``tier`` is what trains (a key of :data:`~maskrcnn_core.protocol.TIERS`; ``auto``:
+    :func:`~maskrcnn_core.protocol.resolve_tier`).
     ``request_options`` are further :class:`~maskrcnn_core.protocol.TrainRequest` fields, e.g.
     ``(("min_size", 128),)``.
     """
@@ -504,7 +507,9 @@ def train_request(
     total: int,
 ) -> TrainRequest:
     """The ``python -m maskrcnn_core train`` request of a run from the base version's weights."""
-    eval_every = settings.eval_every if settings.eval_every is not None else max(1, total // 4)
+    eval_every = settings.eval_every
+    if eval_every is None:
+        eval_every = max(1, total // VALIDATIONS_PER_RUN)
     request = TrainRequest(
         train_json=str(training_set.train_json),
         val_json=str(training_set.val_json),
@@ -521,7 +526,7 @@ def train_request(
         device=settings.device,
         num_threads=settings.num_threads or None,
         eval_every=eval_every if eval_every > 0 else None,
-        checkpoint_every=settings.checkpoint_every or max(1, total // 10),
+        checkpoint_every=settings.checkpoint_every or max(1, total // CHECKPOINTS_PER_RUN),
         tier=settings.tier,
     )
     options: dict[str, Any] = dict(settings.request_options)
