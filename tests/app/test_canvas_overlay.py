@@ -27,7 +27,7 @@ from app.project.mask_ops import polygon_mask
 from app.project.records import Provenance
 from app.session.overlay import Overlay, instance_color
 from app.ui.canvas.outline import contours, outline_path, outline_paths
-from app.ui.canvas.overlay_item import fill_image, subsampling
+from app.ui.canvas.overlay_item import CAPTION_MIN_SCREEN_SIZE, fill_image, subsampling
 from app.ui.canvas.view import Canvas
 from maskrcnn_core.types import CroppedMask
 
@@ -120,8 +120,9 @@ class _ReferenceCaption(QGraphicsSimpleTextItem):
         super().paint(painter, option, widget)
 
 
-def _reference_view(qtbot, overlays, *, opacity=0.45, selected=(), boxes=False) -> QGraphicsView:
-    """A view drawn the way the canvas drew before: items per instance, grouped."""
+def _reference_view(qtbot, overlays, *, opacity=0.45, selected=(), boxes=False, scale=None) -> QGraphicsView:
+    """A view drawn the way the canvas drew before: items per instance, grouped. At ``scale`` (screen pixels
+    per image pixel), instances smaller on screen than ``CAPTION_MIN_SCREEN_SIZE`` have no caption."""
     view = QGraphicsView()
     qtbot.addWidget(view)
     _no_scrollbars(view)
@@ -161,9 +162,10 @@ def _reference_view(qtbot, overlays, *, opacity=0.45, selected=(), boxes=False) 
         group.addToGroup(box)
         score = [f"{overlay.score:.2f}"] if overlay.score is not None else []
         text = " ".join([overlay.category_name, *score])
-        caption = _ReferenceCaption(text, overlay.color)
-        caption.setPos(x1, y1)
-        group.addToGroup(caption)
+        if scale is None or max(x2 - x1, y2 - y1) * scale >= CAPTION_MIN_SCREEN_SIZE:
+            caption = _ReferenceCaption(text, overlay.color)
+            caption.setPos(x1, y1)
+            group.addToGroup(caption)
         group.setZValue(1 if chosen else 0)
     return view
 
@@ -324,7 +326,7 @@ def test_zoomed_out_view_differs_only_by_a_hair_along_outlines(qtbot):
     canvas = _canvas(qtbot, overlays, size=(460, 360))  # fit: ~0.55 screen px per image px
     canvas.scale(0.45, 0.45)  # ~0.25: fills subsampled by 4, outlines traced on every other pixel
     assert subsampling(canvas.transform().m11()) >= 2
-    reference = _reference_view(qtbot, overlays)
+    reference = _reference_view(qtbot, overlays, scale=canvas.transform().m11())
     reference.show()
     _same_view(reference, canvas)
     qtbot.wait(10)

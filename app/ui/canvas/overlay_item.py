@@ -34,6 +34,9 @@ _CAPTION_MARGIN = 2.0
 _CAPTION_LAYOUTS_MAX = 4096
 # Past this many changed instances, one repaint of the whole overlay is cheaper than one per instance.
 _PARTIAL_REPAINT_MAX = 32
+#: an instance whose box is smaller than this on screen (screen pixels, longer side) has no caption: zoomed
+#: far out over hundreds of small objects (a large image), captions would hide the image and each other
+CAPTION_MIN_SCREEN_SIZE = 12.0
 
 
 class _Captions:
@@ -125,6 +128,10 @@ class InstanceDrawing:
             self._box_pen = QPen(self.overlay.color, 1.5, Qt.PenStyle.DashLine)
             self._box_pen.setCosmetic(True)
         return self._box_pen
+
+    def screen_size(self, scale: float) -> float:
+        """The longer side of the instance's box on screen, at ``scale`` screen pixels per image pixel."""
+        return max(self.box_rect.width(), self.box_rect.height()) * scale
 
     def extent(self, scale: float, caption: tuple[float, float] | None) -> tuple[float, float, float, float]:
         """``(left, top, right, bottom)`` in scene pixels that painting touches at ``scale`` screen pixels
@@ -292,7 +299,7 @@ class OverlayItem(QGraphicsItem):
             drawing = self._drawings.get(instance_id)
             if drawing is None:
                 continue
-            layout = self._caption(drawing)
+            layout = self._caption(drawing) if drawing.screen_size(scale) >= CAPTION_MIN_SCREEN_SIZE else None
             left, top, right, bottom = drawing.extent(scale, None if layout is None else layout[1:])
             if right < ex_left or left > ex_right or bottom < ex_top or top > ex_bottom:
                 continue
