@@ -278,3 +278,32 @@ def test_to_rgb_uint8_keeps_uint8_rgb():
 def test_to_rgb_uint8_rejects(array, message):
     with pytest.raises(ValueError, match=message):
         to_rgb_uint8(array)
+
+
+def test_a_quick_overview_comes_from_a_jpegs_reduced_decode_or_a_pyramidal_tiffs_own_level(tmp_path):
+    import cv2
+    import tifffile
+
+    from maskrcnn_core.image_io import read_overview, reads_in_regions
+
+    rng = np.random.default_rng(0)
+    image = cv2.resize(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8), (4000, 3000))
+    reduced = cv2.resize(image, (2000, 1500), interpolation=cv2.INTER_AREA)
+    pyramidal = tmp_path / "pyramidal.tif"
+    with tifffile.TiffWriter(pyramidal) as tif:
+        tif.write(image, subifds=1, tile=(256, 256), photometric="rgb")
+        tif.write(reduced, subfiletype=1, tile=(256, 256), photometric="rgb")
+    overview, scale = read_overview(pyramidal, 1000)
+    assert overview.shape == (750, 1000, 3) and scale == 0.25
+    expected = cv2.resize(reduced, (1000, 750), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(overview, expected)  # from the file's own level, not the full image
+    flat = tmp_path / "flat.tif"
+    tifffile.imwrite(flat, image, tile=(256, 256), photometric="rgb")
+    assert read_overview(flat, 1000) is None and reads_in_regions(flat)  # no level: no quick overview
+    jpeg = tmp_path / "photo.jpg"
+    cv2.imwrite(str(jpeg), image)
+    overview, scale = read_overview(jpeg, 1000)
+    assert overview.shape == (750, 1000, 3) and scale == 0.25 and not reads_in_regions(jpeg)
+    png = tmp_path / "photo.png"
+    cv2.imwrite(str(png), image)
+    assert read_overview(png, 1000) is None
