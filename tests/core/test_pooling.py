@@ -1,4 +1,5 @@
-"""RoI pooling on several threads gives torchvision's ``MultiScaleRoIAlign`` result bit for bit."""
+"""RoI pooling on several threads gives torchvision's ``MultiScaleRoIAlign`` result bit for bit; on
+channels-last maps (the OpenVINO backend's) the gather kernel gives it to float rounding."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from collections import OrderedDict
 
 import pytest
 import torch
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign, roi_align
 
 from maskrcnn_core.model import pooling
-from maskrcnn_core.model.pooling import ParallelMultiScaleRoIAlign
+from maskrcnn_core.model.pooling import ParallelMultiScaleRoIAlign, roi_align_channels_last
 
 
 def _features_and_boxes(counts: list[int]) -> tuple[OrderedDict, list[torch.Tensor], list[tuple[int, int]]]:
@@ -96,3 +97,48 @@ def test_a_forked_child_gets_its_own_helper_threads(two_threads) -> None:
     child.join(timeout=60)
     assert child.exitcode == 0
     assert queue.get(timeout=5) == "ran"
+
+
+@pytest.mark.parametrize("output_size", [(7, 7), (14, 14), (3, 5)])
+def test_the_gather_kernel_samples_what_torchvision_s_roi_align_samples(output_size) -> None:
+    generator = torch.Generator().manual_seed(1)
+    feature = torch.randn(2, 16, 37, 53, generator=generator)
+    xy = torch.rand(200, 2, generator=generator) * torch.tensor([400.0, 280.0])
+    wh = torch.rand(200, 2, generator=generator) ** 3 * 300
+    boxes = torch.cat([xy, xy + wh], dim=1)
+    boxes[:6] = torch.tensor(
+        [
+            [0.0, 0.0, 0.3, 0.2],  # under a pixel: torchvision stretches it to one
+            [-30.0, -20.0, 12.0, 9.0],  # reaching out of the map on the top left
+            [400.0, 280.0, 480.0, 330.0],  # on and beyond the bottom right edge
+            [-90.0, -70.0, -50.0, -40.0],  # wholly outside: samples beyond a pixel out read zero
+            [0.0, 0.0, 424.0, 296.0],  # the whole map
+            [100.5, 100.5, 100.5, 100.5],  # empty
+        ]
+    )
+    rois = torch.cat([torch.randint(0, 2, (200, 1), generator=generator).float(), boxes], dim=1)
+    reference = roi_align(feature, rois, output_size, spatial_scale=1 / 8, sampling_ratio=2, aligned=False)
+    got = roi_align_channels_last(
+        feature.contiguous(memory_format=torch.channels_last), rois, output_size, 1 / 8, 2
+    )
+    assert got.shape == reference.shape
+    torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("counts", [[300], [250, 0, 180], [1000, 7], [0]])
+def test_channels_last_maps_pool_by_the_gather_kernel_to_torchvision_s_rounding(
+    counts, two_threads, monkeypatch
+) -> None:
+    features, boxes, sizes = _features_and_boxes(counts)
+    hand_offs = _count_hand_offs(monkeypatch)
+    reference = MultiScaleRoIAlign(["0", "1", "2", "3"], [14, 14], sampling_ratio=2)(features, boxes, sizes)
+    channels_last = OrderedDict(
+        (name, level.contiguous(memory_format=torch.channels_last)) for name, level in features.items()
+    )
+    with torch.no_grad():
+        got = ParallelMultiScaleRoIAlign(["0", "1", "2", "3"], [14, 14], sampling_ratio=2)(
+            channels_last, boxes, sizes
+        )
+    assert not hand_offs, "channels-last maps went through torchvision's kernel"
+    assert got.shape == (sum(counts), 8, 14, 14) and got.is_contiguous()
+    torch.testing.assert_close(got, reference, rtol=1e-5, atol=1e-5)
