@@ -24,6 +24,7 @@ from app.workers.view_tiles import LargeImageTiles
 class CanvasPresenter(QObject):
     # one line for the status bar about the large image shown: its view being built, or why it cannot be
     message = Signal(str)
+    overviewShown = Signal(int, object)  # image id, QImage: a large image's overview, now on the canvas
 
     def __init__(
         self,
@@ -120,6 +121,7 @@ class CanvasPresenter(QObject):
         tiles.pyramidReady.connect(lambda: self.message.emit(""))
         tiles.failed.connect(lambda reason: self._large_failed(image_id, reason))
         tiles.sourceChanged.connect(lambda: self._large_changed(image_id))
+        tiles.overviewReady.connect(lambda overview: self.overviewShown.emit(image_id, overview))
         self._canvas.set_large_image(tiles)
         self.refresh_overlay()
         tiles.start()

@@ -182,6 +182,7 @@ class MainWindow(QMainWindow):
         self.registry = document.models
         self.registry.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
         self.presenter.message.connect(lambda text: self.statusBar().showMessage(text, 10_000))
+        self.presenter.overviewShown.connect(self.browser.source.set_thumbnail_from_overview)
         document.storeBusy.connect(self._show_store_busy)
         document.storeBusy.connect(self.save_indicator.show_saving)
         document.saved.connect(lambda: self.save_indicator.show_saved(datetime.now()))

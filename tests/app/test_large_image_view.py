@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import tifffile
 from PySide6.QtCore import QPointF, Qt
+from PySide6.QtGui import QImage
 
 from app.project.view_pyramid import (
     TILE_SIZE,
@@ -175,6 +176,14 @@ def test_a_large_image_gets_a_thumbnail_without_being_decoded_whole(jpeg, tmp_pa
 
 
 # --------------------------------------------------------------------------------------------- the window
+def _thumbnail_colours(model) -> int:  # noqa: ANN001 - the browser's list model
+    """How many different colours the first image's thumbnail in the browser has (a stand-in has one)."""
+    pixmap = model.index(0, 0).data(Qt.ItemDataRole.DecorationRole)
+    image = pixmap.toImage().convertToFormat(QImage.Format.Format_RGB32)
+    pixels = np.frombuffer(image.constBits(), np.uint32).reshape(image.height(), -1)
+    return len(np.unique(pixels))
+
+
 def _window(qtbot, folder: Path) -> MainWindow:
     window = MainWindow()
     qtbot.addWidget(window)
@@ -268,6 +277,9 @@ def test_a_large_image_changed_on_disk_while_shown_is_shown_again_from_a_new_vie
     first = canvas.large_image()
     assert first.tiles.wait_for_build(60_000)
     qtbot.waitUntil(lambda: first.tiles.pyramid is not None, timeout=5000)
+    # a flat TIFF has no quick overview: its thumbnail, grey until now, comes from the view's overview
+    model = window.browser.source
+    qtbot.waitUntil(lambda: _thumbnail_colours(model) > 50, timeout=5000)
     changed = scene[::-1].copy()
     tifffile.imwrite(path, changed, tile=(256, 256), photometric="rgb")
     os.utime(path, ns=(0, 10**18))

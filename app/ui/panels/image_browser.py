@@ -45,7 +45,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QListVi
 from app.project.records import ImageRecord, ImageStatus
 from app.project.settings import IMAGE_FILTER_ALL, IMAGE_FILTER_ERROR, IMAGE_FILTERS
 from app.session.document import Document
-from app.workers.image_loader import ImageLoader
+from app.workers.image_loader import THUMBNAIL_SIZE, ImageLoader
 
 ImageIdRole = Qt.ItemDataRole.UserRole + 1
 StatusRole = Qt.ItemDataRole.UserRole + 2
@@ -169,6 +169,17 @@ class ImageListModel(QStandardItemModel):
         except KeyError:
             return
         self.setItemData(self.index(row, 0), self._roles(self._doc.image(image_id)))
+
+    def set_thumbnail_from_overview(self, image_id: int, overview: QImage) -> None:
+        """A large image's thumbnail from its view's overview (the loader can only give some formats a
+        quick one; the others had a grey stand-in until their view was built)."""
+        thumb = overview.scaled(
+            THUMBNAIL_SIZE,
+            THUMBNAIL_SIZE,
+            Qt.AspectRatioMode.KeepAspectRatio,
+            Qt.TransformationMode.SmoothTransformation,
+        )
+        self._thumbnail_loaded(image_id, thumb, None, "")
 
     def _thumbnail_loaded(
         self, image_id: int, image: QImage | None, size: tuple[int, int] | None, error: str
