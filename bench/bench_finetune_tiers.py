@@ -21,7 +21,14 @@
     the known classes' mean, against the demo model's own AP on the known classes. ``--seeds`` training
     sets and training seeds; mean and spread reported.
 
-    .venv/bin/python bench/bench_finetune_tiers.py [--part speed|learning|all] [--threads 2]
+(c) The heads tier's learning rate (``--part lr``, not in ``all``): the app's end-to-end fine-tune — the
+    demo model on a folder with two classes it knows (circle, ring) and two it does not (hexagon, ellipse),
+    ``--lr-train-images`` training images, batch 2, ``--lr-iterations`` steps of the heads tier — at each
+    of ``--lrs`` (the default rule's rate for batch 2 first), ``--seeds`` training sets and seeds; mask AP
+    on ``--val-images`` held-out images of those four classes: the known classes' against the demo
+    model's own, and the new classes'.
+
+    .venv/bin/python bench/bench_finetune_tiers.py [--part speed|learning|lr|all] [--threads 2]
         [--images 20] [--val-photos 5] [--iterations N] [--full-iterations 6] [--seconds 60] [--seeds 3]
 
 The machine's other load counts in every figure: run it on an idle machine for clean numbers.
@@ -274,6 +281,78 @@ def learning(args: argparse.Namespace, work: Path) -> None:
         )
 
 
+def learning_rates(args: argparse.Namespace, work: Path) -> None:
+    from maskrcnn_core import load_model
+    from maskrcnn_core.data import generate_synthetic_dataset, load_coco
+    from maskrcnn_core.engine.training import TrainConfig, train
+    from maskrcnn_core.engine.validation import evaluate_model
+    from maskrcnn_core.model.factories import build_model
+    from maskrcnn_core.model.weights import load_weights_into, read_checkpoint
+    from maskrcnn_core.protocol import default_lr
+
+    demo = read_checkpoint(DEMO_MODEL)
+    known, new = ("circle", "ring"), ("hexagon", "ellipse")  # as tests/app/test_finetune_e2e.py
+    classes = known + new
+
+    def dataset(name: str, num: int, seed: int):
+        root = work / name
+        path = generate_synthetic_dataset(
+            root, num_images=num, seed=seed, class_names=classes, split_name=name
+        )
+        data, report = load_coco(path, root / "images")
+        assert report.ok, report.summary()
+        return data
+
+    held_out = dataset("lr_held_out", args.val_images, seed=20_000)
+
+    def mask_ap(model) -> tuple[float, float]:  # noqa: ANN001
+        result = evaluate_model(model, held_out)
+        by_name = {result.category_names[c]: ap for c, ap in result["segm"].per_class_ap.items()}
+        return statistics.mean(by_name[n] for n in known), statistics.mean(by_name[n] for n in new)
+
+    parent_known = mask_ap(load_model(DEMO_MODEL))[0]
+    rates = [float(r) for r in args.lrs.split(",")] if args.lrs else [default_lr(BATCH), 0.005, 0.02]
+    print(
+        f"(c) heads-tier learning rate: demo model + {', '.join(new)}; "
+        f"{args.lr_train_images} training images, "
+        f"batch {BATCH}, {args.lr_iterations} iterations; {args.val_images} held out; the demo model's "
+        f"known-class ({', '.join(known)}) mask AP {parent_known:.3f}; default rate {default_lr(BATCH)}",
+        flush=True,
+    )
+    import torch
+
+    rows: dict[float, list[tuple[float, float]]] = {r: [] for r in rates}
+    for seed in range(args.seeds):
+        train_data = dataset(f"lr_train{seed}", args.lr_train_images, seed=100 + seed)
+        for rate in rates:
+            torch.manual_seed(seed)
+            model = build_model(demo.arch, class_map=train_data.class_map)
+            load_weights_into(model, demo)
+            config = TrainConfig(
+                iterations=args.lr_iterations,
+                batch_size=BATCH,
+                lr=rate,
+                tier="heads",
+                checkpoint_every=10**6,
+                seed=seed,
+            )
+            train(model, train_data, work / f"lr-{rate}-{seed}", config)
+            known_ap, new_ap = mask_ap(model)
+            rows[rate].append((known_ap - parent_known, new_ap))
+            print(
+                f"  seed {seed} lr {rate:g}: known {known_ap:.3f} ({known_ap - parent_known:+.3f}), "
+                f"new {new_ap:.3f}; load {_load()}",
+                flush=True,
+            )
+    for rate, values in rows.items():
+        kept, learnt = [v[0] for v in values], [v[1] for v in values]
+        print(
+            f"  lr {rate:g} over {len(values)} seeds: known classes {statistics.mean(kept):+.3f} "
+            f"± {_spread(kept):.3f} (worst {min(kept):+.3f}); new classes' mask AP "
+            f"{statistics.mean(learnt):.3f} ± {_spread(learnt):.3f}"
+        )
+
+
 def _spread(values: list[float]) -> float:
     """The sample standard deviation (0 for one value)."""
     return statistics.stdev(values) if len(values) > 1 else 0.0
@@ -283,7 +362,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--part", choices=("speed", "learning", "all"), default="all")
+    parser.add_argument("--part", choices=("speed", "learning", "lr", "all"), default="all")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (2)")
     parser.add_argument("--images", type=int, default=20, help="(a) training photos (20)")
     parser.add_argument("--val-photos", type=int, default=5, help="(a) validation photos (5)")
@@ -293,6 +372,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="(b) training sets and seeds (3)")
     parser.add_argument("--train-images", type=int, default=40, help="(b) training images per seed (40)")
     parser.add_argument("--val-images", type=int, default=60, help="(b) held-out images (60)")
+    parser.add_argument(
+        "--lrs", help="(c) learning rates, comma-separated (default: the rule's, 0.005, 0.02)"
+    )
+    parser.add_argument("--lr-iterations", type=int, default=80, help="(c) iterations (80)")
+    parser.add_argument("--lr-train-images", type=int, default=27, help="(c) training images (27)")
     args = parser.parse_args()
 
     import torch
@@ -304,6 +388,8 @@ def main() -> None:
             speed(args, Path(tmp))
         if args.part in ("learning", "all"):
             learning(args, Path(tmp))
+        if args.part == "lr":
+            learning_rates(args, Path(tmp))
 
 
 if __name__ == "__main__":

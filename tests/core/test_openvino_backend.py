@@ -332,3 +332,25 @@ def test_the_heads_tiers_caching_pass_gets_the_same_features_from_the_cpu_backen
         for level in a.levels:
             # both kept as float16: equal to its rounding
             torch.testing.assert_close(a.levels[level], b.levels[level], rtol=2e-3, atol=2e-3)
+
+
+def test_a_heads_runs_validation_on_the_cpu_backends_backbone_finds_what_torch_finds(tmp_path: Path) -> None:
+    """The heads tier scores through FrozenBackboneNetworks: the compiled backbone's features (kept for the
+    next validation), the heads in torch. The demo model on synthetic images: the same detections."""
+    from maskrcnn_core.data import generate_synthetic_dataset
+    from maskrcnn_core.engine.feature_cache import FrozenBackboneNetworks
+
+    generate_synthetic_dataset(tmp_path / "shapes", num_images=4, seed=5)
+    paths = sorted((tmp_path / "shapes" / "images").iterdir())
+    model = Predictor(DEMO_MODEL, device="cpu", backend="torch").model
+    expected = Predictor.from_model(model).predict(paths)
+    networks = FrozenBackboneNetworks(model, OpenVinoSubNetworks(model, cache_dir=tmp_path / "ov"), 1 << 30)
+    for _ in range(2):  # computed, then reused
+        got = Predictor.from_model(model, subnetworks=networks).predict(paths)
+        assert networks.computed == 2  # two batches of two images
+        for ours, theirs in zip(got, expected, strict=True):
+            sure = np.flatnonzero(theirs.scores >= 0.5)
+            assert len(sure) > 0
+            for j in sure:  # each of torch's sure detections is found, same class, same box to rounding
+                near = np.abs(ours.boxes - theirs.boxes[j]).max(axis=1) < 0.5
+                assert (near & (ours.labels == theirs.labels[j])).any(), (j, theirs.boxes[j])
