@@ -67,15 +67,9 @@ class TiledImageItem(QGraphicsItem):
             return
         scale = view_scale(painter.worldTransform()) * painter.device().devicePixelRatioF()
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, scale < 1.0)
-        width = self._bounds.width()
-        if self._overview is not None:
-            ratio = self._overview.width() / width
-            source = QRectF(
-                exposed.x() * ratio, exposed.y() * ratio, exposed.width() * ratio, exposed.height() * ratio
-            )
-            painter.drawImage(exposed, self._overview, source)
         level = self.level_for(scale)
         if level >= self._top or not self.tiles.can_serve(level):
+            self._draw_overview(painter, exposed)
             return
         step = TILE_SIZE << level  # image pixels per tile side
         rows, cols = tile_grid(self.tiles.size, level)
@@ -83,39 +77,52 @@ class TiledImageItem(QGraphicsItem):
         c0, c1 = int(exposed.left() // step), min(cols - 1, int(exposed.right() // step))
         for row in range(r0, r1 + 1):
             for col in range(c0, c1 + 1):
+                # only the exposed part of each tile: a brush move repaints a few pixels, not a tile
+                target = QRectF(col * step, row * step, step, step).intersected(exposed)
                 key = (level, row, col)
                 image = self._cache.get(key)
                 if image is not None:
                     self._cache.move_to_end(key)
-                    painter.drawImage(
-                        QRectF(col * step, row * step, image.width() << level, image.height() << level), image
-                    )
+                    self._draw_part(painter, target, image, col * step, row * step, 1 << level)
                     continue
-                self._draw_coarser(painter, level, row, col)
+                if not self._draw_coarser(painter, target, level, row, col):
+                    self._draw_overview(painter, target)
                 self.tiles.request(*key)
         if widget is not None:
             self._forget_out_of_view(painter, widget, level)
 
-    def _draw_coarser(self, painter: QPainter, level: int, row: int, col: int) -> None:
-        """Draw the part of the nearest coarser tile in memory that covers tile ``(level, row, col)``."""
-        for up in range(1, self._top - level):
-            coarse = self._cache.get((level + up, row >> up, col >> up))
-            if coarse is None:
-                continue
-            part = TILE_SIZE >> up  # the fine tile's side in the coarse tile's pixels
-            sx, sy = (col - ((col >> up) << up)) * part, (row - ((row >> up) << up)) * part
-            source = QRectF(sx, sy, min(part, coarse.width() - sx), min(part, coarse.height() - sy))
-            if source.width() <= 0 or source.height() <= 0:
-                return
-            step = TILE_SIZE << level
-            target = QRectF(
-                col * step,
-                row * step,
-                source.width() * (1 << (level + up)),
-                source.height() * (1 << (level + up)),
+    def _draw_overview(self, painter: QPainter, target: QRectF) -> None:
+        if self._overview is not None:
+            self._draw_part(
+                painter, target, self._overview, 0, 0, self._bounds.width() / self._overview.width()
             )
-            painter.drawImage(target, coarse, source)
-            return
+
+    @staticmethod
+    def _draw_part(
+        painter: QPainter, target: QRectF, image: QImage, x0: float, y0: float, pixel: float
+    ) -> None:
+        """Draw the part of ``image`` (placed at scene ``(x0, y0)``, each of its pixels ``pixel`` scene
+        pixels wide) that covers ``target``."""
+        source = QRectF(
+            (target.x() - x0) / pixel,
+            (target.y() - y0) / pixel,
+            target.width() / pixel,
+            target.height() / pixel,
+        )
+        painter.drawImage(target, image, source)
+
+    def _draw_coarser(self, painter: QPainter, target: QRectF, level: int, row: int, col: int) -> bool:
+        """Draw ``target`` of tile ``(level, row, col)`` from the nearest coarser tile in memory, if any."""
+        for up in range(1, self._top - level):
+            coarse_row, coarse_col = row >> up, col >> up
+            coarse = self._cache.get((level + up, coarse_row, coarse_col))
+            if coarse is not None:
+                step = TILE_SIZE << (level + up)
+                self._draw_part(
+                    painter, target, coarse, coarse_col * step, coarse_row * step, 1 << (level + up)
+                )
+                return True
+        return False
 
     def _forget_out_of_view(self, painter: QPainter, widget: QWidget, level: int) -> None:
         """Requests for tiles no longer in the view are dropped before they are read."""
