@@ -151,6 +151,23 @@ class ImageRegions:
         _check_region(self.size, x0, y0, x1, y1)
         return self._image[y0:y1, x0:x1]
 
+    def read_reduced(self, longest_side: int) -> tuple[np.ndarray, float]:
+        """The whole image with its longer side about ``longest_side`` (never upscaled) and its scale, read
+        a band of about 512 rows at a time (a subclass with reduced copies of its own may use them)."""
+        height, width = self.size
+        scale = min(1.0, longest_side / max(height, width))
+        out_h, out_w = max(1, round(height * scale)), max(1, round(width * scale))
+        if scale == 1.0:
+            return np.array(self.read(0, 0, width, height)), 1.0
+        out = np.empty((out_h, out_w, 3), dtype=np.uint8)
+        band = max(1, int(np.ceil(512 * scale)))  # output rows per band: about 512 input rows
+        for oy0 in range(0, out_h, band):
+            oy1 = min(out_h, oy0 + band)
+            y0, y1 = int(oy0 / scale), min(height, int(np.ceil(oy1 / scale)))
+            rows = self.read(0, y0, width, y1)
+            out[oy0:oy1] = cv2.resize(rows, (out_w, oy1 - oy0), interpolation=cv2.INTER_AREA)
+        return out, out_w / width
+
     def close(self) -> None:
         self._image = np.zeros((0, 0, 3), dtype=np.uint8)
 
@@ -204,19 +221,7 @@ def read_image_reduced(
                 upright = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
                 return _reduce(_to_rgb_array(upright, path), (full_h, full_w), longest_side)
     with open_regions(path, max_pixels=max_pixels) as regions:
-        height, width = regions.size
-        scale = min(1.0, longest_side / max(height, width))
-        out_h, out_w = max(1, round(height * scale)), max(1, round(width * scale))
-        if scale == 1.0:
-            return np.array(regions.read(0, 0, width, height)), 1.0
-        out = np.empty((out_h, out_w, 3), dtype=np.uint8)
-        band = max(1, int(np.ceil(512 * scale)))  # output rows per band: about 512 input rows
-        for oy0 in range(0, out_h, band):
-            oy1 = min(out_h, oy0 + band)
-            y0, y1 = int(oy0 / scale), min(height, int(np.ceil(oy1 / scale)))
-            rows = regions.read(0, y0, width, y1)
-            out[oy0:oy1] = cv2.resize(rows, (out_w, oy1 - oy0), interpolation=cv2.INTER_AREA)
-        return out, out_w / width
+        return regions.read_reduced(longest_side)
 
 
 def _reduce(image: np.ndarray, full_size: tuple[int, int], longest_side: int) -> tuple[np.ndarray, float]:

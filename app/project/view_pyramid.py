@@ -138,6 +138,74 @@ class Pyramid:
         return _read_png_or_jpeg(self.folder / tile_name(level, row, col, cached_level0=self.level0_cached))
 
 
+class PyramidRegions(ImageRegions):
+    """A large image read from its view pyramid rather than its file: level 0's cached tiles for regions,
+    a reduced level for a reduced copy. For a file that cannot be read a region at a time (a JPEG, a PNG),
+    inference reads these instead of decoding the whole file: the tiles hold the very pixels a full read
+    gives (the build decodes with :func:`maskrcnn_core.image_io.read_image`, and level 0 is lossless)."""
+
+    def __init__(self, pyramid: Pyramid) -> None:
+        self.pyramid = pyramid
+        self.path = str(pyramid.source)
+        self.size = pyramid.size
+
+    @classmethod
+    def find(cls, project_dir: Path, source: Path) -> PyramidRegions | None:
+        """The regions of ``source`` from its pyramid under ``project_dir`` when one is built, current and
+        holds level 0 (a region-readable TIFF is better read from the file itself); else ``None``."""
+        pyramid = Pyramid.open(pyramid_folder(project_dir, source), source)
+        return cls(pyramid) if pyramid is not None and pyramid.level0_cached else None
+
+    def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        return self._read_level(0, x0, y0, x1, y1)
+
+    def read_reduced(self, longest_side: int) -> tuple[np.ndarray, float]:
+        height, width = self.size
+        if longest_side >= max(height, width):
+            return super().read_reduced(longest_side)
+        # the coarsest level still at least as large as asked for, then reduced by area
+        level = 0
+        while level + 1 < self.pyramid.levels and max(level_size(self.size, level + 1)) >= longest_side:
+            level += 1
+        level_height, level_width = level_size(self.size, level)
+        if level == self.pyramid.levels - 1:
+            pixels = self.pyramid.overview()
+        else:
+            pixels = self._read_level(level, 0, 0, level_width, level_height)
+        scale = longest_side / max(height, width)
+        out = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return cv2.resize(pixels, out, interpolation=cv2.INTER_AREA), out[0] / width
+
+    def _read_level(self, level: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
+        size = level_size(self.size, level)
+        if not (0 <= x0 < x1 <= size[1] and 0 <= y0 < y1 <= size[0]):
+            raise ValueError(
+                f"region ({x0}, {y0}, {x1}, {y1}) is not inside level {level}'s {size[1]}x{size[0]}"
+            )
+        if level == self.pyramid.levels - 1:  # the top level is one image
+            try:
+                return np.array(self.pyramid.overview()[y0:y1, x0:x1])
+            except PyramidError as exc:
+                raise ImageReadError(f"{self.path}: {exc}") from exc
+        out = np.empty((y1 - y0, x1 - x0, 3), dtype=np.uint8)
+        for row in range(y0 // TILE_SIZE, (y1 - 1) // TILE_SIZE + 1):
+            for col in range(x0 // TILE_SIZE, (x1 - 1) // TILE_SIZE + 1):
+                try:
+                    tile = self.pyramid.cached_tile(level, row, col)
+                except PyramidError as exc:
+                    raise ImageReadError(f"{self.path}: {exc}") from exc
+                ty, tx = row * TILE_SIZE, col * TILE_SIZE
+                top, bottom = max(y0, ty), min(y1, ty + tile.shape[0])
+                left, right = max(x0, tx), min(x1, tx + tile.shape[1])
+                out[top - y0 : bottom - y0, left - x0 : right - x0] = tile[
+                    top - ty : bottom - ty, left - tx : right - tx
+                ]
+        return out
+
+    def close(self) -> None:
+        """Nothing to release: each read opens the tiles it needs."""
+
+
 def tile_name(level: int, row: int, col: int, *, cached_level0: bool = True) -> str:
     """The file of a tile inside a pyramid folder: level 0 lossless, reduced levels JPEG."""
     return f"{level}/{row}_{col}." + ("png" if level == 0 and cached_level0 else "jpg")

@@ -190,7 +190,7 @@ class Document(QObject):
 
         A path that cannot be written, or one inside the project's own folder (wherever it lives: it holds
         the project's database), is refused with a one-line ``ValueError`` before anything is written."""
-        path = check_output_file(path, flag="Export to", project_dir=self.store.db_path.parent)
+        path = check_output_file(path, flag="Export to", project_dir=self.project_dir)
         return export_coco(self.store, path, segmentation=segmentation, only=only)
 
     def export_folder(
@@ -199,7 +199,7 @@ class Document(QObject):
         """Write the project's annotations into a new or empty folder as a YOLO dataset or label images
         (:func:`app.project.folder_exports.export_folder`), refused in one line as :meth:`export_coco`
         refuses a path."""
-        path = check_output_dir(path, flag="Export to", project_dir=self.store.db_path.parent)
+        path = check_output_dir(path, flag="Export to", project_dir=self.project_dir)
         return export_folder(self.store, path, folder_format, only=only)
 
     def images(self) -> list[ImageRecord]:
@@ -216,9 +216,14 @@ class Document(QObject):
     def row_of(self, image_id: int) -> int:
         return self._row_of[image_id]
 
+    @property
+    def project_dir(self) -> Path:
+        """The project's own folder (``FOLDER/.maskrcnn-studio`` unless the user chose another place)."""
+        return self.store.db_path.parent
+
     def view_pyramid_folder(self, image_id: int) -> Path:
         """Where the view pyramid of a large image is cached, in the project's folder."""
-        return pyramid_folder(self.store.db_path.parent, self.image_path(image_id))
+        return pyramid_folder(self.project_dir, self.image_path(image_id))
 
     def image_path(self, image_id: int) -> Path:
         return self.folder / self.image(image_id).file_name

@@ -123,7 +123,7 @@ class SegmentationController(QObject):
         revisions = {i: doc.image(i).revision for i in image_ids}
         self._jobs[job_id] = _JobState(revisions, self.model_version_id)
         items = tuple((i, str(doc.image_path(i))) for i in image_ids)
-        self._runRequested.emit(Job(job_id, items, batch_size, doc.settings.tile_options()))
+        self._runRequested.emit(Job(job_id, items, batch_size, doc.settings.tile_options(), doc.project_dir))
         if len(self._jobs) == 1:
             self.busyChanged.emit(True)
         self.progressChanged.emit(0, len(items), -1.0)
@@ -133,7 +133,8 @@ class SegmentationController(QObject):
         """Ask the worker for the model's mask in ``box``; the answer comes as ``boxReady(job id, ...)``."""
         job_id = self._next_job
         self._next_job += 1
-        self._boxRequested.emit(BoxJob(job_id, image_id, str(self.document.image_path(image_id)), box, label))
+        path = str(self.document.image_path(image_id))
+        self._boxRequested.emit(BoxJob(job_id, image_id, path, box, label, self.document.project_dir))
         return job_id
 
     def cancel(self) -> None:

@@ -25,8 +25,10 @@ from PySide6.QtCore import QObject, Signal, Slot
 from app.project import inference_settings
 from app.project.file_hash import file_sha256
 from app.project.records import Detection, ImageResult, ImageUncertainty
+from app.project.view_pyramid import PyramidRegions
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.engine.tiling import TileOptions
+from maskrcnn_core.image_io import ImageRegions
 from maskrcnn_core.types import ClassMap, ModelInfo, Prediction
 
 # The lowest score kept from the model: the score slider then re-filters without running it again.
@@ -47,7 +49,7 @@ class PredictorProtocol(Protocol):
 
     def predict(
         self,
-        images: Sequence[str | os.PathLike[str] | np.ndarray],
+        images: Sequence[str | os.PathLike[str] | np.ndarray | ImageRegions],
         *,
         score_thresh: float = 0.05,
         cancel: CancelToken | None = None,
@@ -100,6 +102,7 @@ class BoxJob:
     path: str
     box: tuple[float, float, float, float]
     label: int | None = None
+    project_dir: Path | None = None  # where a large image's view pyramid may be read instead of its file
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ class Job:
     items: tuple[tuple[int, str], ...]
     batch_size: int = 1
     tiling: TileOptions | None = None
+    project_dir: Path | None = None  # where a large image's view pyramid may be read instead of its file
 
 
 class InferenceWorker(QObject):
@@ -178,7 +182,7 @@ class InferenceWorker(QObject):
                 chunk = job.items[start : start + max(1, job.batch_size)]
                 if job.tiling is not None:
                     self._predictor.tiling = job.tiling
-                self._run_chunk(job.id, chunk, flag)
+                self._run_chunk(job.id, chunk, flag, job.project_dir)
                 done += len(chunk)
                 self.progress.emit(job.id, min(done, total), total)
             self.jobFinished.emit(job.id, flag.cancelled, "")
@@ -195,17 +199,20 @@ class InferenceWorker(QObject):
             if predictor is None or not hasattr(predictor, "segment_boxes"):
                 raise RuntimeError("the loaded model cannot segment a drawn box" if predictor else "no model")
             labels = None if job.label is None else np.array([job.label], dtype=np.int64)
-            prediction = predictor.segment_boxes(job.path, np.array([job.box], dtype=np.float32), labels)
+            source = image_source(job.path, job.project_dir)
+            prediction = predictor.segment_boxes(source, np.array([job.box], dtype=np.float32), labels)
             result = to_image_result(job.image_id, prediction, predictor.model_info.class_map)
         except Exception as exc:  # noqa: BLE001 - reported to the user; the worker lives on
             result = ImageResult(job.image_id, (0, 0), (), f"{type(exc).__name__}: {exc}")
         self.boxReady.emit(job.id, result)
 
-    def _run_chunk(self, job_id: int, chunk: Sequence[tuple[int, str]], flag: CancelToken) -> None:
+    def _run_chunk(
+        self, job_id: int, chunk: Sequence[tuple[int, str]], flag: CancelToken, project_dir: Path | None
+    ) -> None:
         assert self._predictor is not None
         try:
             predictions = self._predictor.predict(
-                [path for _, path in chunk],
+                [image_source(path, project_dir) for _, path in chunk],
                 score_thresh=STORED_SCORE_THRESHOLD,
                 cancel=flag,
                 tile_progress=lambda done, total: self.tileProgress.emit(job_id, done, total),
@@ -225,6 +232,19 @@ class InferenceWorker(QObject):
                 self.imageFailed.emit(job_id, image_id, f"{type(exc).__name__}: {exc}")
                 continue
             self.resultReady.emit(job_id, result)
+
+
+def image_source(path: str, project_dir: Path | None) -> str | ImageRegions:
+    """What the model reads for the image at ``path``: its view pyramid's tiles when it is a large image
+    whose file cannot be read a region at a time and whose pyramid is built (a 400-megapixel JPEG is then
+    never decoded whole in the window's process), else the file."""
+    if project_dir is None:
+        return path
+    try:
+        regions = PyramidRegions.find(project_dir, Path(path))
+    except OSError:
+        return path
+    return path if regions is None else regions
 
 
 def to_image_result(image_id: int, prediction: Prediction, class_map: ClassMap) -> ImageResult:

@@ -23,10 +23,16 @@ import torch
 from maskrcnn_core.cancel import CancelToken
 from maskrcnn_core.engine.allocator import reuse_freed_memory
 from maskrcnn_core.engine.postprocess import paste_masks_cropped
-from maskrcnn_core.engine.tiled_predict import DetectArrays, TiledImage, open_tiled, run_tiled
+from maskrcnn_core.engine.tiled_predict import (
+    DetectArrays,
+    TiledImage,
+    open_image_regions,
+    open_tiled,
+    run_tiled,
+)
 from maskrcnn_core.engine.tiling import TileOptions, box_region, place_in_image
 from maskrcnn_core.engine.uncertainty import score_detections
-from maskrcnn_core.image_io import ImageReadError, ImageRegions, open_regions, read_image, to_rgb_uint8
+from maskrcnn_core.image_io import ImageReadError, ImageRegions, read_image, to_rgb_uint8
 from maskrcnn_core.inference_options import BackendChoice, choose_backend
 from maskrcnn_core.model.subnetworks import SubNetworks
 from maskrcnn_core.model.weights import load_model, model_info
@@ -34,7 +40,8 @@ from maskrcnn_core.types import ModelInfo, Prediction
 
 log = logging.getLogger(__name__)
 
-ImageSource = str | os.PathLike | np.ndarray
+#: an image file, an array, or an image read a region at a time (its owner closes it)
+ImageSource = str | os.PathLike | np.ndarray | ImageRegions
 ProgressCallback = Callable[[int, int], None]
 
 
@@ -277,10 +284,8 @@ class Predictor:
         self, image: TiledImage, boxes: np.ndarray, labels: np.ndarray | None
     ) -> Prediction:
         try:
-            regions = (
-                ImageRegions(image.array) if image.array is not None else open_regions(image.source or "")
-            )
-            with regions:
+            regions = open_image_regions(image)
+            with nullcontext(regions) if regions is image.regions else regions:
                 size = regions.size
                 region = box_region(boxes, size, image.options)
                 pixels = np.array(regions.read(region.x0, region.y0, region.x1, region.y1))
@@ -303,6 +308,12 @@ class Predictor:
                 return tiled
         if isinstance(source, np.ndarray):
             return _Loaded(index, None, to_rgb_uint8(source))
+        if isinstance(source, ImageRegions):
+            height, width = source.size
+            try:
+                return _Loaded(index, source.path, np.array(source.read(0, 0, width, height)))
+            except ImageReadError as exc:
+                return Prediction.failed(source.path, str(exc))
         name = os.fspath(source)
         try:
             return _Loaded(index, name, read_image(name, max_pixels=self.max_pixels))

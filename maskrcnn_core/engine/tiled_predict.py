@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import cv2
@@ -52,16 +53,23 @@ class TiledImage:
     source: str | None
     options: TileOptions
     model_scale: tuple[int, int]  # the model's inference (min_size, max_size)
-    regions: ImageRegions | None = None  # opened when the run starts
+    regions: ImageRegions | None = None  # given by the caller (its to close), else opened for the run
     array: np.ndarray | None = None  # an in-memory image
 
 
 def open_tiled(
-    index: int, source: str | os.PathLike | np.ndarray, options: TileOptions, model_scale: tuple[int, int]
+    index: int,
+    source: str | os.PathLike | np.ndarray | ImageRegions,
+    options: TileOptions,
+    model_scale: tuple[int, int],
 ) -> TiledImage | Prediction | None:
     """A :class:`TiledImage` when ``options`` tile this image, else ``None`` (also for a file whose header
     cannot be read: the untiled path then reports it in its own words); ``Prediction.failed`` for an image
     larger than even the tiled paths serve."""
+    if isinstance(source, ImageRegions):
+        if should_tile(source.size, *model_scale, options):
+            return TiledImage(index, source.path, options, model_scale, regions=source)
+        return None
     if isinstance(source, np.ndarray):
         array = to_rgb_uint8(source)
         if should_tile(array.shape[:2], *model_scale, options):
@@ -79,6 +87,16 @@ def open_tiled(
     return TiledImage(index, name, options, model_scale)
 
 
+def open_image_regions(image: TiledImage) -> ImageRegions:
+    """How ``image`` is read: the regions its caller gave, its array, or its file opened for region reads
+    (close what this opened; the caller's own regions stay open). Raises ``ImageReadError``."""
+    if image.regions is not None:
+        return image.regions
+    if image.array is not None:
+        return ImageRegions(image.array)
+    return open_regions(image.source or "")
+
+
 def run_tiled(
     image: TiledImage,
     batch_size: int,
@@ -90,11 +108,11 @@ def run_tiled(
     ``cancel`` stopped it part way; ``Prediction.failed`` for a file that cannot be read.
     ``progress(tiles done, tiles)`` is called after each batch of tiles."""
     try:
-        regions = ImageRegions(image.array) if image.array is not None else open_regions(image.source or "")
+        regions = open_image_regions(image)
     except ImageReadError as exc:
         return Prediction.failed(image.source, str(exc))
     options = image.options
-    with regions:
+    with nullcontext(regions) if regions is image.regions else regions:
         size = regions.size
         tiles = tile_grid(size, options.size, options.overlap)
         parts: list[Prediction] = []
@@ -124,7 +142,9 @@ def _full_image_pass(image: TiledImage, regions: ImageRegions, detect: DetectArr
     than the overlap, which every tile cuts."""
     size = regions.size
     longest = image.model_scale[1]
-    if image.array is not None:
+    if image.regions is not None:
+        reduced, scale = image.regions.read_reduced(longest)
+    elif image.array is not None:
         scale = min(1.0, longest / max(size))
         reduced_size = (max(1, round(size[1] * scale)), max(1, round(size[0] * scale)))
         reduced = cv2.resize(image.array, reduced_size, interpolation=cv2.INTER_AREA)

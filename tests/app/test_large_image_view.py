@@ -394,3 +394,31 @@ def test_instances_of_a_400_megapixel_image_export_to_coco_rle_and_back_exactly(
         assert got["area"] == want["area"] and np.allclose(got["bbox"], want["bbox"])
         rle = coco.annToRLE(got)
         assert mask_utils.iou([rle], [want["segmentation"]], [0])[0, 0] == 1.0
+
+
+@pytest.mark.slow
+def test_inference_reads_a_large_pngs_view_pyramid_and_finds_exactly_what_the_file_gives(tmp_path):
+    from app.project.view_pyramid import PyramidRegions
+    from app.resources import DEMO_MODEL
+    from maskrcnn_core.data.synthetic import generate_large_scene
+    from maskrcnn_core.engine.predictor import Predictor
+    from maskrcnn_core.engine.tiling import TileOptions
+    from maskrcnn_core.image_io import read_image
+
+    generate_large_scene(tmp_path, height=1100, width=2100, num_objects=30, seed=5, image_format="png")
+    (path,) = sorted((tmp_path / "images").iterdir())
+    project = tmp_path / "project"
+    assert PyramidRegions.find(project, path) is None  # no pyramid yet: the file is read
+    build(path, pyramid_folder(project, path))
+    regions = PyramidRegions.find(project, path)
+    assert regions is not None and regions.size == (1100, 2100)
+    np.testing.assert_array_equal(regions.read(300, 500, 1700, 1100), read_image(path)[500:1100, 300:1700])
+    predictor = Predictor(DEMO_MODEL, device="cpu")
+    predictor.tiling = TileOptions()  # auto, with the full-image pass (read reduced from the pyramid)
+    from_file, from_pyramid = predictor.predict([path, regions])
+    assert len(from_file) > 10 and len(from_pyramid) == len(from_file)
+    np.testing.assert_allclose(from_pyramid.boxes, from_file.boxes, atol=0.5)
+    box = from_file.boxes[0]
+    prompt_file = predictor.segment_boxes(path, box[None])
+    prompt_pyramid = predictor.segment_boxes(regions, box[None])
+    np.testing.assert_array_equal(prompt_pyramid.masks[0].to_full(), prompt_file.masks[0].to_full())
