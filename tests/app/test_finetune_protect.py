@@ -248,3 +248,41 @@ def test_cancelling_during_caching_leaves_the_project_and_the_model_untouched(
     )
     assert after == before and doc.settings.finetune_tier == "heads"
     window.close()
+
+
+def test_what_the_run_does_not_apply_is_told_in_the_status_bar(
+    qtbot, images_folder, synthetic_dataset, tmp_path, monkeypatch
+):
+    # the engine's start event carries a notice when auto chose heads for a run that asked for more
+    notice = "auto chose the heads tier (training on a CPU), which does not apply the scale jitter 0.5-2"
+    body = f"""
+    import json, sys
+    def emit(**e):
+        print(json.dumps(e), flush=True)
+    emit(event="start", start_iteration=0, iterations=10, global_batch=2, base_lr=0.0025, world_size=1,
+         num_train_images=4, tier="heads", notice={notice!r})
+    emit(event="cancelled", iteration=0, checkpoint="")
+    sys.exit(3)
+    """
+    monkeypatch.setattr(
+        TrainingRunner,
+        "start",
+        lambda runner, request, *, workdir, log_path: runner.start_command(
+            ["-c", textwrap.dedent(body)], workdir, log_path
+        ),
+    )
+    monkeypatch.setattr(
+        EvaluationRunner,
+        "start",
+        lambda runner, request, *, workdir, log_path: runner.start_command(
+            _scoring_script(), workdir, log_path
+        ),
+    )
+    window = open_with_fake_model(qtbot, images_folder, tmp_path)
+    window.import_annotation_file(synthetic_dataset)
+    told: list[str] = []
+    window.finetune.message.connect(told.append)
+    with qtbot.waitSignal(window.finetune.runEnded, timeout=10_000):
+        _fine_tune(qtbot, window, None)
+    assert notice in told
+    window.close()
