@@ -511,7 +511,8 @@ class Trainer:
         scored: MaskRCNN | Predictor = self.model
         if self.features is not None:  # frozen backbone: the validation images' features once, fast
             if self._scoring_networks is None:
-                room = self.features.memory_room
+                # the budget counts the host's memory: on a GPU, where the pass is cheap, nothing is kept
+                room = self.features.memory_room if self.device.type == "cpu" else 0
                 self._scoring_networks = FrozenBackboneNetworks(self.model, self._frozen_backbone(), room)
             scored = Predictor.from_model(self.model, subnetworks=self._scoring_networks)
         self.last_metrics = evaluate_model(scored, self.val_data).to_dict()
