@@ -13,7 +13,11 @@ All use the same checkpoint: torchvision's ResNet-50-FPN COCO layout with seeded
 ``--startup`` also times a fresh process from loading the checkpoint to its first prediction with an
 empty conversion cache (what the first start after install pays) and with the cache filled.
 
-    .venv/bin/python bench/bench_predict_cpu.py [--threads 2] [--sizes 4000x3000,1333x800] [--startup]
+    .venv/bin/python bench/bench_predict_cpu.py [--threads 2] [--sizes 4000x3000,1333x800] [--repeats 3]
+        [--startup]
+
+With ``--repeats`` the modes take turns (torchvision, ours on torch, ours on OpenVINO, then again), and
+each row is the median of its mode: on a machine others share, every mode meets the same load.
 """
 
 from __future__ import annotations
@@ -141,6 +145,11 @@ def compare(a: dict, b: dict) -> str:
     )
 
 
+def _load_average() -> str:
+    """The 1, 5 and 15-minute load averages: how busy the machine was around a measurement."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def _run_worker(
     mode: str, threads: int, weights: Path, image_path: Path, cache: Path, startup: bool = False
 ) -> dict:
@@ -207,6 +216,7 @@ def main() -> None:
             )
         tv = _run_worker("torchvision", args.threads, weights, image_path, cache, startup=True)
         print(f"start to first prediction, torchvision: {tv['seconds']:.1f} s", flush=True)
+    print(f"load average before: {_load_average()}")
     print(
         f"{'size':>10} {'mode':>19} | {'s':>6} {'vs tv':>6} | {'peak MB':>7} {'extra MB':>8} | "
         "detections against torchvision's"
@@ -215,12 +225,15 @@ def main() -> None:
         w, h = (int(v) for v in size.split("x"))
         image_path = tmp / f"mosaic_{w}x{h}.jpg"
         mosaic.resize((w, h), Image.BICUBIC).save(image_path, quality=92)
+        # the modes take turns, repeat after repeat: on a machine others load, each mode meets the same load
+        repeats: dict[str, list[dict]] = {mode: [] for mode in modes}
+        for _ in range(args.repeats):
+            for mode in modes:
+                repeats[mode].append(_run_worker(mode, args.threads, weights, image_path, cache))
         runs = {}
         for mode in modes:
-            repeats = [
-                _run_worker(mode, args.threads, weights, image_path, cache) for _ in range(args.repeats)
-            ]
-            runs[mode] = run = sorted(repeats, key=lambda r: r["seconds"])[len(repeats) // 2]  # the median
+            by_time = sorted(repeats[mode], key=lambda r: r["seconds"])
+            runs[mode] = run = by_time[len(by_time) // 2]  # the median
             tv = runs["torchvision"]
             print(
                 f"{size:>10} {mode:>19} | {run['seconds']:6.2f} {tv['seconds'] / run['seconds']:5.1f}x | "
@@ -228,6 +241,7 @@ def main() -> None:
                 + ("reference" if mode == "torchvision" else compare(run, tv)),
                 flush=True,
             )
+        print(f"{'':>10} load average after {size}: {_load_average()}", flush=True)
 
 
 if __name__ == "__main__":
