@@ -3,7 +3,8 @@
 Torch-free and Qt-free: the window imports it without loading torch, and the engine's command line
 imports it too, so every name, number and word that crosses the process boundary is written once, here:
 exit codes, the files of a run folder, the training events and their JSON form, the loss keys, the run
-status, the default learning rate and the iterations rule.
+status, the default learning rate, the iterations rule and the tier rules (which tier ``auto`` trains, what
+the ``heads`` tier does not apply).
 """
 
 from __future__ import annotations
