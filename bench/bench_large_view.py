@@ -78,10 +78,10 @@ def make_images(folder: Path, size: int) -> dict[str, Path]:
 
 def baseline(path: Path) -> dict:
     """The old way: decode the whole file and make one QImage of it."""
+    from PIL import Image
+
     from app.workers.image_loader import rgb_to_qimage
     from maskrcnn_core.image_io import read_image
-
-    from PIL import Image
 
     Image.MAX_IMAGE_PIXELS = None  # the old way, with the decompression-bomb guard lifted for the file
     start = time.perf_counter()
@@ -91,7 +91,7 @@ def baseline(path: Path) -> dict:
     return {"decode_s": elapsed, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def one_window(path: Path, brush: bool) -> dict:
+def one_window(path: Path, brush: bool, segment: bool = False) -> dict:
     """Open ``path``'s folder in a real window and time what the user waits for."""
     from PySide6.QtCore import QPointF, Qt
     from PySide6.QtTest import QTest
@@ -179,6 +179,18 @@ def one_window(path: Path, brush: bool) -> dict:
         assert len(window.document.instances(window.document.current_image_id)) == 1
     out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out["peak_before_open_mb"] = rss_before
+    if segment:  # Auto-segment all on it: tiled, through the pyramid where the file cannot be read in parts
+        finished: list[bool] = []
+        tiles_seen: list[int] = []
+        window.segmentation.jobFinished.connect(lambda *_a: finished.append(True))
+        window.segmentation.tileProgressChanged.connect(lambda done, total: tiles_seen.append(total))
+        t = time.perf_counter()
+        window.segment_all_action.trigger()
+        wait(lambda: bool(finished), timeout=3600)
+        out["segment_s"] = time.perf_counter() - t
+        out["segment_tiles"] = tiles_seen[-1] if tiles_seen else 0
+        out["segment_instances"] = len(window.document.instances(window.document.current_image_id))
+        out["peak_after_segment_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     window.close()
     return out
 
@@ -206,23 +218,33 @@ def main() -> None:
     )
     parser.add_argument("--size", type=int, default=20_000)
     parser.add_argument("--data", type=Path, default=Path("/tmp/bench-large-view"))
-    parser.add_argument("--child", choices=["window", "window-brush", "baseline"])
+    parser.add_argument("--child", choices=["window", "window-brush", "window-segment", "baseline"])
+    parser.add_argument("--segment", action="store_true", help="also time Auto-segment all (cached open)")
+    parser.add_argument("--only", help="one image kind: 'tiff (pyramidal)', 'tiff (flat)' or 'jpeg'")
     parser.add_argument("--path", type=Path)
     args = parser.parse_args()
     if args.child == "baseline":
         print(json.dumps(baseline(args.path)))
         return
     if args.child:
-        print(json.dumps(one_window(args.path, brush=args.child == "window-brush")))
+        print(
+            json.dumps(
+                one_window(args.path, brush=args.child != "window", segment=args.child == "window-segment")
+            )
+        )
         return
     print(f"machine: {describe()}; load average {os.getloadavg()[0]:.2f}")
     paths = make_images(args.data / str(args.size), args.size)
     rows = []
     for name, path in paths.items():
+        if args.only and name != args.only:
+            continue
         shutil.rmtree(path.parent / ".maskrcnn-studio", ignore_errors=True)  # the first open builds
         base = run_child("--child", "baseline", "--path", str(path))
         first = run_child("--child", "window", "--path", str(path))
-        again = run_child("--child", "window-brush", "--path", str(path))
+        again = run_child(
+            "--child", "window-segment" if args.segment else "window-brush", "--path", str(path)
+        )
         rows.append((name, base, first, again))
         print(json.dumps({"image": name, "baseline": base, "first_open": first, "cached": again}), flush=True)
     print(f"\n{args.size}x{args.size}, load average now {os.getloadavg()[0]:.2f}")
@@ -249,6 +271,14 @@ def main() -> None:
             f"| {name} | {again['brush_move_ms_median']:.1f} / {again['brush_move_ms_max']:.1f} ms "
             f"| {again['brush_release_ms']:.0f} ms |"
         )
+    if args.segment:
+        print("\n| image | Auto-segment all: time | tiles | instances | window peak memory during it |")
+        print("|---|---|---|---|---|")
+        for name, _base, _first, again in rows:
+            print(
+                f"| {name} | {again['segment_s']:.0f} s | {again['segment_tiles']} "
+                f"| {again['segment_instances']} | {again['peak_after_segment_mb']:.0f} MB |"
+            )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ tiles in the current batch are ever decoded.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -40,6 +41,11 @@ from maskrcnn_core.image_io import (
     to_rgb_uint8,
 )
 from maskrcnn_core.types import Prediction
+
+log = logging.getLogger(__name__)
+
+#: a detection at least this confident that a tile edge cuts counts for the too-small-overlap warning
+CUT_WARNING_SCORE = 0.5
 
 #: runs a batch of ``(H, W, 3)`` uint8 images: at their own scale (``True``) or resized as usual
 DetectArrays = Callable[[list[np.ndarray], bool], list[Prediction]]
@@ -116,6 +122,7 @@ def run_tiled(
         size = regions.size
         tiles = tile_grid(size, options.size, options.overlap)
         parts: list[Prediction] = []
+        largest_cut = 0.0  # the largest confident detection an inner tile edge cut (pixels, its longer side)
         for start in range(0, len(tiles), batch_size):
             if cancel is not None and cancel.cancelled:
                 return None
@@ -125,8 +132,11 @@ def run_tiled(
             except ImageReadError as exc:
                 return Prediction.failed(image.source, str(exc))
             for tile, prediction in zip(group, detect(arrays, True), strict=True):
-                whole = np.flatnonzero(whole_in_tile(prediction.boxes, tile, size))
-                parts.append(place_in_image(take(prediction, whole), tile, size))
+                kept = whole_in_tile(prediction.boxes, tile, size)
+                parts.append(place_in_image(take(prediction, np.flatnonzero(kept)), tile, size))
+                cut = prediction.boxes[~kept & (prediction.scores >= CUT_WARNING_SCORE)]
+                if len(cut):
+                    largest_cut = max(largest_cut, float((cut[:, 2:] - cut[:, :2]).max()))
             if progress is not None:
                 progress(start + len(group), len(tiles))
         if options.full_image_pass:
@@ -134,6 +144,16 @@ def run_tiled(
                 parts.append(_full_image_pass(image, regions, detect))
             except ImageReadError as exc:
                 return Prediction.failed(image.source, str(exc))
+        elif largest_cut >= options.overlap:
+            # a cut object at least the overlap wide may be cut by every tile that sees it: found by none
+            log.warning(
+                "%s: objects up to %d px were cut by tile edges, larger than the %d px tile overlap, and the "
+                "full-image pass is off: such objects may be missing; raise the overlap (--tile-overlap) or "
+                "keep the full-image pass",
+                image.source or "image",
+                round(largest_cut),
+                options.overlap,
+            )
     return merge_duplicates(concatenate(parts, size, image.source), options.merge_iou)
 
 

@@ -138,6 +138,34 @@ def test_tiles_of_a_real_scene_give_each_object_once_and_whole(tmp_path: Path):
     """An oracle detector (each tile's detections are the ground-truth objects visible in it, cut by the
     tile) on a real synthetic scene: after the edge rule and the merge, every object is there once,
     with its whole mask."""
+    image, pixels, detect = _oracle_scene(tmp_path)
+    truth = [a.mask for a in image.annotations]
+    options = TileOptions(mode="on", size=256, overlap=96, full_image_pass=False)  # objects: 60 px at most
+    tiled = TiledImage(0, None, options, (192, 256), array=pixels)
+    progress: list[tuple[int, int]] = []
+    result = run_tiled(tiled, 4, detect, progress=lambda done, total: progress.append((done, total)))
+    assert result is not None and len(result) == len(truth)
+    tiles = len(tile_grid((700, 900), 256, 96))
+    assert progress == [(min(n, tiles), tiles) for n in range(4, tiles + 4, 4)]  # after each batch of 4
+    found = sorted((m.crop_box, m.area) for m in result.masks)
+    assert found == sorted((m.crop_box, m.area) for m in truth)
+
+
+def test_an_overlap_smaller_than_the_objects_cut_is_a_one_line_warning(tmp_path: Path, caplog):
+    image, pixels, detect = _oracle_scene(tmp_path)
+    for overlap, warned in ((96, False), (24, True)):
+        caplog.clear()
+        options = TileOptions(mode="on", size=256, overlap=overlap, full_image_pass=False)
+        with caplog.at_level("WARNING", logger="maskrcnn_core.engine.tiled_predict"):
+            run_tiled(TiledImage(0, "scene.tif", options, (192, 256), array=pixels), 4, detect)
+        lines = [r.getMessage() for r in caplog.records]
+        assert bool(lines) == warned, lines
+        if warned:
+            (line,) = lines
+            assert "larger than the 24 px tile overlap" in line and "--tile-overlap" in line
+
+
+def _oracle_scene(tmp_path: Path):  # noqa: ANN202 - (image, pixels, detect)
     json_path = generate_large_scene(tmp_path, height=700, width=900, num_objects=40, seed=3)
     data, _ = load_coco(json_path, tmp_path / "images")
     image = data.images[0]
@@ -160,15 +188,7 @@ def test_tiles_of_a_real_scene_give_each_object_once_and_whole(tmp_path: Path):
             out.append(_prediction(masks, list(np.linspace(0.9, 0.5, len(masks))), labels))
         return out
 
-    options = TileOptions(mode="on", size=256, overlap=96, full_image_pass=False)  # objects: 60 px at most
-    tiled = TiledImage(0, None, options, (192, 256), array=pixels)
-    progress: list[tuple[int, int]] = []
-    result = run_tiled(tiled, 4, detect, progress=lambda done, total: progress.append((done, total)))
-    assert result is not None and len(result) == len(truth)
-    tiles = len(tile_grid((700, 900), 256, 96))
-    assert progress == [(min(n, tiles), tiles) for n in range(4, tiles + 4, 4)]  # after each batch of 4
-    found = sorted((m.crop_box, m.area) for m in result.masks)
-    assert found == sorted((m.crop_box, m.area) for m in truth)
+    return image, pixels, detect
 
 
 # ------------------------------------------------------------------------- the demo model, for real
