@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -33,12 +32,11 @@ from maskrcnn_core.atomic import atomic_write
 from maskrcnn_core.data.dataset import InstanceDataset
 from maskrcnn_core.model.mask_rcnn import MaskRCNN
 from maskrcnn_core.model.subnetworks import SubNetworks
+from maskrcnn_core.system_memory import available_memory
 
 FEATURE_CACHE_DIR = "feature_cache"  # in the run folder, when the features do not fit in memory
 MANIFEST = "manifest.json"
 CACHE_DTYPE = torch.float16  # half the memory of float32; the heads train in float32 on the CPU
-_FALLBACK_AVAILABLE = 4 << 30  # when the system does not say how much memory is available
-
 #: ``(done, total, on_disk)`` after each item of the caching pass
 CachingProgress = Callable[[int, int, bool], None]
 
@@ -192,17 +190,7 @@ def weights_fingerprint(model: MaskRCNN) -> str:
 
 def default_memory_budget() -> int:
     """Bytes of features kept in memory when the run does not say: half of what the system has available."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // 2
-    except (AttributeError, ValueError, OSError):
-        return _FALLBACK_AVAILABLE // 2
+    return available_memory() // 2
 
 
 Key = tuple[int, bool]  # (dataset index, mirrored)
