@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from maskrcnn_core.model.mask_rcnn import MaskRCNN, eval_mode
 from maskrcnn_core.model.subnetworks import TorchSubNetworks
+from maskrcnn_core.model.weights import CheckpointError, load_weights_into, read_checkpoint
 from maskrcnn_core.paths import user_cache_dir
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,9 @@ class OpenVinoSubNetworks:
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         self.model = model
         self.precision = precision
-        self._torch = TorchSubNetworks(model)
+        self.source = source
+        #: True while torch's copy of the weights these networks run is dropped (see drop_torch_weights)
+        self.torch_weights_dropped = False
         folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._cache = _IRCache(folder if use_cache else None)
         self._core = ov.Core()
@@ -121,6 +124,7 @@ class OpenVinoSubNetworks:
             self.level_names = list(model._features(torch.zeros(1, 3, _TRACE_SIZE, _TRACE_SIZE)).keys())
             networks = _networks(model)
             keys = {kind: _digest(kind, module) for kind, (module, _, _) in networks.items()}
+            self._keys = keys
             missing = [kind for kind, key in keys.items() if not self._cache.has(kind, key)]
             if missing and source is not None and self._cache.folder is not None:
                 _convert_in_child_process(source, self._cache.folder)
@@ -134,6 +138,10 @@ class OpenVinoSubNetworks:
         self, images: Tensor
     ) -> tuple[OrderedDict[str, Tensor], list[Tensor], list[Tensor]]:
         outputs = self._infer(self._backbone, images)
+        with self._lock:
+            # its dynamic-shape buffers are sized for the largest image it has run; given back now (the
+            # outputs are our own copies), the heads, pooling and mask pasting that follow reuse that memory
+            self._backbone.release_memory()
         n = len(self.level_names)
         # the network hands the levels over channels-last (see _BackboneAndRPNHead): (B, C, H, W) views
         levels = [level.permute(0, 3, 1, 2) for level in outputs[:n]]
@@ -141,16 +149,60 @@ class OpenVinoSubNetworks:
         return features, outputs[n : 2 * n], outputs[2 * n :]
 
     def box_outputs(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
-        if len(pooled) == 0:  # OpenVINO does not take an empty batch; torch does it for nothing
-            return self._torch.box_outputs(pooled)
+        if len(pooled) == 0:  # OpenVINO does not take an empty batch
+            cls_logits, deltas = _no_rows(self._box, pooled)
+            return cls_logits, deltas
         cls_logits, deltas = self._infer(self._box, pooled)
         return cls_logits, deltas
 
     def mask_logits(self, pooled: Tensor) -> Tensor:
         if len(pooled) == 0:
-            return self._torch.mask_logits(pooled)
+            return _no_rows(self._mask, pooled)[0]
         parts = [self._infer(self._mask, part)[0] for part in pooled.split(_MASK_HEAD_BATCH)]
         return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    # ------------------------------------------------------------------ torch's copy of the weights
+
+    def drop_torch_weights(self) -> None:
+        """Free torch's copy of the weights these networks run: the model's :func:`compiled_modules` go to
+        the meta device, and the model detects through these networks only until
+        :meth:`restore_torch_weights`. Needs ``source``, the checkpoint they are read back from."""
+        if self.source is None:
+            raise ValueError("only a model loaded from a checkpoint file can drop its torch weights")
+        for module in compiled_modules(self.model):
+            module.to("meta")
+        self.torch_weights_dropped = True
+
+    def restore_torch_weights(self) -> None:
+        """Read torch's copy of the weights back from ``source``, checked against the networks compiled
+        from them; no-op unless dropped.
+
+        Raises:
+            CheckpointError: the checkpoint no longer holds those weights (changed on disk, unreadable);
+                the weights stay dropped and these networks keep running.
+        """
+        if not self.torch_weights_dropped:
+            return
+        assert self.source is not None  # drop_torch_weights needs it
+        modules = compiled_modules(self.model)
+        try:
+            checkpoint = read_checkpoint(self.source)
+            for module in modules:
+                module.to_empty(device="cpu")
+            load_weights_into(self.model, checkpoint)
+            with torch.no_grad(), eval_mode(self.model):
+                networks = _networks(self.model).items()
+                changed = [kind for kind, (m, _, _) in networks if _digest(kind, m) != self._keys[kind]]
+            if changed:
+                raise CheckpointError(
+                    f"{self.source} no longer holds the weights this model was loaded with "
+                    f"({', '.join(changed)} differ): load it again"
+                )
+        except Exception:
+            for module in modules:
+                module.to("meta")
+            raise
+        self.torch_weights_dropped = False
 
     # ------------------------------------------------------------------ internals
 
@@ -177,6 +229,27 @@ class OpenVinoSubNetworks:
             ) from exc
         compiled.infer_request = compiled.create_infer_request()
         return compiled
+
+
+def compiled_modules(model: MaskRCNN) -> list[nn.Module]:
+    """The model's modules whose work the compiled networks do (:func:`_networks`): all of its weights."""
+    heads = model.roi_heads
+    return [
+        model.backbone,
+        model.rpn.head,
+        heads.box_head,
+        heads.box_predictor,
+        heads.mask_head,
+        heads.mask_predictor,
+    ]
+
+
+def _no_rows(compiled: Any, pooled: Tensor) -> list[Tensor]:
+    """A network's outputs for an empty batch: zero rows of each output's shape."""
+    return [
+        pooled.new_zeros((0, *(dim.get_length() for dim in output.get_partial_shape()[1:])))
+        for output in compiled.outputs
+    ]
 
 
 def _networks(model: MaskRCNN) -> dict[str, tuple[nn.Module, Tensor, list[int]]]:

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -34,9 +35,13 @@ from maskrcnn_core.engine.tiling import TileOptions, box_region, place_in_image
 from maskrcnn_core.engine.uncertainty import score_detections
 from maskrcnn_core.image_io import ImageReadError, ImageRegions, read_image, to_rgb_uint8
 from maskrcnn_core.inference_options import BackendChoice, choose_backend
+from maskrcnn_core.model.mask_rcnn import MaskRCNN
 from maskrcnn_core.model.subnetworks import SubNetworks
 from maskrcnn_core.model.weights import load_model, model_info
 from maskrcnn_core.types import ModelInfo, Prediction
+
+if TYPE_CHECKING:
+    from maskrcnn_core.engine.openvino_backend import OpenVinoSubNetworks
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +144,17 @@ class Predictor:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = device
-        self.model = model
+        self._model = model
         self.batch_size = batch_size
         self.max_pixels = max_pixels
         self._autocast_dtype: torch.dtype | None = None
         if self.device.type == "cuda" and mixed_precision:
             self._autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        self.model_info: ModelInfo = model_info(self.model, weights)
-        self._class_map = self.model.class_map
+        self.model_info: ModelInfo = model_info(self._model, weights)
+        self._class_map = self._model.class_map
         self._subnetworks: SubNetworks | None = None  # None: the model's own torch modules
+        # the CPU backend's networks while they hold the only copy of the weights (see `model`)
+        self._weights_holder: OpenVinoSubNetworks | None = None
         self.backend = BackendChoice("torch", "mixed" if self._autocast_dtype is not None else "fp32")
         # tiled inference for large images (``None``: never tiled); see maskrcnn_core.engine.tiling
         self.tiling = None
@@ -164,14 +171,36 @@ class Predictor:
             from maskrcnn_core.engine.openvino_backend import ConversionError, OpenVinoSubNetworks
 
             try:
-                self._subnetworks = OpenVinoSubNetworks(
-                    self.model, precision=choice.precision, cache_dir=cache_dir, source=source
+                networks = OpenVinoSubNetworks(
+                    self._model, precision=choice.precision, cache_dir=cache_dir, source=source
                 )
             except ConversionError as exc:
                 choice = BackendChoice("torch", "fp32", f"{exc}: running on torch")
+            else:
+                self._subnetworks = networks
+                if source is not None:
+                    # a model of our own, from a file: torch's copy of the weights is not needed to detect,
+                    # and `model` reads it back when asked. from_model's model is its caller's (training),
+                    # and keeps its weights.
+                    networks.drop_torch_weights()
+                    self._weights_holder = networks
         if choice.reason:
             log.warning("%s", choice.reason)
         self.backend = choice
+
+    @property
+    def model(self) -> MaskRCNN:
+        """The model, able to run in torch. Where the CPU backend runs a model loaded from a file, torch's
+        copy of its weights is dropped (its peak memory is then not above the torch backend's), and the first
+        access here reads it back from that file.
+
+        Raises:
+            CheckpointError: the file no longer holds those weights; the Predictor keeps working.
+        """
+        if self._weights_holder is not None:
+            self._weights_holder.restore_torch_weights()
+            self._weights_holder = None
+        return self._model
 
     @property
     def device_name(self) -> str:
@@ -249,7 +278,7 @@ class Predictor:
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
         if not np.isfinite(boxes).all() or (boxes[:, 2:] <= boxes[:, :2]).any():
             raise ValueError("boxes must be finite xyxy boxes with x1 < x2 and y1 < y2")
-        transform = self.model.transform
+        transform = self._model.transform
         tiled = open_tiled(
             0, image, self.tiling or TileOptions(), (transform.min_size[-1], transform.max_size)
         )
@@ -273,7 +302,7 @@ class Predictor:
             None if labels is None else torch.as_tensor(labels, dtype=torch.int64, device=self.device)
         )
         with self._autocast():
-            out = self.model.segment_boxes(tensor, box_tensor, label_tensor, subnetworks=self._subnetworks)
+            out = self._model.segment_boxes(tensor, box_tensor, label_tensor, subnetworks=self._subnetworks)
         size = loaded.image.shape[:2]
         masks = paste_masks_cropped(out["mask_probs"], box_tensor, size)
         return self._prediction(loaded.source, size, box_tensor, out["scores"], out["labels"], masks)
@@ -294,7 +323,7 @@ class Predictor:
         shift = np.array([region.x0, region.y0, region.x0, region.y0], dtype=np.float32)
         limits = np.array([region.width, region.height, region.width, region.height], dtype=np.float32)
         inside = np.clip(boxes - shift, 0, limits)
-        with self.model.transform.native_scale():
+        with self._model.transform.native_scale():
             prediction = self._segment_boxes_loaded(_Loaded(0, None, pixels), inside, labels)
         return dataclasses.replace(place_in_image(prediction, region, size), source=image.source)
 
@@ -302,7 +331,7 @@ class Predictor:
         self, index: int, source: ImageSource, *, may_tile: bool = True
     ) -> _Loaded | TiledImage | Prediction:
         if may_tile and self.tiling is not None and self.tiling.mode != "off":
-            transform = self.model.transform  # inference resizes to its last min_size
+            transform = self._model.transform  # inference resizes to its last min_size
             tiled = open_tiled(index, source, self.tiling, (transform.min_size[-1], transform.max_size))
             if tiled is not None:  # tiled, or too large even for tiles
                 return tiled
@@ -326,7 +355,7 @@ class Predictor:
 
         def detect(images: list[np.ndarray], native_scale: bool) -> list[Prediction]:
             batch = [_Loaded(i, None, image) for i, image in enumerate(images)]
-            with self.model.transform.native_scale() if native_scale else nullcontext():
+            with self._model.transform.native_scale() if native_scale else nullcontext():
                 return self._run(batch, score_thresh, nms_thresh, top_k)
 
         return detect
@@ -338,7 +367,7 @@ class Predictor:
             return []
         try:
             with self._autocast():
-                detections = self.model.detect(
+                detections = self._model.detect(
                     [self._to_tensor(item.image) for item in batch],
                     score_thresh=score_thresh,
                     nms_thresh=nms_thresh,

@@ -40,7 +40,7 @@ def evaluate_model(
         raise ValueError(f"{len(failed)} validation images could not be read, e.g. {failed[0].error}")
     images = data.images[: len(predictions)]  # fewer when cancelled: score what was predicted
     results = predictions_to_coco_results(predictions, [im.id for im in images])
-    by_name = predictor.model.class_map.ids_by_name_where_ids_disagree(data.class_map)
+    by_name = predictor.model_info.class_map.ids_by_name_where_ids_disagree(data.class_map)
     if by_name is not None:
         if notify is not None:
             notify(

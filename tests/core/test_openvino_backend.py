@@ -24,6 +24,8 @@ from tiny_model import TINY
 from app.resources import DEMO_MODEL
 from maskrcnn_core import Predictor, mask_rcnn_mobilenet_v2_fpn, save_checkpoint
 from maskrcnn_core.inference_options import choose_backend
+from maskrcnn_core.model.subnetworks import TorchSubNetworks
+from maskrcnn_core.model.weights import CheckpointError
 
 pytest.importorskip("openvino")
 
@@ -136,6 +138,74 @@ def test_a_second_start_reads_the_cache_and_converts_nothing(
     second = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
     assert second.backend.label == "OpenVINO fp32"
     _same(second.predict([_image()])[0], first.predict([_image()])[0])
+
+
+def test_the_backbone_runs_again_after_giving_its_buffers_back(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    # the backbone hands its buffers back after each image: the next image, larger or smaller, and the same
+    # image again must still give torch's detections
+    ov = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
+    on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
+    large = np.random.default_rng(1).integers(0, 255, (160, 224, 3), dtype=np.uint8)
+    for image in (_image(), large, _image()):
+        _same(ov.predict([image])[0], on_torch.predict([image])[0])
+
+
+def _weights_dropped(predictor: Predictor) -> bool:
+    modules = openvino_backend.compiled_modules(predictor._model)
+    return all(p.is_meta for module in modules for p in module.parameters())
+
+
+def test_torchs_weights_are_dropped_and_read_back_when_the_model_is_wanted(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    ov = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
+    on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
+    assert _weights_dropped(ov)
+    _same(ov.predict([_image()])[0], on_torch.predict([_image()])[0])
+    assert _weights_dropped(ov)  # detecting does not need them
+
+    model = ov.model  # read back from the checkpoint
+    assert not _weights_dropped(ov)
+    loaded = on_torch.model.state_dict()
+    for name, restored in model.state_dict().items():
+        assert torch.equal(restored, loaded[name]), name
+    _same(Predictor.from_model(model).predict([_image()])[0], on_torch.predict([_image()])[0])
+    _same(ov.predict([_image()])[0], on_torch.predict([_image()])[0])
+
+
+def test_no_rois_give_the_shapes_torch_gives_without_torchs_weights(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    ov = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
+    networks = ov._subnetworks
+    assert isinstance(networks, OpenVinoSubNetworks) and _weights_dropped(ov)
+    config = ov._model.config
+    box_pooled = torch.zeros(0, config.feat_channels, *config.pool_size)
+    mask_pooled = torch.zeros(0, config.feat_channels, *config.mask_pool_size)
+    got = (*networks.box_outputs(box_pooled), networks.mask_logits(mask_pooled))
+    torch_networks = TorchSubNetworks(Predictor(tiny_checkpoint, device="cpu", backend="torch").model)
+    with torch.no_grad():
+        expected = (*torch_networks.box_outputs(box_pooled), torch_networks.mask_logits(mask_pooled))
+    assert [t.shape for t in got] == [t.shape for t in expected]
+    assert all(t.device.type == "cpu" for t in got)
+
+
+def test_a_checkpoint_changed_on_disk_is_not_read_back_and_the_predictor_keeps_working(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "model.pt"
+    copy.write_bytes(tiny_checkpoint.read_bytes())
+    ov = Predictor(copy, device="cpu", backend="openvino", cache_dir=tmp_path / "cache")
+    expected = ov.predict([_image()])[0]
+    torch.manual_seed(7)  # the same architecture and classes, other weights
+    save_checkpoint(copy, mask_rcnn_mobilenet_v2_fpn(class_names=("cat", "dog"), **TINY))
+
+    with pytest.raises(CheckpointError, match="no longer holds the weights"):
+        _ = ov.model
+    assert _weights_dropped(ov)
+    _same(ov.predict([_image()])[0], expected)
+    copy.write_bytes(tiny_checkpoint.read_bytes())  # the file back as it was: now it can be read back
+    assert not any(p.is_meta for p in ov.model.parameters())
 
 
 def test_another_model_gets_its_own_cache_entries(tiny_checkpoint: Path, tmp_path: Path) -> None:
