@@ -59,6 +59,7 @@ from app.ui.get_models_dialog import GetModelsDialog
 from app.ui.instance_menu import show_instance_menu
 from app.ui.interpreter import configure_for_gui, freeze_long_lived_heap
 from app.ui.panels.category_panel import CategoryDock, CategoryPanel
+from app.ui.panels.elided_label import ElidedLabel
 from app.ui.panels.image_browser import ImageBrowser, ImageListModel, ImagePanel
 from app.ui.panels.instance_list import InstanceList
 from app.ui.panels.model_versions import ModelVersionsPanel, version_rows
@@ -73,6 +74,7 @@ from app.workers.inference import LoadedModel, PredictorFactory, checkpoint_fact
 from maskrcnn_core.paths import one_line_error
 
 APP_NAME = "Mask R-CNN Studio"
+MODEL_LABEL_MAX_CHARS = 40  # the status bar's model label, elided past this (its tooltip has it all)
 # Shown while a damaged project file is looked at read-only (its readable copy), with the way out.
 READ_ONLY_NOTICE = "read-only: the project file is damaged — File ▸ Repair project…"
 
@@ -129,7 +131,8 @@ class MainWindow(QMainWindow):
         self.addToolBar(toolbar)
         self.run_progress = RunProgress()
         self.device_label = QLabel("Device: –")
-        self.model_label = QLabel("Model: none")
+        # Elided, whole in its tooltip: the status bar's messages (where an export went) need the room.
+        self.model_label = ElidedLabel("Model: none", max_chars=MODEL_LABEL_MAX_CHARS)
         for widget in (self.run_progress, self.device_label, self.model_label):
             self.statusBar().addPermanentWidget(widget)
         # The demo model knows only synthetic shapes: one click to a real one.

@@ -7,9 +7,9 @@ import json
 import shutil
 
 import pytest
-from PySide6.QtCore import QTimer
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QWidget
 
 from app.project.model_sources import DEMO_MODEL
 from app.project.recent import add_recent_folder, recent_folders, reopen_last_folder, set_reopen_last_folder
@@ -118,3 +118,21 @@ def test_an_old_recent_file_still_reads_and_keeps_the_setting(images_folder):
     set_reopen_last_folder(False)
     add_recent_folder(images_folder)
     assert not reopen_last_folder() and recent_folders() == [images_folder.resolve()]
+
+
+@pytest.mark.skipif(not DEMO_MODEL.is_file(), reason="app/resources/models/demo.pt is not built yet")
+def test_a_status_message_keeps_room_beside_the_demo_models_label(qtbot, images_folder, tmp_path):
+    """Seen in the window: with the demo model's long label, "Exported … to /" lost the export's path."""
+    window = _window(qtbot)
+    window.resize(1200, 800)  # the window's size at first start on a 1500-pixel-wide screen
+    assert window.open_folder(images_folder, weights=str(DEMO_MODEL))
+    qtbot.waitUntil(lambda: window.segmentation.model is not None, timeout=120_000)
+    status = window.statusBar()
+    message = f"Exported 18 annotations on 4 images to {tmp_path.parent.name}/export.json"
+    status.showMessage(message)
+    qtbot.wait(50)  # the status bar lays out its widgets
+    permanent = [w for w in status.findChildren(QWidget, options=Qt.FindChildOption.FindDirectChildrenOnly)]
+    room = status.width() - sum(w.width() + status.layout().spacing() for w in permanent if w.isVisible())
+    assert status.fontMetrics().horizontalAdvance(message) <= room
+    assert DEMO_NOTICE in window.model_label.text()  # the label keeps its whole text: elided only on screen
+    assert window.segmentation.model.info.name in window.model_label.toolTip()  # and in full there
