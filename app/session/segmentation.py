@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal
 
@@ -112,6 +113,14 @@ class SegmentationController(QObject):
     @property
     def busy(self) -> bool:
         return bool(self._jobs)
+
+    def no_model_reason(self) -> str:
+        """Why there is no model to run, and what to do: the one wording of it for every action that needs
+        one. While a model is being built (its first conversion can take a while) that is to wait, not to
+        load another."""
+        if self._loading:
+            return f"the model is still loading ({Path(self._loading[-1].path).name}): try again in a moment"
+        return "no model is loaded (Model ▸ Load weights…)"
 
     def segment(self, image_ids: Sequence[int], *, batch_size: int = 1) -> int | None:
         """Queue a job over ``image_ids``; returns its id, or ``None`` when there is nothing to do."""

@@ -608,7 +608,9 @@ class MainWindow(QMainWindow):
     def _model_ready(self) -> bool:
         if self.segmentation is not None and self.segmentation.model is not None:
             return True
-        self.statusBar().showMessage("No model loaded yet — Model ▸ Load weights…", 10_000)
+        segmentation = self.segmentation
+        reason = segmentation.no_model_reason() if segmentation is not None else "no project is open"
+        self.statusBar().showMessage(f"Auto-segment: {reason}", 10_000)
         return False
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:

@@ -246,7 +246,37 @@ def test_a_failed_model_load_is_a_message_not_a_crash(qtbot, images_folder, tmp_
     assert "not a Mask R-CNN" in window.statusBar().currentMessage()
     assert window.segmentation.model is None
     window.segment_all_action.trigger()  # no model: a hint, no crash
-    assert "No model" in window.statusBar().currentMessage()
+    assert "no model is loaded" in window.statusBar().currentMessage()
+    window.close()
+
+
+def test_an_action_while_the_model_loads_says_to_wait_not_to_load_weights(qtbot, images_folder, tmp_path):
+    """Seen in the window: Auto-segment all pressed while the model was still being built said "No model
+    loaded yet — Model ▸ Load weights…", sending the user to load the model that was on its way."""
+    release = threading.Event()
+    predictor = FakePredictor()
+
+    def slow_build() -> FakePredictor:
+        release.wait(10)
+        return predictor
+
+    window = MainWindow(predictor_factory=lambda _source: slow_build)
+    qtbot.addWidget(window)
+    weights = tmp_path / "slow.pt"
+    weights.write_bytes(b"x")
+    try:
+        assert window.open_folder(images_folder, weights=str(weights))
+        window.segment_all_action.trigger()
+        message = window.statusBar().currentMessage()
+        assert "still loading (slow.pt)" in message and "Load weights" not in message
+        image = window.document.current_image_id
+        window.editor.tools["box"].prompter.request(image, (1.0, 1.0, 20.0, 20.0))
+        assert "Box prompt: the model is still loading" in window.statusBar().currentMessage()
+    finally:
+        release.set()
+    qtbot.waitUntil(lambda: window.segmentation.model is not None, timeout=5000)
+    window.segment_all_action.trigger()  # once it is there, the same action runs
+    qtbot.waitUntil(lambda: bool(predictor.calls), timeout=5000)
     window.close()
 
 

@@ -39,7 +39,7 @@ class BoxPrompter(QObject):
     def request(self, image_id: int, box: tuple[float, float, float, float]) -> int | None:
         model = self.segmentation.model
         if model is None:
-            self.editor.message.emit("Box prompt: no model is loaded (Model ▸ Load weights…)")
+            self.editor.message.emit(f"Box prompt: {self.segmentation.no_model_reason()}")
             return None
         label = None
         unknown = ""  # the current category, when the model has no class of that name
