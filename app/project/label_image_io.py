@@ -67,7 +67,7 @@ def export_label_images(
         raise ValueError(f'the label image format must be ".png" or ".tif", got {suffix!r}')
     out = check_output_dir(out, project_dir=store.db_path.parent)
     if out.exists() and any(out.iterdir()):
-        raise ValueError(f"--out {out}: the folder is not empty; give a new or empty folder")
+        raise ValueError(f"the export folder {out} is not empty: choose a new or empty folder")
     names = {c.id: c.name for c in store.categories()}
     selection = ExportSelection(store, only, score_threshold)
     rows: list[tuple[str, int, str]] = []

@@ -81,7 +81,7 @@ def export_yolo(
     """
     out = check_output_dir(out, project_dir=store.db_path.parent)
     if out.exists() and any(out.iterdir()):
-        raise ValueError(f"--out {out}: the folder is not empty; give a new or empty folder")
+        raise ValueError(f"the export folder {out} is not empty: choose a new or empty folder")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"the validation share must be at least 0 and below 1, got {val_fraction}")
     categories = store.categories()

@@ -133,4 +133,5 @@ def test_folder_formats_export_a_folder_from_the_window(window, tmp_path, monkey
     _answer(monkeypatch, ExportChoices(out, folder_format, "verified"))  # the same folder again: not empty
     window.export_action.trigger()
     assert len(errors) == 1 and "not empty" in errors[0]
+    assert "--out" not in errors[0]  # the window has no --out: the command line's flag meant nothing there
     window.close()
