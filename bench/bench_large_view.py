@@ -96,6 +96,7 @@ def one_window(path: Path, brush: bool, segment: bool = False) -> dict:
     from PySide6.QtCore import QPointF, Qt
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
+    from window_wait import wait_until as wait
 
     from app.ui.main_window import MainWindow
 
@@ -105,14 +106,6 @@ def one_window(path: Path, brush: bool, segment: bool = False) -> dict:
     window.show()
     app.processEvents()
     out: dict = {}
-
-    def wait(condition, timeout: float = 600.0) -> None:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError("gave up waiting")
-            app.processEvents()
-            time.sleep(0.002)
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     start = time.perf_counter()

@@ -13,7 +13,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +20,8 @@ sys.path.insert(0, str(ROOT))
 
 from PySide6.QtCore import QPointF  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
+from window_wait import settle  # noqa: E402  (bench/window_wait.py, beside this script)
+from window_wait import wait_until as wait  # noqa: E402
 
 
 def main() -> int:
@@ -28,14 +29,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots" / "large_image")
     args = parser.parse_args()
     app = QApplication(sys.argv[:1])
-
-    def wait(condition, timeout: float = 900.0) -> None:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError("gave up waiting")
-            app.processEvents()
-            time.sleep(0.01)
 
     with tempfile.TemporaryDirectory(prefix="shot-large-") as tmp:
         os.environ["XDG_DATA_HOME"] = str(Path(tmp) / "xdg")
@@ -57,28 +50,20 @@ def main() -> int:
         wait(lambda: bool(finished))
         args.out.mkdir(parents=True, exist_ok=True)
         canvas.fit()
-        wait(lambda: True, 1)
-        _settle(app)
+        settle()
         screen = app.primaryScreen()
         screen.grabWindow(0).save(str(args.out / "whole.png"))
         canvas.resetTransform()
         canvas.zoomChanged.emit(canvas.zoom_factor())
         canvas.centerOn(QPointF(10_800, 700))
         item = canvas.large_image()
-        _settle(app)
+        settle()
         wait(lambda: not item.tiles._pending)  # noqa: SLF001 - the tiles in view, decoded
-        _settle(app)
+        settle()
         screen.grabWindow(0).save(str(args.out / "full_zoom.png"))
         window.close()
     print(f"wrote {args.out}/whole.png and {args.out}/full_zoom.png")
     return 0
-
-
-def _settle(app: QApplication, seconds: float = 1.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        app.processEvents()
-        time.sleep(0.02)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from torchvision.models.detection.image_list import ImageList
 from maskrcnn_core.atomic import atomic_write
 from maskrcnn_core.data.dataset import InstanceDataset
 from maskrcnn_core.model.mask_rcnn import MaskRCNN
-from maskrcnn_core.model.subnetworks import SubNetworks
+from maskrcnn_core.model.subnetworks import SubNetworks, TorchSubNetworks
 from maskrcnn_core.system_memory import available_memory
 
 FEATURE_CACHE_DIR = "feature_cache"  # in the run folder, when the features do not fit in memory
@@ -134,7 +134,7 @@ def batch_features(
     return ImageList(shape_only, [item.image_size for item in items]), levels
 
 
-class FrozenBackboneNetworks:
+class FrozenBackboneNetworks(TorchSubNetworks):
     """:class:`~maskrcnn_core.model.subnetworks.SubNetworks` for scoring a model whose backbone + FPN are
     frozen (the ``heads`` tier, during its run): the features of each input batch are computed once — by
     ``backbone`` (a CPU backend's compiled network) where given, else by the model's own modules — and
@@ -144,7 +144,8 @@ class FrozenBackboneNetworks:
     A batch is known by a digest of its pixels, so a batch that differs in any value is computed anew."""
 
     def __init__(self, model: MaskRCNN, backbone: SubNetworks | None, memory_budget: int) -> None:
-        self.model, self.backbone, self.memory_budget = model, backbone, memory_budget
+        super().__init__(model)
+        self.backbone, self.memory_budget = backbone, memory_budget
         self._kept: dict[tuple[tuple[int, ...], bytes], OrderedDict[str, Tensor]] = {}
         self._kept_bytes = 0
         self.computed = 0  # input batches whose features were computed (not reused)
@@ -166,14 +167,6 @@ class FrozenBackboneNetworks:
                 self._kept_bytes += size
         objectness, deltas = self.model.rpn.head(list(features.values()))
         return features, objectness, deltas
-
-    def box_outputs(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
-        heads = self.model.roi_heads
-        return heads.box_predictor(heads.box_head(pooled))
-
-    def mask_logits(self, pooled: Tensor) -> Tensor:
-        heads = self.model.roi_heads
-        return heads.mask_predictor(heads.mask_head(pooled))
 
 
 def weights_fingerprint(model: MaskRCNN) -> str:

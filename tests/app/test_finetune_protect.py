@@ -72,6 +72,24 @@ def _scoring_script() -> list[str]:
     return ["-c", f"import json; print(json.dumps(json.loads({json.dumps(json.dumps(_segm(BASE_SCORES)))})))"]
 
 
+def _train_with_script(monkeypatch, body: str) -> None:
+    """The training process replaced by the Python ``body``; scoring by the base scores' script."""
+    monkeypatch.setattr(
+        TrainingRunner,
+        "start",
+        lambda runner, request, *, workdir, log_path: runner.start_command(
+            ["-c", textwrap.dedent(body)], workdir, log_path
+        ),
+    )
+    monkeypatch.setattr(
+        EvaluationRunner,
+        "start",
+        lambda runner, request, *, workdir, log_path: runner.start_command(
+            _scoring_script(), workdir, log_path
+        ),
+    )
+
+
 @pytest.fixture
 def scripted_engine(monkeypatch):
     """The engine's processes replaced by scripts; ``requests`` collects what the controller asked for, and
@@ -209,20 +227,7 @@ def test_cancelling_during_caching_leaves_the_project_and_the_model_untouched(
     emit(event="caching", done=1, total=8, elapsed_s=0.5)
     time.sleep(60)
     """
-    monkeypatch.setattr(
-        TrainingRunner,
-        "start",
-        lambda runner, request, *, workdir, log_path: runner.start_command(
-            ["-c", textwrap.dedent(body)], workdir, log_path
-        ),
-    )
-    monkeypatch.setattr(
-        EvaluationRunner,
-        "start",
-        lambda runner, request, *, workdir, log_path: runner.start_command(
-            _scoring_script(), workdir, log_path
-        ),
-    )
+    _train_with_script(monkeypatch, body)
     window = open_with_fake_model(qtbot, images_folder, tmp_path)
     doc, store = window.document, window.document.store
     window.import_annotation_file(synthetic_dataset)
@@ -264,20 +269,7 @@ def test_what_the_run_does_not_apply_is_told_in_the_status_bar(
     emit(event="cancelled", iteration=0, checkpoint="")
     sys.exit(3)
     """
-    monkeypatch.setattr(
-        TrainingRunner,
-        "start",
-        lambda runner, request, *, workdir, log_path: runner.start_command(
-            ["-c", textwrap.dedent(body)], workdir, log_path
-        ),
-    )
-    monkeypatch.setattr(
-        EvaluationRunner,
-        "start",
-        lambda runner, request, *, workdir, log_path: runner.start_command(
-            _scoring_script(), workdir, log_path
-        ),
-    )
+    _train_with_script(monkeypatch, body)
     window = open_with_fake_model(qtbot, images_folder, tmp_path)
     window.import_annotation_file(synthetic_dataset)
     told: list[str] = []
