@@ -335,6 +335,26 @@ def test_auto_segment_runs_a_large_image_in_tiles_with_progress_and_cancel(qtbot
     found = doc.instances(image.id)
     assert len(found) >= 20
     assert any(rle_to_mask(i.rle).x0 > TILED_VIEW_MIN_SIDE - 1000 for i in found)  # found far to the right
+    # the box prompt, dragged around an object far to the right at full zoom, segments it from its region
+    from maskrcnn_core.data.coco import load_coco
+    from maskrcnn_core.engine.tiling import mask_iou
+
+    data, _ = load_coco(next(tmp_path.glob("*.json")), folder)
+    target = max((a for a in data.images[0].annotations if a.bbox[0] > 7000), key=lambda a: a.area)
+    x1, y1, x2, y2 = target.bbox
+    canvas = window.canvas
+    canvas.resetTransform()
+    canvas.zoomChanged.emit(canvas.zoom_factor())
+    canvas.centerOn(QPointF((x1 + x2) / 2, (y1 + y2) / 2))
+    window.editor.set_tool("box")
+    before = {i.id for i in doc.instances(image.id)}
+    start, end = canvas.mapFromScene(QPointF(x1 - 4, y1 - 4)), canvas.mapFromScene(QPointF(x2 + 4, y2 + 4))
+    qtbot.mousePress(canvas.viewport(), Qt.MouseButton.LeftButton, pos=start)
+    qtbot.mouseMove(canvas.viewport(), end)
+    qtbot.mouseRelease(canvas.viewport(), Qt.MouseButton.LeftButton, pos=end)
+    qtbot.waitUntil(lambda: len(doc.instances(image.id)) == len(before) + 1, timeout=60_000)
+    (added,) = [i for i in doc.instances(image.id) if i.id not in before]
+    assert mask_iou(rle_to_mask(added.rle), target.mask) > 0.6
     window.close()
 
 
