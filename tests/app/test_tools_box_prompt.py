@@ -99,6 +99,8 @@ def test_box_prompt_adds_the_models_mask_in_one_undo_step(qtbot, tmp_path):
     assert np.array_equal(rle_to_mask(record.rle).to_full(), expected.masks[0].to_full())
     assert window.document.category(record.category_id).name == "square"  # the model's class
     assert record.provenance is Provenance.EDITED and record.score == pytest.approx(0.8)
+    # Seen in the window: "Box prompt: ring (0.00)" left a new user guessing what the number was.
+    assert window.statusBar().currentMessage() == f"Box prompt: added square, score {record.score:.2f}"
     assert window.editor.selection() == [record.id]
     assert window.undo_stack.count() == 1
     window.undo_stack.undo()

@@ -92,10 +92,10 @@ class BoxPrompter(QObject):
         )
         editor.push(command, select_added=image_id == editor.image_id)
         if unknown:
-            note = f"the mask of its class '{detection.category_name}' ({detection.score:.2f})"
+            note = f"the mask of its class '{detection.category_name}' (score {detection.score:.2f})"
             editor.message.emit(f"Box prompt: {unknown_category_note(unknown)}: added with {note}")
         else:
-            editor.message.emit(f"Box prompt: {detection.category_name} ({detection.score:.2f})")
+            editor.message.emit(f"Box prompt: added {detection.category_name}, score {detection.score:.2f}")
 
 
 def unknown_category_note(category: str) -> str:
