@@ -138,4 +138,6 @@ def test_cancel_keeps_the_checkpoint_and_closing_the_project_offers_resume(
     assert window.open_folder(images_folder, weights=str(tiny_checkpoint))
     assert window.finetune.can_resume() and window.training_panel.resume_button.isEnabled()
     assert window.document.store.training_runs()[-1].status == RunStatus.CANCELLED
+    # Seen in the window: "The last run cancelled." to someone who had only closed the window.
+    assert "the project closed" in window.training_panel.figures.text()
     window.close()

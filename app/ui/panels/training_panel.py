@@ -41,6 +41,8 @@ from maskrcnn_core.protocol import (
     TrainingEvent,
 )
 
+#: a reopened project's last run that was stopped before its end
+STOPPED_RUN_TEXT = "The last run was stopped before its end: cancelled, or the project closed while it ran."
 #: the height the panel asks of its dock, which the charts and the comparison table fill
 PREFERRED_HEIGHT = 560
 #: the loss curves, the total first (it is drawn first and gets the first colour)
@@ -279,6 +281,10 @@ class TrainingPanel(QWidget):
         self.cancel_button.setEnabled(False)
         if past.comparison is not None:
             self.show_comparison(past.comparison)
+            return
+        if past.status is RunStatus.CANCELLED:
+            # Closing the project stops a run as Cancel does: "cancelled" alone puzzles whoever closed it.
+            self.figures.setText(STOPPED_RUN_TEXT)
             return
         error = past.run.metrics.get("error")
         self.figures.setText(f"The last run {past.status}" + (f": {error}" if error else "."))
