@@ -35,6 +35,7 @@ from app.ui.panels.image_browser import (
     StatusRole,
 )
 from app.workers.image_loader import ImageLoader
+from maskrcnn_core.protocol import LOSS_KEYS
 
 pytestmark = pytest.mark.gui
 
@@ -124,6 +125,26 @@ def test_chart_draws_new_points_and_keeps_its_drawing_for_plain_repaints(qtbot):
     assert chart._picture is drawn  # a plain repaint copies the drawing
     chart.add_point("total_loss", 100, 0.005)
     assert chart._picture is None  # a new point redraws
+
+
+@pytest.mark.parametrize("width", [300, 600])
+def test_the_charts_legend_wraps_to_fit_a_narrow_dock(qtbot, width):
+    """Seen in the Training dock (about 300 px wide): three legend columns of 120 px cut the loss names
+    off ("rpn_re", "mask_")."""
+    chart = CurveChart("Training losses (log scale)", log_y=True)
+    qtbot.addWidget(chart)
+    chart.resize(width, 250)
+    for name in LOSS_KEYS:
+        chart.add_point(name, 1, 0.5)
+    rects = chart.legend_rects()
+    metrics = chart.fontMetrics()
+    assert len(rects) == len(LOSS_KEYS)
+    for rect, name in zip(rects, LOSS_KEYS, strict=True):
+        assert rect.right() <= width
+        assert rect.left() + 16 + metrics.horizontalAdvance(name) <= rect.right()  # the whole name fits
+    assert not any(a.intersects(b) for i, a in enumerate(rects) for b in rects[i + 1 :])
+    if width == 600:  # room for three columns, as the legend always had
+        assert len({rect.top() for rect in rects}) == 2
 
 
 def test_stall_probe_reports_how_long_and_where(qtbot):

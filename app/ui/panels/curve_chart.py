@@ -18,6 +18,9 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 SERIES_COLORS = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#9c755f")
 _MARGIN_LEFT, _MARGIN_RIGHT, _MARGIN_TOP, _MARGIN_BOTTOM = 52, 10, 8, 22
 _LEGEND_ROW = 16
+_LEGEND_MAX_COLUMNS = 3
+_LEGEND_SWATCH = 16  # the colour swatch and the gap after it, before the series name
+_LEGEND_GAP = 12  # between a name and the next column's swatch
 
 
 class CurveChart(QWidget):
@@ -108,7 +111,8 @@ class CurveChart(QWidget):
         painter = QPainter(device)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.fillRect(self.rect(), self.palette().base())
-        legend_rows = math.ceil(len(self._series) / 3) if self._series else 0
+        legend = self.legend_rects()
+        legend_rows = len({rect.top() for rect in legend})
         plot = QRectF(
             _MARGIN_LEFT,
             _MARGIN_TOP + _LEGEND_ROW * (1 + legend_rows),
@@ -120,9 +124,9 @@ class CurveChart(QWidget):
         painter.drawText(QPointF(_MARGIN_LEFT, _MARGIN_TOP + 11), self.title)
         low, high = self._y_limits()
         self._draw_axes(painter, plot, low, high, text)
-        for index, (name, polygon) in enumerate(self._polygons.items()):
+        for index, ((name, polygon), rect) in enumerate(zip(self._polygons.items(), legend, strict=True)):
             color = QColor(SERIES_COLORS[index % len(SERIES_COLORS)])
-            self._draw_legend_entry(painter, index, name, color)
+            self._draw_legend_entry(painter, rect, name, color)
             self._draw_curve(painter, plot, polygon, low, high, color)
         painter.end()
 
@@ -146,13 +150,30 @@ class CurveChart(QWidget):
             f"iteration (max {int(self._x_max)})",
         )
 
-    def _draw_legend_entry(self, painter: QPainter, index: int, name: str, color: QColor) -> None:
-        column, row = index % 3, index // 3
-        x = _MARGIN_LEFT + column * 120
-        y = _MARGIN_TOP + _LEGEND_ROW * (row + 1) + 4
-        painter.fillRect(QRectF(x, y + 3, 12, 4), color)
+    def legend_rects(self) -> list[QRectF]:
+        """Where each series' legend entry (swatch and name) goes, in series order: as many columns as the
+        widest name lets fit in the chart's width (up to three), so a narrow dock wraps the legend instead
+        of cutting names off."""
+        if not self._series:
+            return []
+        metrics = self.fontMetrics()
+        column = _LEGEND_SWATCH + max(metrics.horizontalAdvance(name) for name in self._series) + _LEGEND_GAP
+        room = self.width() - _MARGIN_LEFT - _MARGIN_RIGHT
+        columns = max(1, min(_LEGEND_MAX_COLUMNS, int(room // column)))
+        return [
+            QRectF(
+                _MARGIN_LEFT + (index % columns) * column,
+                _MARGIN_TOP + _LEGEND_ROW * (index // columns + 1) + 4,
+                column - _LEGEND_GAP,
+                _LEGEND_ROW,
+            )
+            for index in range(len(self._series))
+        ]
+
+    def _draw_legend_entry(self, painter: QPainter, rect: QRectF, name: str, color: QColor) -> None:
+        painter.fillRect(QRectF(rect.left(), rect.top() + 3, 12, 4), color)
         painter.setPen(self.palette().text().color())
-        painter.drawText(QPointF(x + 16, y + 9), name)
+        painter.drawText(QPointF(rect.left() + _LEGEND_SWATCH, rect.top() + 9), name)
 
     def _draw_curve(
         self, painter: QPainter, plot: QRectF, polygon: QPolygonF, low: float, high: float, color: QColor
