@@ -475,11 +475,28 @@ def _open(path: Path) -> Iterator[Image.Image]:
                 f"{path}: the header claims an image too large to decode safely ({exc})"
             ) from exc
         except UnidentifiedImageError:
+            layout = _tiff_layout(path)
+            if layout is not None:
+                raise ImageReadError(f"{path}: a TIFF of {layout}, a layout that cannot be read") from None
             raise ImageReadError(f"{path}: not an image, or in a format that cannot be read") from None
         except _DECODE_ERRORS as exc:
             raise ImageReadError(f"{path}: the file is corrupt ({exc})") from exc
         with image:
             yield image
+
+
+def _tiff_layout(path: Path) -> str | None:
+    """What a TIFF that Pillow cannot read holds, in a few words (``None`` when it is not a TIFF)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            samples = page.samplesperpixel
+            planar = ", one plane per sample" if samples > 1 and page.planarconfig != 1 else ""
+            return f"{page.imagewidth}x{page.imagelength}, {samples} samples of {page.dtype}{planar}"
+    except Exception:  # noqa: BLE001 - not a TIFF, or one tifffile cannot parse either: no description
+        return None
 
 
 def _check_pixels(path: Path, width: int, height: int, max_pixels: int | None) -> None:

@@ -307,3 +307,12 @@ def test_a_quick_overview_comes_from_a_jpegs_reduced_decode_or_a_pyramidal_tiffs
     png = tmp_path / "photo.png"
     cv2.imwrite(str(png), image)
     assert read_overview(png, 1000) is None
+
+
+def test_a_tiff_of_a_layout_that_cannot_be_read_says_what_it_holds(tmp_path):
+    import tifffile
+
+    path = tmp_path / "bands.tif"
+    tifffile.imwrite(path, np.zeros((40, 60, 5), np.float32), planarconfig="contig")
+    with pytest.raises(ImageReadError, match=r"bands.tif: a TIFF of 60x40, 5 samples of float32, a layout"):
+        read_image(path)
