@@ -43,6 +43,9 @@ from maskrcnn_core.protocol import (
 
 #: a reopened project's last run that was stopped before its end
 STOPPED_RUN_TEXT = "The last run was stopped before its end: cancelled, or the project closed while it ran."
+#: a stopped run's bar: where it stopped (%v, %m: Qt's value and maximum), not a bare percentage
+STOPPED_AT_ITERATION = "Stopped at iteration %v of %m"
+STOPPED_WHILE_CACHING = "Stopped while caching features %v/%m"
 #: the height the panel asks of its dock, which the charts and the comparison table fill
 PREFERRED_HEIGHT = 560
 #: the loss curves, the total first (it is drawn first and gets the first colour)
@@ -70,6 +73,8 @@ class TrainingPanel(QWidget):
         self.title = QLabel("No fine-tuning run yet: Model ▸ Fine-tune…")
         self.title.setWordWrap(True)
         self.progress = QProgressBar()
+        # whether the bar counts iterations (or, in the heads tier's feature pass, cached images)
+        self._bar_counts_iterations = True
         self.figures = QLabel("")
         self.figures.setWordWrap(True)
         self.validation = QLabel("")
@@ -148,6 +153,7 @@ class TrainingPanel(QWidget):
         self.progress.setMaximum(max(1, int(info["iterations"])))
         self.progress.setValue(0)
         self.progress.setFormat("%p%")
+        self._bar_counts_iterations = True
         self.figures.setText("Starting the training process…")
         self.validation.setText("")
         self.loss_chart.clear(info["iterations"])
@@ -166,6 +172,7 @@ class TrainingPanel(QWidget):
             self.progress.setMaximum(max(1, event.iterations))
             self.progress.setValue(event.start_iteration)
             self.progress.setFormat("%p%")
+            self._bar_counts_iterations = True
             self.loss_chart.set_x_max(event.iterations)
             self.ap_chart.set_x_max(event.iterations)
             tier = TIER_NAMES.get(event.tier, event.tier)
@@ -175,6 +182,7 @@ class TrainingPanel(QWidget):
             self.progress.setMaximum(max(1, event.total))
             self.progress.setValue(event.done)
             self.progress.setFormat(f"Caching features {event.done}/{event.total}")
+            self._bar_counts_iterations = False
             left = event.elapsed_s / event.done * (event.total - event.done) if event.done else None
             where = " (on disk: they do not fit in memory)" if event.on_disk else ""
             self.figures.setText(
@@ -184,6 +192,7 @@ class TrainingPanel(QWidget):
             self.progress.setMaximum(max(1, event.iterations))
             self.progress.setValue(event.iteration)
             self.progress.setFormat(f"%v/%m · {_time_left(event.eta_s)}")
+            self._bar_counts_iterations = True
             for term in LOSS_TERMS:
                 self.loss_chart.add_point(term, event.iteration, event.losses.get(term))
             self.figures.setText(
@@ -202,10 +211,11 @@ class TrainingPanel(QWidget):
 
     def show_run_ended(self, outcome: RunOutcome) -> None:
         self.cancel_button.setEnabled(False)
-        self.progress.setFormat("%p%")
         if outcome.status is RunStatus.FINISHED:
+            self.progress.setFormat("%p%")
             self.figures.setText("Finished. Comparing with the base model on the same validation images…")
             return
+        self._show_where_it_stopped()
         if outcome.status is RunStatus.CANCELLED:
             self.figures.setText("Cancelled. The last checkpoint is kept: Resume continues from it.")
         else:
@@ -215,6 +225,12 @@ class TrainingPanel(QWidget):
         if outcome.log_tail:
             self.log.setPlainText(outcome.log_tail)
             self.log.setVisible(True)
+
+    def _show_where_it_stopped(self) -> None:
+        """A run that ended before its last iteration: the bar says where ("iteration 44 of 200"), since a
+        percentage alone does not tell what Resume continues from."""
+        counts = self._bar_counts_iterations
+        self.progress.setFormat(STOPPED_AT_ITERATION if counts else STOPPED_WHILE_CACHING)
 
     def set_resumable(self, resumable: bool) -> None:
         self.resume_button.setEnabled(resumable)
@@ -279,6 +295,8 @@ class TrainingPanel(QWidget):
             self.show_event(event)
         self.progress.setFormat("%p%")  # no time left: the run is over
         self.cancel_button.setEnabled(False)
+        if past.status is not RunStatus.FINISHED:
+            self._show_where_it_stopped()
         if past.comparison is not None:
             self.show_comparison(past.comparison)
             return
