@@ -236,7 +236,10 @@ def _reduce(image: np.ndarray, full_size: tuple[int, int], longest_side: int) ->
 
 
 class _TiffRegions(ImageRegions):
-    """A tiled or striped 8-bit TIFF read through tifffile, decoding only the segments a region needs."""
+    """A tiled or striped 8-bit TIFF (or 16-bit grayscale) read through tifffile, decoding only the
+    segments a region needs. 16-bit values are stretched from the whole image's ``[min, max]`` to 8 bits,
+    as a full read does: the range is found once, the first time a region is read, by one pass over the
+    segments that holds one segment at a time."""
 
     def __init__(self, tif, page, path: Path) -> None:  # noqa: ANN001 - tifffile's objects
         self._tif = tif
@@ -246,6 +249,7 @@ class _TiffRegions(ImageRegions):
         self._segment = (int(page.chunks[0]), int(page.chunks[1]))
         self._grid = (int(page.chunked[0]), int(page.chunked[1]))
         self._samples = int(page.samplesperpixel)
+        self._range: tuple[float, float] | None = None  # a 16-bit image's [min, max]
 
     @classmethod
     def open(cls, path: Path, max_pixels: int | None) -> _TiffRegions | None:
@@ -296,23 +300,13 @@ class _TiffRegions(ImageRegions):
         _check_region(self.size, x0, y0, x1, y1)
         seg_h, seg_w = self._segment
         rows, cols = self._grid
-        out = np.zeros((y1 - y0, x1 - x0, self._samples), dtype=np.uint8)
-        page, handle = self._page, self._tif.filehandle
-        decode = page.decode
+        page = self._page
+        out = np.zeros((y1 - y0, x1 - x0, self._samples), dtype=page.dtype)
         for r in range(y0 // seg_h, min(rows, -(-y1 // seg_h))):
             for c in range(x0 // seg_w, min(cols, -(-x1 // seg_w))):
-                index = r * cols + c
-                try:
-                    handle.seek(page.dataoffsets[index])
-                    data = handle.read(page.databytecounts[index])
-                    segment = decode(data or None, index, jpegtables=page.jpegtables)[0]
-                except Exception as exc:  # tifffile and its codecs raise many kinds on damaged data
-                    raise ImageReadError(
-                        f"{self.path}: the file is corrupt or truncated (tile {index}: {_first_line(exc)})"
-                    ) from exc
+                segment = self._decode(r * cols + c)
                 if segment is None:
                     continue  # an empty tile is zeros, as the TIFF specification says
-                segment = segment.reshape(segment.shape[-3:])
                 sy0, sx0 = r * seg_h, c * seg_w
                 ty0, ty1 = max(y0, sy0), min(y1, sy0 + segment.shape[0], self.size[0])
                 tx0, tx1 = max(x0, sx0), min(x1, sx0 + segment.shape[1], self.size[1])
@@ -320,22 +314,56 @@ class _TiffRegions(ImageRegions):
                     out[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] = segment[
                         ty0 - sy0 : ty1 - sy0, tx0 - sx0 : tx1 - sx0
                     ]
-        if page.photometric == 0:  # min-is-white
+        if page.dtype == np.uint16:
+            out = _stretch_to_uint8(out, self._value_range())
+        elif page.photometric == 0:  # min-is-white
             np.subtract(255, out, out=out)
         if self._samples == 1:
             return np.repeat(out, 3, axis=2)
         return np.ascontiguousarray(out[:, :, :3])
+
+    def _decode(self, index: int) -> np.ndarray | None:
+        """Segment ``index`` as ``(h, w, samples)``, or ``None`` for an empty one."""
+        page, handle = self._page, self._tif.filehandle
+        try:
+            handle.seek(page.dataoffsets[index])
+            data = handle.read(page.databytecounts[index])
+            segment = page.decode(data or None, index, jpegtables=page.jpegtables)[0]
+        except Exception as exc:  # tifffile and its codecs raise many kinds on damaged data
+            raise ImageReadError(
+                f"{self.path}: the file is corrupt or truncated (tile {index}: {_first_line(exc)})"
+            ) from exc
+        return None if segment is None else segment.reshape(segment.shape[-3:])
+
+    def _value_range(self) -> tuple[float, float]:
+        if self._range is None:
+            low, high = np.inf, -np.inf
+            rows, cols = self._grid
+            for index in range(rows * cols):
+                segment = self._decode(index)
+                if segment is None:
+                    low = min(low, 0.0)
+                    continue
+                # only the image's pixels: an edge tile is padded past the image
+                r, c = divmod(index, cols)
+                h = min(segment.shape[0], self.size[0] - r * self._segment[0])
+                w = min(segment.shape[1], self.size[1] - c * self._segment[1])
+                inside = segment[:h, :w]
+                low, high = min(low, float(inside.min())), max(high, float(inside.max()))
+            self._range = (low, high)
+        return self._range
 
     def close(self) -> None:
         self._tif.close()
 
 
 def _region_readable(page) -> bool:  # noqa: ANN001 - tifffile's TiffPage
-    """Whether :class:`_TiffRegions` reads this TIFF page (8-bit gray, RGB or RGBA, interleaved, upright,
-    in tiles or strips); other layouts are read whole through Pillow."""
+    """Whether :class:`_TiffRegions` reads this TIFF page (8-bit gray, RGB or RGBA, interleaved, or 16-bit
+    gray; upright, in tiles or strips); other layouts are read whole through Pillow."""
     orientation = page.tags.get(274)
+    gray16 = page.dtype == np.uint16 and page.samplesperpixel == 1 and page.photometric == 1
     return bool(
-        page.dtype == np.uint8
+        (page.dtype == np.uint8 or gray16)
         and page.samplesperpixel in (1, 3, 4)
         and (page.samplesperpixel == 1 or page.planarconfig == 1)
         and page.photometric in (0, 1, 2)
@@ -541,9 +569,10 @@ def _to_rgb_array(im: Image.Image, path: Path) -> np.ndarray:
     return np.array(rgb, dtype=np.uint8)
 
 
-def _stretch_to_uint8(values: np.ndarray) -> np.ndarray:
-    """Scale any numeric array linearly from its ``[min, max]`` to uint8 ``[0, 255]``; constant -> 0."""
-    low, high = float(values.min()), float(values.max())
+def _stretch_to_uint8(values: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Scale any numeric array linearly from ``value_range`` (default: its own ``[min, max]``) to uint8
+    ``[0, 255]``; a constant image -> 0."""
+    low, high = value_range if value_range is not None else (float(values.min()), float(values.max()))
     if high <= low:
         return np.zeros(values.shape, dtype=np.uint8)
     scaled = (values.astype(np.float32) - np.float32(low)) * np.float32(255.0 / (high - low))

@@ -316,3 +316,22 @@ def test_a_tiff_of_a_layout_that_cannot_be_read_says_what_it_holds(tmp_path):
     tifffile.imwrite(path, np.zeros((40, 60, 5), np.float32), planarconfig="contig")
     with pytest.raises(ImageReadError, match=r"bands.tif: a TIFF of 60x40, 5 samples of float32, a layout"):
         read_image(path)
+
+
+def test_a_16_bit_grayscale_tiled_tiff_is_read_in_regions_with_the_whole_images_stretch(tmp_path):
+    """Microscopy's usual file: regions agree pixel for pixel with a full read (stretched from the whole
+    image's range, not each region's), and the file is never decoded whole."""
+    import tifffile
+
+    from maskrcnn_core.image_io import open_regions, reads_in_regions
+
+    rng = np.random.default_rng(0)
+    values = (rng.integers(900, 1200, (700, 1000)) + np.linspace(0, 3000, 1000)).astype(np.uint16)
+    values[650:, 950:] = 40_000  # the bright corner sets the range that every region shares
+    path = tmp_path / "cells.tif"
+    tifffile.imwrite(path, values, tile=(256, 256), photometric="minisblack")
+    assert reads_in_regions(path)
+    whole = read_image(path)
+    with open_regions(path) as regions:
+        for x0, y0, x1, y1 in [(0, 0, 300, 200), (260, 100, 900, 650), (900, 600, 1000, 700)]:
+            np.testing.assert_array_equal(regions.read(x0, y0, x1, y1), whole[y0:y1, x0:x1])
