@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,9 @@ TileKey = tuple[int, int, int]  # level, row, col
 
 
 class _Signals(QObject):
+    opened = Signal(object)  # _Opened
     tile = Signal(object, object)  # TileKey, QImage | None
-    overview = Signal(object, int)  # QImage | None, generation
+    overview = Signal(object, int)  # QImage, generation
     error = Signal(str)
 
 
@@ -59,6 +61,7 @@ class LargeImageTiles(QObject):
         self._signals.tile.connect(self._on_tile)
         self._signals.overview.connect(self._on_overview)
         self._signals.error.connect(self._on_read_error)
+        self._signals.opened.connect(self._on_opened)
         self._lock = threading.Lock()
         self._pending: set[TileKey] = set()
         self._wanted: set[TileKey] = set()
@@ -75,21 +78,27 @@ class LargeImageTiles(QObject):
     # ---------------------------------------------------------------------------------------------- life
     def start(self) -> None:
         """Use the pyramid of the file as it is now, or build one (``buildProgress``, then
-        ``pyramidReady`` or ``failed``); the overview arrives through ``overviewReady`` either way."""
-        try:
-            self._state = fingerprint(self.source)
-            if reads_in_regions(self.source):
-                self._regions = open_regions(self.source)
-        except (OSError, ImageReadError) as exc:
-            self.failed.emit(str(exc))
+        ``pyramidReady`` or ``failed``); the overview arrives through ``overviewReady`` either way. The
+        file is opened in the pool (parsing a pyramidal TIFF's directories takes a while): nothing here
+        waits on it."""
+        self._pool.start(_OpenTask(self), priority=2)
+
+    def _on_opened(self, opened: object) -> None:
+        assert isinstance(opened, _Opened)
+        if self._closed:
+            if opened.regions is not None:
+                opened.regions.close()
             return
-        self.pyramid = Pyramid.open(self.folder, self.source)
+        if opened.error:
+            self.failed.emit(opened.error)
+            return
+        self._state, self._regions, self.pyramid = opened.state, opened.regions, opened.pyramid
+        if opened.overview is not None:
+            self.overviewReady.emit(opened.overview)
         if self.pyramid is not None:
-            self._read_overview(from_pyramid=True)
             self.pyramidReady.emit()
-            return
-        self._read_overview(from_pyramid=False)
-        self._start_build()
+        else:
+            self._start_build()
 
     def close(self) -> None:
         """Stop building and reading; what was built stays for the next time."""
@@ -163,9 +172,9 @@ class LargeImageTiles(QObject):
         return pyramid.cached_tile(level, row, col)
 
     # ------------------------------------------------------------------------------------------ internals
-    def _read_overview(self, *, from_pyramid: bool) -> None:
+    def _read_overview(self, pyramid: Pyramid) -> None:
         self._generation += 1
-        self._pool.start(_OverviewTask(self, from_pyramid, self._generation), priority=1)
+        self._pool.start(_OverviewTask(self, pyramid, self._generation), priority=1)
 
     def _start_build(self) -> None:
         process = QProcess(self)
@@ -208,7 +217,7 @@ class LargeImageTiles(QObject):
         if self.pyramid is None:
             self.failed.emit(f"{self.source.name}: the file changed while its view was being built")
             return
-        self._read_overview(from_pyramid=True)
+        self._read_overview(self.pyramid)
         self.pyramidReady.emit()
 
     def _on_tile(self, key: object, image: object) -> None:
@@ -263,21 +272,61 @@ class _TileTask(QRunnable):
         self._signals.tile.emit(self._key, None if pixels is None else rgb_to_qimage(pixels))
 
 
-class _OverviewTask(QRunnable):
-    def __init__(self, tiles: LargeImageTiles, from_pyramid: bool, generation: int) -> None:
+@dataclass
+class _Opened:
+    """What opening the file in the pool found."""
+
+    state: list[int] | None = None
+    regions: ImageRegions | None = None
+    pyramid: Pyramid | None = None
+    overview: QImage | None = None
+    error: str = ""
+
+
+class _OpenTask(QRunnable):
+    """The file's state, its region reader (a region-readable TIFF), its pyramid when current, and the
+    overview: the pyramid's, else a quick one where the file has it."""
+
+    def __init__(self, tiles: LargeImageTiles) -> None:
         super().__init__()
-        self._tiles, self._from_pyramid, self._generation = tiles, from_pyramid, generation
+        self._tiles = tiles
+        self._signals = tiles._signals
 
     def run(self) -> None:
-        signals = self._tiles._signals
+        tiles, opened = self._tiles, _Opened()
         try:
-            if self._from_pyramid and self._tiles.pyramid is not None:
-                pixels: np.ndarray | None = self._tiles.pyramid.overview()
+            opened.state = fingerprint(tiles.source)
+            if reads_in_regions(tiles.source):
+                opened.regions = open_regions(tiles.source)
+            opened.pyramid = Pyramid.open(tiles.folder, tiles.source)
+        except (OSError, ImageReadError) as exc:
+            opened.error = str(exc) or type(exc).__name__
+            self._signals.opened.emit(opened)
+            return
+        try:
+            if opened.pyramid is not None:
+                pixels: np.ndarray | None = opened.pyramid.overview()
             else:
-                found = read_overview(self._tiles.source, OVERVIEW_SIDE)
+                found = read_overview(tiles.source, OVERVIEW_SIDE)
                 pixels = None if found is None else found[0]
-        except (PyramidError, ImageReadError, OSError, MemoryError) as exc:
-            if self._from_pyramid:
-                signals.error.emit(str(exc) or type(exc).__name__)
-            return  # a quick overview is a nicety: the pyramid's comes when it is built
-        signals.overview.emit(None if pixels is None else rgb_to_qimage(pixels), self._generation)
+        except (PyramidError, ImageReadError, OSError, MemoryError):
+            pixels = None  # the overview comes with the pyramid (built again if it is damaged)
+            opened.pyramid = None
+        opened.overview = None if pixels is None else rgb_to_qimage(pixels)
+        self._signals.opened.emit(opened)
+
+
+class _OverviewTask(QRunnable):
+    """The overview of a pyramid just built."""
+
+    def __init__(self, tiles: LargeImageTiles, pyramid: Pyramid, generation: int) -> None:
+        super().__init__()
+        self._signals, self._pyramid, self._generation = tiles._signals, pyramid, generation
+
+    def run(self) -> None:
+        try:
+            pixels = self._pyramid.overview()
+        except (PyramidError, OSError, MemoryError) as exc:
+            self._signals.error.emit(str(exc) or type(exc).__name__)
+            return
+        self._signals.overview.emit(rgb_to_qimage(pixels), self._generation)
