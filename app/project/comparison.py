@@ -8,15 +8,26 @@ overall mask AP beats the base's *and* its mask AP on the known classes (the bas
 validation images show) drops by no more than :data:`KNOWN_CLASSES_MAX_AP_LOSS`. Fine-tuning a whole
 network on a few images of new classes can trade the old classes away for them; the person can still
 switch to such a version by hand.
+
+The comparison means nothing when the validation truth is mostly the base model's own predictions,
+accepted as it made them: the base is then scored against itself (mask AP near 1) and no new version can
+score better. Above :data:`BASE_OWN_TRUTH_MAX_SHARE` of such instances the verdict says so, and asks for a
+few corrections first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+
+from app.project.records import InstanceRecord
+from app.project.truth import is_accepted_prediction_of
 
 #: the most mask AP the known classes may lose for a new version to become active by itself
 KNOWN_CLASSES_MAX_AP_LOSS = 0.02
+#: above this share of the validation truth being the base model's own accepted predictions, the
+#: comparison cannot show an improvement ("all or mostly": more than half)
+BASE_OWN_TRUTH_MAX_SHARE = 0.5
 # The names of the table's summary rows.
 ALL_CLASSES = "all classes"
 KNOWN_CLASSES = "known classes"
@@ -54,6 +65,9 @@ class Comparison:
     base_error: str = ""  # why the base model could not be evaluated ("" when it was)
     known_classes: tuple[str, ...] = ()
     new_classes: tuple[str, ...] = ()
+    # the share of the validation truth that is the base's own predictions, accepted as it made them
+    # (:func:`base_own_truth_share`); ``None`` when not known (a run recorded before it was kept)
+    base_own_truth_share: float | None = None
 
     @property
     def overall(self) -> ComparisonRow:
@@ -83,8 +97,31 @@ class Comparison:
         return self.new_is_better and not self.forgets_known_classes
 
     @property
+    def scored_against_itself(self) -> bool:
+        """The validation truth is mostly the base's own accepted predictions: no improvement can show."""
+        share = self.base_own_truth_share
+        return share is not None and share > BASE_OWN_TRUTH_MAX_SHARE
+
+    @property
+    def truth_caveat(self) -> str:
+        """One line on why the comparison cannot show an improvement ("" when it can)."""
+        if not self.scored_against_itself:
+            return ""
+        base = self.base_name
+        return (
+            f"The validation images were accepted as {base} predicted them "
+            f"({self.base_own_truth_share:.0%} of their instances), so {base} is scored against itself and "
+            "the comparison cannot show an improvement: correct a few of them first."
+        )
+
+    @property
     def verdict(self) -> str:
-        """One line: what happens to the new version, and why."""
+        """What happens to the new version, and why (after :attr:`truth_caveat`, when there is one)."""
+        caveat = self.truth_caveat
+        return f"{caveat} {self._outcome}" if caveat else self._outcome
+
+    @property
+    def _outcome(self) -> str:
         new, base = self.new_name, self.base_name
         if self.activates:
             return f"{new} scores better than {base}: it becomes the active model."
@@ -105,6 +142,16 @@ class Comparison:
         return (base is None and bool(self.base_error)) or (base is not None and new > base)
 
 
+def base_own_truth_share(truth: Iterable[InstanceRecord], base_version_id: int | None) -> float | None:
+    """The share of ``truth`` (the validation images' instances that count as annotations) that the base
+    version predicted and a person left or accepted as it was; ``None`` for no instances."""
+    instances = list(truth)
+    if not instances:
+        return None
+    own = sum(is_accepted_prediction_of(r, base_version_id) for r in instances)
+    return own / len(instances)
+
+
 def mask_ap(metrics: dict | None) -> float | None:
     """The overall mask AP of an evaluator dict, ``None`` when absent."""
     value = ((metrics or {}).get("segm") or {}).get("ap")
@@ -119,6 +166,7 @@ def compare(
     *,
     base_error: str = "",
     base_classes: Collection[str] | None = None,
+    base_own_truth_share: float | None = None,
 ) -> Comparison:
     """The comparison table: overall mask AP first, then per class (matched by class name).
 
@@ -126,6 +174,7 @@ def compare(
     COCO weights) two rows follow the overall one: the known classes (those of them the validation images
     show), base AP against new AP, and the new classes (the others the images show), the new version's AP.
     Each is the mean of its classes' APs, as COCO's AP is the mean over classes.
+    ``base_own_truth_share``: see :func:`base_own_truth_share`.
     """
     base_per_class, new_per_class = _per_class(base_metrics), _per_class(new_metrics)
     names = list(new_per_class) + [n for n in base_per_class if n not in new_per_class]
@@ -140,7 +189,16 @@ def compare(
         rows.append(ComparisonRow(NEW_CLASSES, None, _mean(new_per_class, new)))
     rows += [ComparisonRow(n, base_per_class.get(n), new_per_class.get(n)) for n in names]
     num_images = int((new_metrics or base_metrics or {}).get("num_images", 0))
-    return Comparison(base_name, new_name, num_images, tuple(rows), base_error, tuple(known), tuple(new))
+    return Comparison(
+        base_name,
+        new_name,
+        num_images,
+        tuple(rows),
+        base_error,
+        tuple(known),
+        tuple(new),
+        base_own_truth_share,
+    )
 
 
 def _per_class(metrics: dict | None) -> dict[str, float | None]:

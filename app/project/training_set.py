@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.project.records import ImageRecord, ImageStatus
+from app.project.records import ImageRecord, ImageStatus, InstanceRecord
 from app.project.settings import ProjectSettings
 from app.project.store import ProjectStore
 from app.project.truth import annotations_of, crowd_regions_of
@@ -44,6 +44,8 @@ class TrainingSet:
     val_images: tuple[str, ...]
     categories: tuple[tuple[int, str], ...]
     num_annotations: int
+    # the validation images' truth as stored (with its provenance): what the comparison is scored against
+    val_truth: tuple[InstanceRecord, ...] = ()
 
 
 def split_key(file_name: str) -> float:
@@ -157,6 +159,7 @@ def build_training_set(
         val_images=tuple(val_names),
         categories=tuple((c.id, c.name) for c in categories),
         num_annotations=sum(len(rs) for rs in truth.values()),
+        val_truth=tuple(r for name in val_names for r in truth[name]),
     )
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
-from app.project.records import Provenance
+from app.project.records import InstanceRecord, Provenance
 
 
 class _Instance(Protocol):
@@ -42,6 +42,17 @@ def is_untouched_prediction(instance: _Instance) -> bool:
     """A model's instance that nobody has edited or verified: the only kind a model run or an import
     replaces."""
     return Provenance(instance.provenance) is Provenance.PREDICTED
+
+
+def is_accepted_prediction_of(instance: InstanceRecord, model_version_id: int | None) -> bool:
+    """An instance model ``model_version_id`` made that counts as truth as the model made it: untouched, or
+    accepted (verified) without an edit, as far as the store tells. The store does not keep whether a
+    verified instance was edited before it was accepted, so such an instance counts here too."""
+    return (
+        model_version_id is not None
+        and instance.model_version_id == model_version_id
+        and Provenance(instance.provenance) in (Provenance.PREDICTED, Provenance.VERIFIED)
+    )
 
 
 def is_crowd_region(instance: _Instance) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, Signal
 
-from app.project.comparison import Comparison, compare
+from app.project.comparison import Comparison, base_own_truth_share, compare
 from app.project.file_hash import file_sha256
 from app.project.records import ImageStatus, ModelVersionRecord
 from app.project.run_timing import TIMING, RunTimer, RunTiming, TimeEstimate, estimate_run_time
@@ -41,10 +41,12 @@ from app.session.run_history import (
     BASE_CLASSES,
     BASE_ERROR,
     BASE_MODEL,
+    BASE_OWN_TRUTH_SHARE,
     BASE_VALIDATION,
     VALIDATION,
     PastRun,
     last_run,
+    stored_share,
 )
 from app.workers.training_runner import EvaluationRunner, RunOutcome, TrainingRunner
 from maskrcnn_core.paths import PROJECT_RUNS_DIR
@@ -137,6 +139,7 @@ class _Run:
     categories: list[list]
     evaluate_request: EvaluateRequest
     on_gpu: bool = False  # where the app expected it to train (for its timing)
+    base_own_truth_share: float | None = None  # see app.project.comparison.base_own_truth_share
     base_metrics: dict | None = None
     base_error: str = ""
     new_metrics: dict | None = None
@@ -154,6 +157,7 @@ class _Run:
             "num_val_images": self.val_images,
             "categories": self.categories,
             "on_gpu": self.on_gpu,
+            BASE_OWN_TRUTH_SHARE: self.base_own_truth_share,
         }
 
 
@@ -284,6 +288,7 @@ class FinetuneController(QObject):
             categories=[list(c) for c in training_set.categories],
             evaluate_request=evaluate_request,
             on_gpu=trains_on_gpu(settings.device, gpu_available),
+            base_own_truth_share=base_own_truth_share(training_set.val_truth, base.id),
         )
         config = {**_plain_settings(settings), **run.config(), "iterations": total}
         run.id = self.registry.start_run(base_version_id=base.id, config=config)
@@ -436,6 +441,7 @@ class FinetuneController(QObject):
             run.new_metrics,
             base_error=run.base_error,
             base_classes=base_classes,
+            base_own_truth_share=run.base_own_truth_share,
         )
         self.comparison = comparison
         run.metrics = {
@@ -494,6 +500,7 @@ class FinetuneController(QObject):
             categories=list(config["categories"]),
             evaluate_request=evaluate_request,
             on_gpu=bool(config.get("on_gpu", False)),
+            base_own_truth_share=stored_share(config.get(BASE_OWN_TRUTH_SHARE)),
             outcome=RunOutcome(RunStatus.FAILED, None, message=str(record.metrics.get("error", ""))),
         )
 

@@ -24,6 +24,9 @@ BASE_VALIDATION = "base_validation"  # the base version's scores on the same ima
 BASE_ERROR = "base_error"  # why the base version could not be scored ("" when it was)
 BASE_MODEL = "base_model"  # the base version's name
 BASE_CLASSES = "base_classes"  # the names of the base version's classes (what it knew)
+# Key of a run record's ``config``: the share of the validation truth that is the base version's own
+# accepted predictions (``app.project.comparison.base_own_truth_share``), kept when the run starts.
+BASE_OWN_TRUTH_SHARE = "base_own_truth_share"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,7 @@ def last_run(registry: ModelRegistry) -> PastRun | None:
             metrics.get(VALIDATION),
             base_error=str(metrics.get(BASE_ERROR) or ""),
             base_classes=metrics.get(BASE_CLASSES),  # None for a run recorded before they were kept
+            base_own_truth_share=stored_share(config.get(BASE_OWN_TRUTH_SHARE)),
         )
     return PastRun(
         run=record,
@@ -94,3 +98,8 @@ def read_metrics_log(path: Path) -> tuple[TrainingEvent, ...]:
         except ProtocolError:
             continue
     return tuple(events)
+
+
+def stored_share(value: object) -> float | None:
+    """A stored share, ``None`` when absent (a run recorded before it was kept) or not a number."""
+    return float(value) if isinstance(value, int | float) else None
