@@ -11,6 +11,9 @@ A pyramid belongs to one state of its file: its manifest records the file's size
 and a pyramid whose file changed since is stale and rebuilt, never shown. Building writes into a
 temporary folder renamed into place when complete, so a killed build leaves nothing that looks whole.
 
+While a build runs it keeps a *preview* beside the pyramid's folder (:func:`read_preview`): the overview of
+the rows read so far, for a file with no quick overview of its own (a flat TIFF, a PNG).
+
 No Qt: the window builds in a child process (``python -m app.project.view_pyramid SOURCE FOLDER``, which
 prints ``progress DONE TOTAL`` lines, then ``done`` or ``error: MESSAGE``), so decoding a 400-megapixel
 JPEG never weighs on the window's memory or its GUI thread.
@@ -24,6 +27,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +57,9 @@ _MANIFEST = "manifest.json"
 _OVERVIEW = "overview.png"
 _FORMAT_VERSION = 1
 _REDUCED_JPEG_QUALITY = 90
+#: a build writes its preview (the overview of the rows read so far) at most this often
+PREVIEW_INTERVAL_S = 1.0
+_PREVIEW_GREY = 40  # the canvas's background: rows not read yet do not show as an image
 # Decoding a file whole holds its RGB pixels plus the decoder's own copy while converting.
 _FULL_DECODE_COPIES = 2
 
@@ -217,6 +224,19 @@ def tile_grid(size: tuple[int, int], level: int) -> tuple[int, int]:
     return -(-height // TILE_SIZE), -(-width // TILE_SIZE)
 
 
+def preview_path(folder: Path) -> Path:
+    """Where a build in progress keeps the overview of the rows it has read so far (removed when done)."""
+    return folder.with_name(f"{folder.name}.preview.png")
+
+
+def read_preview(folder: Path) -> np.ndarray | None:
+    """The build's preview of ``folder``'s pyramid, or ``None`` when there is none (yet, or any more)."""
+    try:
+        return _read_png_or_jpeg(preview_path(folder))
+    except PyramidError:
+        return None
+
+
 def decode_memory_needed(size: tuple[int, int]) -> int:
     """Bytes a whole decode of an ``(H, W)`` image holds at its peak."""
     return size[0] * size[1] * 3 * _FULL_DECODE_COPIES
@@ -266,7 +286,8 @@ def build(
         with regions:
             if regions.size != size:
                 raise PyramidError(f"{source.name}: the file changed while it was being read")
-            _Cascade(partial, size, cached_level0=not in_regions).run(regions, progress)
+            preview = preview_path(folder)
+            _Cascade(partial, size, cached_level0=not in_regions, preview=preview).run(regions, progress)
         manifest = {
             "version": _FORMAT_VERSION,
             "source": str(source),
@@ -284,6 +305,8 @@ def build(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    finally:
+        preview_path(folder).unlink(missing_ok=True)
     pyramid = Pyramid.open(folder, source)
     if pyramid is None:
         raise PyramidError(f"{source.name}: the view built in {folder} cannot be read back")
@@ -295,8 +318,13 @@ class _Cascade:
     band at a time and hands the band, halved, to the level above, which gathers halves into whole bands.
     Memory: one band per level, never a whole level."""
 
-    def __init__(self, folder: Path, size: tuple[int, int], *, cached_level0: bool) -> None:
+    def __init__(
+        self, folder: Path, size: tuple[int, int], *, cached_level0: bool, preview: Path | None = None
+    ) -> None:
         self.folder = folder
+        self.preview = preview
+        self.preview_rows: list[np.ndarray] = []
+        self.preview_written = 0.0
         self.size = size
         self.top = level_count(size) - 1
         self.cached_level0 = cached_level0
@@ -316,11 +344,31 @@ class _Cascade:
             except ImageReadError as exc:
                 raise PyramidError(str(exc)) from exc
             self._band(0, rows)
+            if self.preview is not None:
+                self._add_to_preview(rows, last=band == bands - 1)
             if progress is not None:
                 progress(band + 1, bands)
         for level in range(1, self.top + 1):  # the last, partial bands, lowest level first
             if self.pending[level]:
                 self._band(level, self._take(level, None))
+
+    def _add_to_preview(self, rows: np.ndarray, *, last: bool) -> None:
+        """Reduce a full-resolution band to the overview's scale and, at most every
+        :data:`PREVIEW_INTERVAL_S`, write what is done so far (the rest grey) for the window to show."""
+        assert self.preview is not None
+        height, width = level_size(self.size, self.top)
+        reduced_height = max(1, round(rows.shape[0] * width / self.size[1]))
+        self.preview_rows.append(cv2.resize(rows, (width, reduced_height), interpolation=cv2.INTER_AREA))
+        now = time.monotonic()
+        if last or now - self.preview_written < PREVIEW_INTERVAL_S:
+            return
+        self.preview_written = now
+        done = np.concatenate(self.preview_rows)[:height]
+        image = np.full((height, width, 3), _PREVIEW_GREY, dtype=np.uint8)
+        image[: done.shape[0]] = done
+        partial = self.preview.with_name(self.preview.name + ".tmp")
+        _write(partial, image, extension=".png")
+        os.replace(partial, self.preview)
 
     def _band(self, level: int, rows: np.ndarray) -> None:
         if level == self.top:
@@ -354,13 +402,14 @@ class _Cascade:
         return rows[:count]
 
 
-def _write(path: Path, rgb: np.ndarray) -> None:
+def _write(path: Path, rgb: np.ndarray, extension: str | None = None) -> None:
     bgr = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR)
-    if path.suffix == ".png":
+    suffix = extension or path.suffix
+    if suffix == ".png":
         params = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # lossless and fast: level 0 is seen pixel for pixel
     else:
         params = [cv2.IMWRITE_JPEG_QUALITY, _REDUCED_JPEG_QUALITY]
-    ok, data = cv2.imencode(path.suffix, bgr, params)
+    ok, data = cv2.imencode(suffix, bgr, params)
     if not ok:
         raise PyramidError(f"cannot encode the view tile {path.name}")
     path.write_bytes(data.tobytes())

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,15 @@ import numpy as np
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from app.project.view_pyramid import OVERVIEW_SIDE, TILE_SIZE, Pyramid, PyramidError, fingerprint
+from app.project.view_pyramid import (
+    OVERVIEW_SIDE,
+    PREVIEW_INTERVAL_S,
+    TILE_SIZE,
+    Pyramid,
+    PyramidError,
+    fingerprint,
+    read_preview,
+)
 from app.workers.image_loader import rgb_to_qimage
 from maskrcnn_core.image_io import ImageReadError, ImageRegions, open_regions, read_overview, reads_in_regions
 
@@ -74,6 +83,8 @@ class LargeImageTiles(QObject):
         self._closed = False
         self._changed = False
         self._generation = 0
+        self._quick_overview = False  # the file gave one when opened: no build preview is needed
+        self._preview_asked = 0.0
 
     # ---------------------------------------------------------------------------------------------- life
     def start(self) -> None:
@@ -94,6 +105,7 @@ class LargeImageTiles(QObject):
             return
         self._state, self._regions, self.pyramid = opened.state, opened.regions, opened.pyramid
         if opened.overview is not None:
+            self._quick_overview = True
             self.overviewReady.emit(opened.overview)
         if self.pyramid is not None:
             self.pyramidReady.emit()
@@ -200,8 +212,17 @@ class LargeImageTiles(QObject):
             if text.startswith("progress "):
                 done, total = (int(v) for v in text.split()[1:3])
                 self.buildProgress.emit(done, total)
+                self._ask_for_preview()
             elif text.startswith("error: "):
                 self._build_error = text[len("error: ") :]
+
+    def _ask_for_preview(self) -> None:
+        """Without a quick overview, show the build's preview (the rows read so far) as it grows."""
+        now = time.monotonic()
+        if self._quick_overview or self._closed or now - self._preview_asked < PREVIEW_INTERVAL_S:
+            return
+        self._preview_asked = now
+        self._pool.start(_PreviewTask(self, self._generation), priority=1)
 
     def _on_build_finished(self, exit_code: int, _status: QProcess.ExitStatus) -> None:
         self._on_build_output()
@@ -314,6 +335,19 @@ class _OpenTask(QRunnable):
             opened.pyramid = None
         opened.overview = None if pixels is None else rgb_to_qimage(pixels)
         self._signals.opened.emit(opened)
+
+
+class _PreviewTask(QRunnable):
+    """The build's preview, as it is now (nothing when there is none yet)."""
+
+    def __init__(self, tiles: LargeImageTiles, generation: int) -> None:
+        super().__init__()
+        self._signals, self._folder, self._generation = tiles._signals, tiles.folder, generation
+
+    def run(self) -> None:
+        pixels = read_preview(self._folder)
+        if pixels is not None:
+            self._signals.overview.emit(rgb_to_qimage(pixels), self._generation)
 
 
 class _OverviewTask(QRunnable):

@@ -28,6 +28,7 @@ from app.project.view_pyramid import (
     level_size,
     main,
     pyramid_folder,
+    read_preview,
     shown_tiled,
     tile_grid,
     tile_name,
@@ -104,7 +105,16 @@ def test_the_pyramid_of_a_jpeg_keeps_full_resolution_exactly_and_halves_every_le
 
 
 def test_a_tiled_tiff_is_read_from_the_file_at_full_resolution(qtbot, tmp_path, tiff, scene):
-    pyramid = build(tiff, tmp_path / "pyramid")
+    previews = []  # what the window may show while the build runs: the rows read so far, the rest grey
+    pyramid = build(
+        tiff, tmp_path / "pyramid", lambda done, total: previews.append(read_preview(tmp_path / "pyramid"))
+    )
+    assert previews[0] is not None and previews[0].shape[:2] == level_size((HEIGHT, WIDTH), 3)
+    top_rows = round(TILE_SIZE * previews[0].shape[1] / WIDTH)
+    reduced = cv2.resize(scene[:TILE_SIZE], (previews[0].shape[1], top_rows), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(previews[0][:top_rows], reduced)
+    assert (previews[0][top_rows:] == 40).all()
+    assert read_preview(tmp_path / "pyramid") is None  # gone once the pyramid is whole
     assert not pyramid.level0_cached and not (tmp_path / "pyramid" / "0").exists()
     tiles = LargeImageTiles(tiff, tmp_path / "pyramid", (HEIGHT, WIDTH))
     with qtbot.waitSignal(tiles.pyramidReady, timeout=5000):
