@@ -99,20 +99,12 @@ class Comparison:
     @property
     def scored_against_itself(self) -> bool:
         """The validation truth is mostly the base's own accepted predictions: no improvement can show."""
-        share = self.base_own_truth_share
-        return share is not None and share > BASE_OWN_TRUTH_MAX_SHARE
+        return is_mostly_base_output(self.base_own_truth_share)
 
     @property
     def truth_caveat(self) -> str:
         """One line on why the comparison cannot show an improvement ("" when it can)."""
-        if not self.scored_against_itself:
-            return ""
-        base = self.base_name
-        return (
-            f"The validation images were accepted as {base} predicted them "
-            f"({self.base_own_truth_share:.0%} of their instances), so {base} is scored against itself and "
-            "the comparison cannot show an improvement: correct a few of them first."
-        )
+        return own_truth_caveat(self.base_name, self.base_own_truth_share)
 
     @property
     def verdict(self) -> str:
@@ -150,6 +142,24 @@ def base_own_truth_share(truth: Iterable[InstanceRecord], base_version_id: int |
         return None
     own = sum(is_accepted_prediction_of(r, base_version_id) for r in instances)
     return own / len(instances)
+
+
+def is_mostly_base_output(share: float | None) -> bool:
+    """More than :data:`BASE_OWN_TRUTH_MAX_SHARE` of the validation truth is the base's own accepted
+    predictions (see :func:`base_own_truth_share`)."""
+    return share is not None and share > BASE_OWN_TRUTH_MAX_SHARE
+
+
+def own_truth_caveat(base_name: str, share: float | None) -> str:
+    """One line on why comparing with ``base_name`` cannot show an improvement ("" when it can): shown
+    before a run (the fine-tune dialog) and with its comparison."""
+    if share is None or not is_mostly_base_output(share):
+        return ""
+    return (
+        f"The validation images were accepted as {base_name} predicted them ({share:.0%} of their "
+        f"instances), so {base_name} is scored against itself and the comparison cannot show an "
+        "improvement: correct a few of them first."
+    )
 
 
 def mask_ap(metrics: dict | None) -> float | None:

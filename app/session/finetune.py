@@ -18,6 +18,7 @@ model are never touched by a failure.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -27,7 +28,7 @@ from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from app.project.comparison import Comparison, base_own_truth_share, compare
 from app.project.file_hash import file_sha256
-from app.project.records import ImageStatus, ModelVersionRecord
+from app.project.records import ImageStatus, InstanceRecord, ModelVersionRecord
 from app.project.run_timing import TIMING, RunTimer, RunTiming, TimeEstimate, estimate_run_time
 from app.project.training_set import (
     DEFAULT_VAL_FRACTION,
@@ -35,6 +36,7 @@ from app.project.training_set import (
     build_training_set,
     ground_truth_for_model,
 )
+from app.project.truth import annotations_of
 from app.session.document import Document
 from app.session.model_registry import ModelRegistry
 from app.session.run_history import (
@@ -223,6 +225,17 @@ class FinetuneController(QObject):
         """What the project's runs measured on this machine, oldest first."""
         timings = (RunTiming.from_dict(r.metrics.get(TIMING)) for r in self.registry.runs())
         return [t for t in timings if t is not None]
+
+    def own_truth_share(self, base_version_id: int, val_names: Sequence[str]) -> float | None:
+        """The share of the truth of the validation images ``val_names`` that version ``base_version_id``
+        predicted and a person left or accepted as it was (see
+        :func:`~app.project.comparison.base_own_truth_share`), before a run: the dialog warns with it."""
+        truth: list[InstanceRecord] = []
+        for name in val_names:
+            image = self.store.image_by_name(name)
+            if image is not None:
+                truth += annotations_of(self.store.instances(image.id), self.document.score_threshold)
+        return base_own_truth_share(truth, base_version_id)
 
     def estimate(
         self, settings: FinetuneSettings, *, gpu_available: bool, num_train_images: int

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.project.comparison import own_truth_caveat
 from app.project.records import ImageStatus, ModelVersionRecord
 from app.project.run_timing import TimeEstimate
 from app.project.training_set import DEFAULT_VAL_FRACTION, split_images
@@ -49,6 +50,9 @@ TIER_CHOICES = {
 }
 #: ``estimate(settings, num_train_images)``: the run's time from a measured run, ``None`` when none was
 Estimator = Callable[[FinetuneSettings, int], TimeEstimate | None]
+#: ``own_truth_share(base_version_id, validation_names)``: the share of the validation truth that is the
+#: base's own accepted predictions (``FinetuneController.own_truth_share``)
+OwnTruthShare = Callable[[int, Sequence[str]], float | None]
 
 
 class FinetuneDialog(QDialog):
@@ -64,12 +68,15 @@ class FinetuneDialog(QDialog):
         tier: str = FinetuneSettings.tier,
         gpu_available: bool = False,
         estimate: Estimator | None = None,
+        own_truth_share: OwnTruthShare | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Fine-tune")
         self._images = images_by_status
         self._gpu_available = gpu_available
         self._estimate = estimate
+        self._own_truth_share = own_truth_share
+        self._base_names = {version.id: version.name for version in bases}
         self.base = QComboBox()
         for version in bases:
             self.base.addItem(f"{version.name}  ({version.arch})", version.id)
@@ -88,6 +95,10 @@ class FinetuneDialog(QDialog):
         self.val_list = QListWidget()
         self.val_list.setMaximumHeight(90)
         self.val_list.setToolTip("Chosen by a hash of each file name, so they stay the same from run to run")
+        # says when the validation images hold the base's own predictions, accepted unedited
+        self.truth_label = QLabel()
+        self.truth_label.setWordWrap(True)
+        self.truth_label.setVisible(False)
         self.length_unit = QComboBox()
         self.length_unit.addItems(["epochs", "iterations"])
         self.epochs = QDoubleSpinBox()
@@ -134,6 +145,7 @@ class FinetuneDialog(QDialog):
         form.addRow("Validation share", self.val_percent)
         form.addRow("Split", self.split_label)
         form.addRow("Validation images", self.val_list)
+        form.addRow("", self.truth_label)
         form.addRow("Length", length)
         form.addRow("Learning rate", self.lr)
         form.addRow("Batch size", self.batch_size)
@@ -153,6 +165,7 @@ class FinetuneDialog(QDialog):
         self.val_percent.valueChanged.connect(self._update_split)
         for box in (self.device, self.tier, self.base, self.length_unit):
             box.currentIndexChanged.connect(self._update_tier_and_time)
+        self.base.currentIndexChanged.connect(self._update_truth_caveat)
         for spin in (self.epochs, self.iterations, self.batch_size):
             spin.valueChanged.connect(self._update_tier_and_time)
         self._update_split()
@@ -198,7 +211,18 @@ class FinetuneDialog(QDialog):
         self.val_list.clear()
         self.val_list.addItems(val)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(ok)
+        self._update_truth_caveat()
         self._update_tier_and_time()
+
+    def _update_truth_caveat(self) -> None:
+        """Warn before the run when its comparison cannot show an improvement (comparison.py's rule)."""
+        val, base_id = self.split()[1], self.base.currentData()
+        caveat = ""
+        if self._own_truth_share is not None and val and base_id is not None:
+            share = self._own_truth_share(int(base_id), val)
+            caveat = own_truth_caveat(self._base_names.get(int(base_id), "the base model"), share)
+        self.truth_label.setText(caveat)
+        self.truth_label.setVisible(bool(caveat))
 
     def _update_tier_and_time(self) -> None:
         """The automatic tier's text says what it picks here and why; the time is estimated anew."""

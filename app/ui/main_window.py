@@ -513,6 +513,7 @@ class MainWindow(QMainWindow):
             tier=finetune.last_tier,
             gpu_available=gpu,
             estimate=lambda settings, n: finetune.estimate(settings, gpu_available=gpu, num_train_images=n),
+            own_truth_share=finetune.own_truth_share,
         )
         if dialog.exec() != QDialog.DialogCode.Accepted:
             return

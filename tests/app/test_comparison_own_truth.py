@@ -9,13 +9,15 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from fake_predictor import open_with_fake_model
 from pycocotools import mask as mask_utils
 
 from app.project.comparison import BASE_OWN_TRUTH_MAX_SHARE, base_own_truth_share, compare
-from app.project.records import NewInstance, Provenance
+from app.project.records import ImageStatus, NewInstance, Provenance
 from app.project.store import ProjectStore
 from app.project.training_set import build_training_set
 from app.session.run_history import stored_share
+from app.ui.finetune_dialog import FinetuneDialog
 from app.ui.panels.training_panel import TrainingPanel
 
 
@@ -109,3 +111,42 @@ def test_the_training_panel_shows_the_caveat_where_the_comparison_is_shown(qtbot
     panel.show_comparison(compare("base", _segm(1.0), "base-ft1", _segm(0.7), base_own_truth_share=0.9))
     assert panel.verdict.text().startswith("The validation images were accepted as base predicted them (90%")
     assert panel.verdict.text().endswith("Use new version to switch anyway.")
+
+
+def test_the_fine_tune_dialog_warns_before_the_run_when_the_images_were_accepted_as_predicted(
+    qtbot, images_folder, tmp_path
+):
+    window = open_with_fake_model(qtbot, images_folder, tmp_path)
+    document, finetune, registry = window.document, window.finetune, window.registry
+    assert document is not None and finetune is not None and registry is not None
+    store = document.store
+    window.auto_segment_all()
+    qtbot.waitUntil(lambda: all(im.status is ImageStatus.PREDICTED for im in store.images()), timeout=20_000)
+    for image in store.images():  # Accept image on each, as the model predicted it
+        accepted = [replace(r, provenance=Provenance.VERIFIED) for r in store.instances(image.id)]
+        store.apply_edit(image.id, update=accepted)
+        store.set_verified(image.id, True)
+    images = {ImageStatus.VERIFIED: [im.file_name for im in store.images()]}
+    base = registry.active_id
+
+    def dialog() -> FinetuneDialog:
+        shown = FinetuneDialog(
+            finetune.base_candidates(), base, images, own_truth_share=finetune.own_truth_share
+        )
+        qtbot.addWidget(shown)
+        return shown
+
+    warned = dialog()
+    assert warned.truth_label.isVisibleTo(warned)
+    assert (
+        "accepted as" in warned.truth_label.text()
+        and "correct a few of them first" in warned.truth_label.text()
+    )
+    for name in warned.split()[1]:  # a person corrects the validation images: the warning goes
+        held_out = store.image_by_name(name)
+        assert held_out is not None
+        edited = [replace(r, provenance=Provenance.EDITED) for r in store.instances(held_out.id)]
+        store.apply_edit(held_out.id, update=edited)
+    corrected = dialog()
+    assert not corrected.truth_label.isVisibleTo(corrected) and corrected.truth_label.text() == ""
+    window.close()
