@@ -3,7 +3,9 @@ could not tell what Resume would continue from)."""
 
 from __future__ import annotations
 
-from app.ui.panels.training_panel import TrainingPanel
+from app.project.records import TrainingRunRecord
+from app.session.run_history import PastRun
+from app.ui.panels.training_panel import STOPPED_RUN_TEXT, TrainingPanel
 from app.workers.training_runner import RunOutcome
 from maskrcnn_core.protocol import CachingEvent, ProgressEvent, RunStatus, StartEvent
 
@@ -47,3 +49,14 @@ def test_a_run_stopped_while_caching_features_says_so(qtbot):
     panel.show_event(CachingEvent(3, 8, 1.5))
     panel.show_run_ended(RunOutcome(RunStatus.CANCELLED, 3))
     assert panel.progress.text() == "Stopped while caching features 3/8"
+
+
+def test_reopening_a_project_whose_last_run_was_stopped_shows_where_it_stopped(qtbot):
+    panel = TrainingPanel()
+    qtbot.addWidget(panel)
+    record = TrainingRunRecord(7, RunStatus.CANCELLED, 1, None, {}, {}, "2026-01-01", "2026-01-01")
+    events = (StartEvent(0, 200, 2, 0.0025, 1, 3), _progress(20), _progress(44))
+    past = PastRun(record, "ft1", "base", 3, 1, 200, None, events, None)
+    panel.show_past_run(past)
+    assert panel.progress.text() == "Stopped at iteration 44 of 200"
+    assert panel.figures.text() == STOPPED_RUN_TEXT
