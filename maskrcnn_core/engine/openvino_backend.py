@@ -12,7 +12,7 @@ weights (a digest of the module's structure and parameters, and of the OpenVINO 
 so a second start pays neither the trace nor the conversion. An entry is written to a temporary folder
 and renamed into place; its weights file carries a digest that is checked on load, and an entry that
 fails the check or does not load is rebuilt. A cache folder that cannot be written is skipped with a
-warning. See docs/adr/0010-openvino-cpu-backend.md.
+warning. See docs/adr/0011-openvino-cpu-backend.md.
 """
 
 from __future__ import annotations
