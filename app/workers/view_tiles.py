@@ -127,9 +127,6 @@ class LargeImageTiles(QObject):
                 self._regions.close()
             self._regions = None
 
-    def building(self) -> bool:
-        return self._process is not None and self._process.state() != QProcess.ProcessState.NotRunning
-
     def wait_for_build(self, timeout_ms: int = 60_000) -> bool:
         """Block until the build process ends (tests and benchmarks)."""
         if self._process is None:
