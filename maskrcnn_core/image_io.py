@@ -16,7 +16,7 @@ import struct
 import threading
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from PIL import ExifTags, Image, PngImagePlugin, TiffImagePlugin, UnidentifiedIm
 from maskrcnn_core.paths import unreadable_reason
 
 __all__ = [
+    "assemble_region",
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
     "TILED_MAX_PIXELS",
@@ -109,13 +110,7 @@ def read_image(path: str | os.PathLike, *, max_pixels: int | None = MAX_PIXELS) 
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with _open(path) as im:
             _check_pixels(path, *im.size, max_pixels)
-            orientation = _orientation(im)
-            try:
-                im.load()
-            except _DECODE_ERRORS as exc:
-                raise ImageReadError(f"{path}: the file is corrupt or truncated ({exc})") from exc
-            upright = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
-            return _to_rgb_array(upright, path)
+            return _decode_upright(im, path)
 
 
 def image_size(path: str | os.PathLike, *, max_pixels: int | None = TILED_MAX_PIXELS) -> tuple[int, int]:
@@ -213,15 +208,20 @@ def read_image_reduced(
                 ratio = max(im.size) / longest_side
                 if ratio >= 2:
                     im.draft("RGB", (int(im.size[0] / ratio), int(im.size[1] / ratio)))
-                orientation = _orientation(im)
-                try:
-                    im.load()
-                except _DECODE_ERRORS as exc:
-                    raise ImageReadError(f"{path}: the file is corrupt or truncated ({exc})") from exc
-                upright = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
-                return _reduce(_to_rgb_array(upright, path), (full_h, full_w), longest_side)
+                return _reduce(_decode_upright(im, path), (full_h, full_w), longest_side)
     with open_regions(path, max_pixels=max_pixels) as regions:
         return regions.read_reduced(longest_side)
+
+
+def _decode_upright(im: Image.Image, path: Path) -> np.ndarray:
+    """Decode an opened image (at its draft scale, if one was set) as upright ``(H, W, 3)`` uint8 RGB."""
+    orientation = _orientation(im)
+    try:
+        im.load()
+    except _DECODE_ERRORS as exc:
+        raise ImageReadError(f"{path}: the file is corrupt or truncated ({exc})") from exc
+    upright = im.transpose(_TRANSPOSE[orientation]) if orientation in _TRANSPOSE else im
+    return _to_rgb_array(upright, path)
 
 
 def _reduce(image: np.ndarray, full_size: tuple[int, int], longest_side: int) -> tuple[np.ndarray, float]:
@@ -297,23 +297,16 @@ class _TiffRegions(ImageRegions):
         return best
 
     def read(self, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-        _check_region(self.size, x0, y0, x1, y1)
-        seg_h, seg_w = self._segment
-        rows, cols = self._grid
-        page = self._page
-        out = np.zeros((y1 - y0, x1 - x0, self._samples), dtype=page.dtype)
-        for r in range(y0 // seg_h, min(rows, -(-y1 // seg_h))):
-            for c in range(x0 // seg_w, min(cols, -(-x1 // seg_w))):
-                segment = self._decode(r * cols + c)
-                if segment is None:
-                    continue  # an empty tile is zeros, as the TIFF specification says
-                sy0, sx0 = r * seg_h, c * seg_w
-                ty0, ty1 = max(y0, sy0), min(y1, sy0 + segment.shape[0], self.size[0])
-                tx0, tx1 = max(x0, sx0), min(x1, sx0 + segment.shape[1], self.size[1])
-                if ty1 > ty0 and tx1 > tx0:
-                    out[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] = segment[
-                        ty0 - sy0 : ty1 - sy0, tx0 - sx0 : tx1 - sx0
-                    ]
+        page, cols = self._page, self._grid[1]
+        # an empty segment is zeros, as the TIFF specification says
+        out = assemble_region(
+            (x0, y0, x1, y1),
+            self.size,
+            self._segment,
+            lambda r, c: self._decode(r * cols + c),
+            self._samples,
+            page.dtype,
+        )
         if page.dtype == np.uint16:
             out = _stretch_to_uint8(out, self._value_range())
         elif page.photometric == 0:  # min-is-white
@@ -409,6 +402,37 @@ def read_overview(path: str | os.PathLike, longest_side: int) -> tuple[np.ndarra
         pixels = level.read(0, 0, level.size[1], level.size[0])
         reduced, _ = _reduce(pixels, regions.size, longest_side)
         return reduced, reduced.shape[1] / regions.size[1]
+
+
+def assemble_region(
+    region: tuple[int, int, int, int],
+    size: tuple[int, int],
+    tile: tuple[int, int],
+    fetch: Callable[[int, int], np.ndarray | None],
+    channels: int = 3,
+    dtype: np.dtype | type = np.uint8,
+) -> np.ndarray:
+    """The pixels of ``region`` ``(x0, y0, x1, y1)`` of an ``(H, W)`` image stored as a grid of ``tile``
+    ``(h, w)`` tiles: ``fetch(row, col)`` gives one tile as ``(h, w, channels)`` (one at an edge may be cut
+    short, or run past the image), or ``None`` for an empty one, left zeros. Raises ``ValueError`` for a
+    region not inside the image."""
+    x0, y0, x1, y1 = region
+    _check_region(size, x0, y0, x1, y1)
+    tile_h, tile_w = tile
+    out = np.zeros((y1 - y0, x1 - x0, channels), dtype=dtype)
+    for row in range(y0 // tile_h, (y1 - 1) // tile_h + 1):
+        for col in range(x0 // tile_w, (x1 - 1) // tile_w + 1):
+            pixels = fetch(row, col)
+            if pixels is None:
+                continue
+            ty, tx = row * tile_h, col * tile_w
+            top, bottom = max(y0, ty), min(y1, ty + pixels.shape[0])
+            left, right = max(x0, tx), min(x1, tx + pixels.shape[1])
+            if bottom > top and right > left:
+                out[top - y0 : bottom - y0, left - x0 : right - x0] = pixels[
+                    top - ty : bottom - ty, left - tx : right - tx
+                ]
+    return out
 
 
 def _check_region(size: tuple[int, int], x0: int, y0: int, x1: int, y1: int) -> None:

@@ -39,6 +39,7 @@ from maskrcnn_core.image_io import (
     TILED_MAX_PIXELS,
     ImageReadError,
     ImageRegions,
+    assemble_region,
     image_size,
     open_regions,
     reads_in_regions,
@@ -184,30 +185,23 @@ class PyramidRegions(ImageRegions):
         return cv2.resize(pixels, out, interpolation=cv2.INTER_AREA), out[0] / width
 
     def _read_level(self, level: int, x0: int, y0: int, x1: int, y1: int) -> np.ndarray:
-        size = level_size(self.size, level)
-        if not (0 <= x0 < x1 <= size[1] and 0 <= y0 < y1 <= size[0]):
-            raise ValueError(
-                f"region ({x0}, {y0}, {x1}, {y1}) is not inside level {level}'s {size[1]}x{size[0]}"
+        try:
+            if level == self.pyramid.levels - 1:  # the top level is one image
+                overview = self.pyramid.overview()
+                return assemble_region(
+                    (x0, y0, x1, y1),
+                    level_size(self.size, level),
+                    overview.shape[:2],
+                    lambda _r, _c: overview,
+                )
+            return assemble_region(
+                (x0, y0, x1, y1),
+                level_size(self.size, level),
+                (TILE_SIZE, TILE_SIZE),
+                lambda row, col: self.pyramid.cached_tile(level, row, col),
             )
-        if level == self.pyramid.levels - 1:  # the top level is one image
-            try:
-                return np.array(self.pyramid.overview()[y0:y1, x0:x1])
-            except PyramidError as exc:
-                raise ImageReadError(f"{self.path}: {exc}") from exc
-        out = np.empty((y1 - y0, x1 - x0, 3), dtype=np.uint8)
-        for row in range(y0 // TILE_SIZE, (y1 - 1) // TILE_SIZE + 1):
-            for col in range(x0 // TILE_SIZE, (x1 - 1) // TILE_SIZE + 1):
-                try:
-                    tile = self.pyramid.cached_tile(level, row, col)
-                except PyramidError as exc:
-                    raise ImageReadError(f"{self.path}: {exc}") from exc
-                ty, tx = row * TILE_SIZE, col * TILE_SIZE
-                top, bottom = max(y0, ty), min(y1, ty + tile.shape[0])
-                left, right = max(x0, tx), min(x1, tx + tile.shape[1])
-                out[top - y0 : bottom - y0, left - x0 : right - x0] = tile[
-                    top - ty : bottom - ty, left - tx : right - tx
-                ]
-        return out
+        except PyramidError as exc:
+            raise ImageReadError(f"{self.path}: {exc}") from exc
 
     def close(self) -> None:
         """Nothing to release: each read opens the tiles it needs."""
