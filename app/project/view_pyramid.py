@@ -109,6 +109,7 @@ class Pyramid:
     size: tuple[int, int]  # (H, W) of the full image
     levels: int
     level0_cached: bool  # False: level 0 is read from the file itself
+    built_from: list[int]  # the file's fingerprint when the pyramid was built
 
     @classmethod
     def open(cls, folder: Path, source: Path) -> Pyramid | None:
@@ -116,12 +117,12 @@ class Pyramid:
         is none, it is damaged, or the file changed since it was built (stale)."""
         try:
             manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
-            if manifest.get("version") != _FORMAT_VERSION or manifest.get("fingerprint") != fingerprint(
-                source
-            ):
+            state = fingerprint(source)
+            if manifest.get("version") != _FORMAT_VERSION or manifest.get("fingerprint") != state:
                 return None
             size = (int(manifest["height"]), int(manifest["width"]))
-            pyramid = cls(folder, source, size, int(manifest["levels"]), bool(manifest["level0_cached"]))
+            levels, level0_cached = int(manifest["levels"]), bool(manifest["level0_cached"])
+            pyramid = cls(folder, source, size, levels, level0_cached, state)
         except (OSError, ValueError, KeyError, TypeError):
             return None
         if pyramid.levels != level_count(size) or not (folder / _OVERVIEW).is_file():
@@ -131,10 +132,8 @@ class Pyramid:
     def is_current(self) -> bool:
         """Whether the file is still as it was when the pyramid was built."""
         try:
-            return json.loads((self.folder / _MANIFEST).read_text(encoding="utf-8"))["fingerprint"] == (
-                fingerprint(self.source)
-            )
-        except (OSError, ValueError, KeyError, TypeError):
+            return fingerprint(self.source) == self.built_from
+        except OSError:
             return False
 
     def overview(self) -> np.ndarray:
