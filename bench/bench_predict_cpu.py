@@ -17,7 +17,9 @@ empty conversion cache (what the first start after install pays) and with the ca
         [--startup]
 
 With ``--repeats`` the modes take turns (torchvision, ours on torch, ours on OpenVINO, then again), and
-each row is the median of its mode: on a machine others share, every mode meets the same load.
+each row is the median of its mode: on a machine others share, every mode meets the same load. Peak
+memory is the median of the repeats' peaks, with their range: it moves by hundreds of megabytes from
+process to process.
 """
 
 from __future__ import annotations
@@ -235,9 +237,13 @@ def main() -> None:
             by_time = sorted(repeats[mode], key=lambda r: r["seconds"])
             runs[mode] = run = by_time[len(by_time) // 2]  # the median
             tv = runs["torchvision"]
+            # memory moves from process to process on its own: the median of the repeats, and their range
+            peaks = sorted(r["peak_bytes"] / 2**20 for r in repeats[mode])
+            extras = sorted(r["extra_bytes"] / 2**20 for r in repeats[mode])
+            spread = f" ({peaks[0]:.0f}-{peaks[-1]:.0f})" if len(peaks) > 1 else ""
             print(
                 f"{size:>10} {mode:>19} | {run['seconds']:6.2f} {tv['seconds'] / run['seconds']:5.1f}x | "
-                f"{run['peak_bytes'] / 2**20:7.0f} {run['extra_bytes'] / 2**20:8.0f} | "
+                f"{peaks[len(peaks) // 2]:7.0f}{spread} {extras[len(extras) // 2]:8.0f} | "
                 + ("reference" if mode == "torchvision" else compare(run, tv)),
                 flush=True,
             )

@@ -1,9 +1,14 @@
 """How much memory the system can give this process now: the one reading of it that every memory decision
-(the feature cache's budget, whether a large image may be decoded whole) makes. Standard library only."""
+(the feature cache's budget, whether a large image may be decoded whole) makes; and giving memory this
+process no longer uses back to the system. Standard library only."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+from collections.abc import Iterable
+from functools import cache
 
 # when the system says nothing (no /proc, no sysconf): assume a small laptop rather than refuse
 _FALLBACK_AVAILABLE = 4 << 30
@@ -23,3 +28,71 @@ def available_memory() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return _FALLBACK_AVAILABLE
+
+
+def return_freed_memory() -> None:
+    """Give the memory this process has freed back to the system (glibc's ``malloc_trim``).
+
+    glibc keeps freed blocks for the next allocation; after a burst of large allocations (a network's
+    buffers, sized for the largest image it ran) they stay counted against the process, and what is
+    allocated next lands beside them instead of in them. No-op where the C library is not glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def drop_file_pages(paths: Iterable[os.PathLike | str]) -> None:
+    """Let the system take back the pages of ``paths`` that this process has mapped read-only.
+
+    A read-only file mapping's pages are copies of the file: dropped, they are read from it again on the
+    next access, so nothing changes for whoever mapped them except that they stop counting against this
+    process until then. Mappings that can be written are left alone. No-op where there is no
+    ``/proc/self/maps`` or ``madvise``."""
+    wanted = {os.fspath(path) for path in paths}
+    madvise = _madvise()
+    if not wanted or madvise is None:
+        return
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return
+    for line in lines:
+        # address perms offset dev inode path
+        fields = line.split(maxsplit=5)
+        if len(fields) < 6 or "w" in fields[1] or fields[5].rstrip("\n") not in wanted:
+            continue
+        start, end = (int(address, 16) for address in fields[0].split("-"))
+        madvise(start, end - start, _MADV_DONTNEED)
+
+
+# Linux's MADV_DONTNEED: the kernel drops the pages; a file mapping's come back from the file on access
+_MADV_DONTNEED = 4
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+@cache
+def _malloc_trim() -> ctypes._CFuncPtr | None:
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None)
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return trim
+
+
+@cache
+def _madvise() -> ctypes._CFuncPtr | None:
+    libc = _libc()
+    madvise = getattr(libc, "madvise", None) if os.path.exists("/proc/self/maps") else None
+    if madvise is not None:
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        madvise.restype = ctypes.c_int
+    return madvise

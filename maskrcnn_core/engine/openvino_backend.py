@@ -39,6 +39,7 @@ from maskrcnn_core.model.mask_rcnn import MaskRCNN, eval_mode
 from maskrcnn_core.model.subnetworks import TorchSubNetworks
 from maskrcnn_core.model.weights import CheckpointError, load_weights_into, read_checkpoint
 from maskrcnn_core.paths import user_cache_dir
+from maskrcnn_core.system_memory import drop_file_pages, return_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -128,20 +129,25 @@ class OpenVinoSubNetworks:
             missing = [kind for kind, key in keys.items() if not self._cache.has(kind, key)]
             if missing and source is not None and self._cache.folder is not None:
                 _convert_in_child_process(source, self._cache.folder)
+            #: the cache's weights files the compiled networks map, read-only (see _give_back_memory)
+            self._weight_files: list[Path] = []
             self._backbone, self._box, self._mask = (
                 self._compile(kind, keys[kind], *networks[kind]) for kind in networks
             )
+            self._prepare_weights(model)
 
     # ------------------------------------------------------------------ SubNetworks
 
     def features_and_objectness(
         self, images: Tensor
     ) -> tuple[OrderedDict[str, Tensor], list[Tensor], list[Tensor]]:
-        outputs = self._infer(self._backbone, images)
-        with self._lock:
-            # its dynamic-shape buffers are sized for the largest image it has run; given back now (the
-            # outputs are our own copies), the heads, pooling and mask pasting that follow reuse that memory
-            self._backbone.release_memory()
+        # the heads' buffers of the previous image and whatever it freed go back to the system first, so
+        # that the backbone's buffers, the largest of a prediction, are not allocated beside them
+        self._give_back_memory(self._box, self._mask)
+        # its dynamic-shape buffers are sized for the largest image it has run; given back now, the heads,
+        # pooling and mask pasting that follow reuse that memory
+        outputs = self._infer(self._backbone, images, release=True)
+        self._give_back_memory()
         n = len(self.level_names)
         # the network hands the levels over channels-last (see _BackboneAndRPNHead): (B, C, H, W) views
         levels = [level.permute(0, 3, 1, 2) for level in outputs[:n]]
@@ -172,6 +178,7 @@ class OpenVinoSubNetworks:
         for module in compiled_modules(self.model):
             module.to("meta")
         self.torch_weights_dropped = True
+        return_freed_memory()
 
     def restore_torch_weights(self) -> None:
         """Read torch's copy of the weights back from ``source``, checked against the networks compiled
@@ -206,20 +213,56 @@ class OpenVinoSubNetworks:
 
     # ------------------------------------------------------------------ internals
 
-    def _infer(self, compiled: Any, tensor: Tensor) -> list[Tensor]:
+    def _prepare_weights(self, model: MaskRCNN) -> None:
+        """Run each network once on a small input: OpenVINO lays each weight out for its kernels on the
+        first inference and keeps that copy, after which the mapped weights file is no longer read."""
+        config = model.config
+        examples = (
+            (self._backbone, (1, 3, _TRACE_SIZE, _TRACE_SIZE)),
+            (self._box, (config.rpn_post_nms_top_n_test, config.feat_channels, *config.pool_size)),
+            (self._mask, (_MASK_HEAD_BATCH, config.feat_channels, *config.mask_pool_size)),
+        )
+        for compiled, shape in examples:
+            self._infer(compiled, torch.zeros(shape))
+        self._give_back_memory(self._backbone, self._box, self._mask)
+
+    def _give_back_memory(self, *networks: Any) -> None:
+        """Free the buffers of ``networks`` and give freed memory back to the system.
+
+        The pages of the weights files the networks map (read-only) go too: OpenVINO computes from its own
+        copy laid out for its kernels, and reads a file page again only for a new kernel, when the page
+        comes back from the file by itself."""
+        with self._lock:
+            for compiled in networks:
+                compiled.release_memory()
+        return_freed_memory()
+        drop_file_pages(self._weight_files)
+
+    def _infer(self, compiled: Any, tensor: Tensor, *, release: bool = False) -> list[Tensor]:
+        """``compiled``'s outputs for ``tensor``, as tensors of our own; ``release``: free the network's
+        buffers before the outputs are copied out of the request."""
         array = tensor.detach().float().contiguous().cpu().numpy()
         with self._lock:
-            # share_outputs=False (the default): each output is a fresh array of ours, not the request's
-            # buffer that its next inference overwrites
-            result = compiled.infer_request.infer({0: array}, share_inputs=True, share_outputs=False)
-            return [torch.from_numpy(_writable(result[output])) for output in compiled.outputs]
+            result = compiled.infer_request.infer({0: array}, share_inputs=True, share_outputs=True)
+            # the request's own output tensors: its next inference overwrites them, so they are copied
+            # before the lock is let go. They are not among the buffers release_memory frees; freed first,
+            # those buffers take the copies instead of the copies adding to them
+            shared = [result[output] for output in compiled.outputs]
+            if release:
+                compiled.release_memory()
+            return [torch.from_numpy(np.array(view, copy=True)) for view in shared]
 
     def _compile(self, kind: str, key: str, module: nn.Module, example: Tensor, shape: list[int]) -> Any:
         try:
             ir = self._cache.load(kind, key, self._core)
             if ir is None:
-                ir = _convert(module, example, shape)
-                self._cache.store(kind, key, ir)
+                converted = _convert(module, example, shape)
+                self._cache.store(kind, key, converted)
+                # read back: a network read from its file maps its weights instead of holding a copy
+                ir = self._cache.load(kind, key, self._core) or converted
+            entry = self._cache.entry(kind, key)
+            if entry is not None and entry.is_dir():
+                self._weight_files.append(entry / "model.bin")
             compiled = self._core.compile_model(ir, "CPU", self._config)
         except ConversionError:
             raise
@@ -429,10 +472,6 @@ def _file_digest(path: Path) -> str:
         while chunk := f.read(1 << 22):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _writable(array: np.ndarray) -> np.ndarray:
-    return array if array.flags.writeable else array.copy()
 
 
 def _first_line(exc: BaseException) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from memory_probe import resident_bytes
 from PIL import Image
 from reference_model import PHOTOS, load_photo, save_reference
 from tiny_model import TINY
@@ -147,6 +148,21 @@ def test_the_backbone_runs_again_after_giving_its_buffers_back(tiny_checkpoint: 
     on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
     large = np.random.default_rng(1).integers(0, 255, (160, 224, 3), dtype=np.uint8)
     for image in (_image(), large, _image()):
+        _same(ov.predict([image])[0], on_torch.predict([image])[0])
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc")
+def test_the_weights_files_pages_are_given_back_and_the_networks_still_give_torchs_detections(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    # OpenVINO maps the cached weights files and computes from its own copy laid out for its kernels: the
+    # mapped pages are given back once that copy exists, and read from the file again where needed
+    ov = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
+    weights_files = sorted(tmp_path.glob("*/model.bin"))
+    assert len(weights_files) == 3
+    assert all(resident_bytes(path) == 0 for path in weights_files)
+    on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
+    for image in (_image(), _image(1)):
         _same(ov.predict([image])[0], on_torch.predict([image])[0])
 
 
