@@ -7,7 +7,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cache
 
 # when the system says nothing (no /proc, no sysconf): assume a small laptop rather than refuse
@@ -80,7 +80,7 @@ def _libc() -> ctypes.CDLL | None:
 
 
 @cache
-def _malloc_trim() -> ctypes._CFuncPtr | None:
+def _malloc_trim() -> Callable[..., int] | None:
     libc = _libc()
     trim = getattr(libc, "malloc_trim", None)
     if trim is not None:
@@ -89,7 +89,7 @@ def _malloc_trim() -> ctypes._CFuncPtr | None:
 
 
 @cache
-def _madvise() -> ctypes._CFuncPtr | None:
+def _madvise() -> Callable[..., int] | None:
     libc = _libc()
     madvise = getattr(libc, "madvise", None) if os.path.exists("/proc/self/maps") else None
     if madvise is not None:
