@@ -1,11 +1,10 @@
 """How much memory the system can give this process now: the one reading of it that every memory decision
-(the feature cache's budget, whether a large image may be decoded whole) makes; and giving memory this
-process no longer uses back to the system. Standard library only."""
+(the feature cache's budget, whether a large image may be decoded whole) makes; and giving the system back
+the pages of files this process maps but no longer reads. Standard library only."""
 
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Callable, Iterable
 from functools import cache
@@ -28,17 +27,6 @@ def available_memory() -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, ValueError, OSError):
         return _FALLBACK_AVAILABLE
-
-
-def return_freed_memory() -> None:
-    """Give the memory this process has freed back to the system (glibc's ``malloc_trim``).
-
-    glibc keeps freed blocks for the next allocation; after a burst of large allocations (a network's
-    buffers, sized for the largest image it ran) they stay counted against the process, and what is
-    allocated next lands beside them instead of in them. No-op where the C library is not glibc."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def drop_file_pages(paths: Iterable[os.PathLike | str]) -> None:
@@ -71,28 +59,14 @@ _MADV_DONTNEED = 4
 
 
 @cache
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-
-
-@cache
-def _malloc_trim() -> Callable[..., int] | None:
-    libc = _libc()
-    trim = getattr(libc, "malloc_trim", None)
-    if trim is not None:
-        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return trim
-
-
-@cache
 def _madvise() -> Callable[..., int] | None:
-    libc = _libc()
-    madvise = getattr(libc, "madvise", None) if os.path.exists("/proc/self/maps") else None
-    if madvise is not None:
-        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        madvise.restype = ctypes.c_int
+    """Linux's ``madvise``, where there is a ``/proc/self/maps`` to find the mappings in."""
+    if not os.path.exists("/proc/self/maps"):
+        return None
+    try:
+        madvise = ctypes.CDLL(None).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    madvise.restype = ctypes.c_int
     return madvise

@@ -9,7 +9,8 @@ goes back to the heap and the next layer reuses its pages.
 
 The cost: the process keeps the memory of its largest inference after it ends (it is not returned to the
 system until exit), which an application that segments image after image would page in again anyway.
-The setting is process-wide and glibc-only; elsewhere nothing changes.
+The setting is process-wide and glibc-only; elsewhere nothing changes. :func:`return_freed_memory` is its
+counterpart, for a caller that knows when a burst of large buffers has just been freed.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import platform
 import sys
+from functools import cache
 
 # glibc's mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -24,6 +26,17 @@ _M_MMAP_MAX = -4
 _NEVER_TRIM = 2**31 - 1
 
 _applied = False
+
+
+@cache
+def _glibc() -> ctypes.CDLL | None:
+    """The process's C library where it is glibc (whose malloc these settings are for)."""
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(None)
+    except OSError:
+        return None
 
 
 def reuse_freed_memory() -> bool:
@@ -34,14 +47,23 @@ def reuse_freed_memory() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    mallopt = getattr(_glibc(), "mallopt", None)
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     # mallopt returns 1 on success
     _applied = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM) == 1
     return _applied
+
+
+def return_freed_memory() -> None:
+    """Give the memory this process has freed back to the system now (glibc's ``malloc_trim``).
+
+    With freed memory kept for reuse, a burst of large buffers (a network's, sized for the largest image it
+    ran) stays counted against the process once freed, and what is allocated next does not always fit in
+    its holes, so the process grows. No-op where the C library is not glibc."""
+    trim = getattr(_glibc(), "malloc_trim", None)
+    if trim is not None:
+        trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+        trim(0)

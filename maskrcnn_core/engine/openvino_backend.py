@@ -35,11 +35,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from maskrcnn_core.engine.allocator import return_freed_memory
 from maskrcnn_core.model.mask_rcnn import MaskRCNN, eval_mode
 from maskrcnn_core.model.subnetworks import TorchSubNetworks
 from maskrcnn_core.model.weights import CheckpointError, load_weights_into, read_checkpoint
 from maskrcnn_core.paths import user_cache_dir
-from maskrcnn_core.system_memory import drop_file_pages, return_freed_memory
+from maskrcnn_core.system_memory import drop_file_pages
 
 log = logging.getLogger(__name__)
 

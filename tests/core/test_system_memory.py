@@ -1,14 +1,13 @@
-"""Giving memory back to the system: a read-only file mapping's pages, and blocks glibc keeps once freed."""
+"""Giving the system back the pages of a file this process maps read-only, and only those."""
 
 from __future__ import annotations
 
-import ctypes
 import mmap
 import os
 from pathlib import Path
 
 import pytest
-from memory_probe import resident_bytes, rss_bytes
+from memory_probe import resident_bytes
 
 from maskrcnn_core import system_memory
 
@@ -54,26 +53,3 @@ def test_only_the_files_named_are_dropped(tmp_path: Path) -> None:
             system_memory.drop_file_pages([named, tmp_path / "not-mapped.bin"])
             assert resident_bytes(named) == 0
             assert resident_bytes(other) >= 1 << 20
-
-
-@pytest.mark.skipif(system_memory._malloc_trim() is None, reason="glibc's malloc_trim")
-def test_freed_blocks_go_back_to_the_system() -> None:
-    # blocks below glibc's mmap threshold come from its heap; freed, they stay counted against the process
-    # while a block allocated after them keeps the heap from shrinking on its own
-    libc = ctypes.CDLL(None)
-    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
-    libc.free.argtypes = [ctypes.c_void_p]
-    block, count = 64 << 10, 1600  # 100 MB
-    blocks = [libc.malloc(block) for _ in range(count)]
-    for address in blocks:
-        ctypes.memset(address, 1, block)
-    keeper = libc.malloc(block)
-    for address in blocks:
-        libc.free(address)
-    before = rss_bytes()
-
-    system_memory.return_freed_memory()
-
-    given_back = before - rss_bytes()
-    libc.free(keeper)
-    assert given_back > 50 << 20
