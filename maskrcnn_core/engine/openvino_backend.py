@@ -135,7 +135,7 @@ class OpenVinoSubNetworks:
             self._backbone, self._box, self._mask = (
                 self._compile(kind, keys[kind], *networks[kind]) for kind in networks
             )
-            self._prepare_weights(model)
+            self._prepare_weights()
 
     # ------------------------------------------------------------------ SubNetworks
 
@@ -214,10 +214,10 @@ class OpenVinoSubNetworks:
 
     # ------------------------------------------------------------------ internals
 
-    def _prepare_weights(self, model: MaskRCNN) -> None:
+    def _prepare_weights(self) -> None:
         """Run each network once on a small input: OpenVINO lays each weight out for its kernels on the
         first inference and keeps that copy, after which the mapped weights file is no longer read."""
-        config = model.config
+        config = self.model.config
         examples = (
             (self._backbone, (1, 3, _TRACE_SIZE, _TRACE_SIZE)),
             (self._box, (config.rpn_post_nms_top_n_test, config.feat_channels, *config.pool_size)),
