@@ -1,12 +1,15 @@
 """CPU inference, end to end: our Predictor on each backend against torchvision's own pipeline.
 
 Each measurement runs in a fresh process (so peak memory is that run's alone): load the model and the
-photo, predict once (the warm-up every long-running user pays once), then time a second prediction from
-the decoded image to final binary masks, and read the peak resident memory of the whole process and the
-part above what it held once loaded. torchvision: ``model([image])`` then ``masks > 0.5`` on its full-size
-float masks. Ours: ``Predictor.predict`` (masks cropped to their boxes) with ``backend="torch"`` and with
-OpenVINO in float32 (and in bfloat16 where the CPU has it natively, or with ``--bf16`` to see it emulated).
-All use the same checkpoint: torchvision's ResNet-50-FPN COCO layout with seeded, calibrated weights
+photo, predict once (the warm-up every long-running user pays once), then predict ``--predictions - 1``
+more times, as over a folder: the time is the median of those, from the decoded image to final binary
+masks, and the peak resident memory is the whole process's after all of them, with the part above what it
+held once loaded. A process's peak grows over its first few images on every backend (freed memory is kept
+for reuse, and what comes next does not always fit in its holes), so two predictions understate it.
+torchvision: ``model([image])`` then ``masks > 0.5`` on its full-size float masks. Ours:
+``Predictor.predict`` (masks cropped to their boxes) with ``backend="torch"`` and with OpenVINO in float32
+(and in bfloat16 where the CPU has it natively, or with ``--bf16`` to see it emulated). All use the same
+checkpoint: torchvision's ResNet-50-FPN COCO layout with seeded, calibrated weights
 (tests/reference_model.py) that detect ~100 objects on a real photo. Detections are matched box to box
 (near-tied scores may come out in another order).
 
@@ -14,7 +17,7 @@ All use the same checkpoint: torchvision's ResNet-50-FPN COCO layout with seeded
 empty conversion cache (what the first start after install pays) and with the cache filled.
 
     .venv/bin/python bench/bench_predict_cpu.py [--threads 2] [--sizes 4000x3000,1333x800] [--repeats 3]
-        [--startup]
+        [--predictions 4] [--startup]
 
 With ``--repeats`` the modes take turns (torchvision, ours on torch, ours on OpenVINO, then again), and
 each row is the median of its mode: on a machine others share, every mode meets the same load. Peak
@@ -49,7 +52,9 @@ def _rss_bytes() -> int:
 MODES = ("torchvision", "ours-torch-fp32", "ours-openvino-fp32", "ours-openvino-bf16")
 
 
-def worker(mode: str, weights: str, image_path: str, cache: str, threads: int, startup: bool) -> dict:
+def worker(
+    mode: str, weights: str, image_path: str, cache: str, threads: int, startup: bool, predictions: int
+) -> dict:
     start_process = time.perf_counter()
     import numpy as np
     import torch
@@ -100,9 +105,12 @@ def worker(mode: str, weights: str, image_path: str, cache: str, threads: int, s
     first = time.perf_counter() - start
     if startup:
         return {"seconds": time.perf_counter() - start_process, "first": first, "load": load_s}
-    start = time.perf_counter()
-    boxes, scores, labels, areas = run()
-    elapsed = time.perf_counter() - start
+    times = []
+    for _ in range(predictions - 1):
+        start = time.perf_counter()
+        boxes, scores, labels, areas = run()
+        times.append(time.perf_counter() - start)
+    elapsed = sorted(times)[len(times) // 2]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {
         "seconds": elapsed,
@@ -153,9 +161,16 @@ def _load_average() -> str:
 
 
 def _run_worker(
-    mode: str, threads: int, weights: Path, image_path: Path, cache: Path, startup: bool = False
+    mode: str,
+    threads: int,
+    weights: Path,
+    image_path: Path,
+    cache: Path,
+    startup: bool = False,
+    predictions: int = 2,
 ) -> dict:
-    command = [sys.executable, __file__, "--threads", str(threads), "--worker", mode, str(weights)]
+    command = [sys.executable, __file__, "--threads", str(threads), "--predictions", str(predictions)]
+    command += ["--worker", mode, str(weights)]
     command += [str(image_path), str(cache)] + (["--startup"] if startup else [])
     out = subprocess.run(command, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -168,14 +183,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="4000x3000,1333x800,640x480")
     parser.add_argument("--repeats", type=int, default=1, help="fresh processes per measurement; the median")
+    parser.add_argument(
+        "--predictions", type=int, default=4, help="predictions per process (>= 2); the first is the warm-up"
+    )
     parser.add_argument("--startup", action="store_true", help="also time the first start, cold and cached")
     parser.add_argument("--bf16", action="store_true", help="run OpenVINO bf16 even where it is emulated")
     parser.add_argument(
         "--worker", nargs=4, metavar=("MODE", "WEIGHTS", "IMAGE", "CACHE"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
+    if args.predictions < 2:
+        parser.error("--predictions must be at least 2: the first is the warm-up")
     if args.worker:
-        print(json.dumps(worker(*args.worker, args.threads, args.startup)))
+        print(json.dumps(worker(*args.worker, args.threads, args.startup, args.predictions)))
         return
 
     import shutil
@@ -200,7 +220,7 @@ def main() -> None:
 
     print(
         f"machine: {cpu_name()}, {os.cpu_count()} cores, torch threads {args.threads}, "
-        f"native bfloat16: {'yes' if native_bf16 else 'no'}"
+        f"{args.predictions} predictions per process, native bfloat16: {'yes' if native_bf16 else 'no'}"
         + ("" if native_bf16 or not args.bf16 else " (bf16 rows are OpenVINO's emulation)")
     )
     if args.startup:
@@ -231,7 +251,9 @@ def main() -> None:
         repeats: dict[str, list[dict]] = {mode: [] for mode in modes}
         for _ in range(args.repeats):
             for mode in modes:
-                repeats[mode].append(_run_worker(mode, args.threads, weights, image_path, cache))
+                repeats[mode].append(
+                    _run_worker(mode, args.threads, weights, image_path, cache, predictions=args.predictions)
+                )
         runs = {}
         for mode in modes:
             by_time = sorted(repeats[mode], key=lambda r: r["seconds"])

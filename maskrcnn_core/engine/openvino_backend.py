@@ -1,11 +1,12 @@
 """The CPU execution backend: a model's dense sub-networks compiled with OpenVINO.
 
-Backbone + FPN with the RPN head, the box head with its predictor and the mask head with its predictor
-are plain tensor-to-tensor convolution stacks: each is traced with torch at a small size, converted with
+Backbone + FPN with the RPN head, the box head with its predictor and the mask head with its predictor are
+plain tensor-to-tensor convolution stacks: each is traced with torch at a small size, converted with
 ``openvino.convert_model`` with dynamic batch (and dynamic height and width for the backbone), and
-compiled for the CPU. Everything between them — anchors, proposals, NMS, RoIAlign, post-processing,
-mask pasting — stays in torch, in ``MaskRCNN.detect``. Converting the whole detector is what fails for
-everyone (fixed sizes, missing masks); these parts convert cleanly.
+compiled for the CPU: the heads as converted, the backbone for the input shape it runs, one at a time.
+Everything between them — anchors, proposals, NMS, RoIAlign, post-processing, mask pasting — stays in
+torch, in ``MaskRCNN.detect``. Converting the whole detector is what fails for everyone (fixed sizes,
+missing masks); these parts convert cleanly.
 
 Converted networks are kept as OpenVINO IR in the user's cache folder, one entry per network and
 weights (a digest of the module's structure and parameters, and of the OpenVINO and torch versions),
@@ -132,9 +133,14 @@ class OpenVinoSubNetworks:
                 _convert_in_child_process(source, self._cache.folder)
             #: the cache's weights files the compiled networks map, read-only (see _give_back_memory)
             self._weight_files: list[Path] = []
-            self._backbone, self._box, self._mask = (
-                self._compile(kind, keys[kind], *networks[kind]) for kind in networks
-            )
+            backbone, box, mask = (self._read(kind, keys[kind], *networks[kind]) for kind in networks)
+            self._box, self._mask = self._compile("box_head", box), self._compile("mask_head", mask)
+            #: the backbone's network, with dynamic height and width, compiled for one input shape at a time
+            self._backbone_ir = backbone
+            self._backbone: Any = None
+            self._backbone_shape: tuple[int, ...] | None = None
+            with self._lock:  # compiled at the tracing size first: what does not compile fails here
+                self._backbone_for((1, 3, _TRACE_SIZE, _TRACE_SIZE))
             self._prepare_weights()
 
     # ------------------------------------------------------------------ SubNetworks
@@ -142,13 +148,15 @@ class OpenVinoSubNetworks:
     def features_and_objectness(
         self, images: Tensor
     ) -> tuple[OrderedDict[str, Tensor], list[Tensor], list[Tensor]]:
-        # the heads' buffers of the previous image and whatever it freed go back to the system first, so
-        # that the backbone's buffers, the largest of a prediction, are not allocated beside them
-        self._give_back_memory(self._box, self._mask)
-        # its dynamic-shape buffers are sized for the largest image it has run; given back now, the heads,
-        # pooling and mask pasting that follow reuse that memory
-        outputs = self._infer(self._backbone, images, release=True)
-        self._give_back_memory()
+        array = _as_input(images)
+        with self._lock:
+            shape_changed = array.shape != self._backbone_shape
+            outputs = self._run(self._backbone_for(array.shape), array)
+        if shape_changed:  # the previous shape's network is gone: its memory goes back to the system
+            return_freed_memory()
+        # and the weights files' pages read since the last image go: the new shape's compile read the
+        # backbone's, a head's new batch size (a new kernel) its own
+        drop_file_pages(self._weight_files)
         n = len(self.level_names)
         # the network hands the levels over channels-last (see _BackboneAndRPNHead): (B, C, H, W) views
         levels = [level.permute(0, 3, 1, 2) for level in outputs[:n]]
@@ -239,40 +247,61 @@ class OpenVinoSubNetworks:
         return_freed_memory()
         drop_file_pages(self._weight_files)
 
-    def _infer(self, compiled: Any, tensor: Tensor, *, release: bool = False) -> list[Tensor]:
-        """``compiled``'s outputs for ``tensor``, as tensors of our own; ``release``: free the network's
-        buffers before the outputs are copied out of the request."""
-        array = tensor.detach().float().contiguous().cpu().numpy()
+    def _infer(self, compiled: Any, tensor: Tensor) -> list[Tensor]:
+        """``compiled``'s outputs for ``tensor``, as tensors of our own."""
+        array = _as_input(tensor)
         with self._lock:
-            result = compiled.infer_request.infer({0: array}, share_inputs=True, share_outputs=True)
-            # the request's own output tensors: its next inference overwrites them, so they are copied
-            # before the lock is let go. They are not among the buffers release_memory frees; freed first,
-            # those buffers take the copies instead of the copies adding to them
-            shared = [result[output] for output in compiled.outputs]
-            if release:
-                compiled.release_memory()
-            return [torch.from_numpy(np.array(view, copy=True)) for view in shared]
+            return self._run(compiled, array)
 
-    def _compile(self, kind: str, key: str, module: nn.Module, example: Tensor, shape: list[int]) -> Any:
+    def _run(self, compiled: Any, array: np.ndarray) -> list[Tensor]:
+        """Infer under the lock: the request's own output tensors are read in place and copied before the
+        lock is let go, since its next inference overwrites them."""
+        result = compiled.infer_request.infer({0: array}, share_inputs=True, share_outputs=True)
+        return [torch.from_numpy(np.array(result[output], copy=True)) for output in compiled.outputs]
+
+    def _backbone_for(self, shape: tuple[int, ...]) -> Any:
+        """The backbone compiled for input ``shape``; called under the lock.
+
+        Compiled for one static shape, OpenVINO plans the network's buffers for that shape alone and keeps
+        them from image to image; with dynamic shapes it sized them for the largest input it had run, and
+        had to give them back after each image to keep the process's peak down, paying page faults on the
+        next (docs/adr/0011). A new shape replaces the previous one's network: the old one goes first, so
+        the two never hold memory together."""
+        if shape != self._backbone_shape:
+            self._backbone = self._backbone_shape = None
+            return_freed_memory()
+            self._backbone_ir.reshape(list(shape))
+            self._backbone = self._compile("backbone_rpn", self._backbone_ir)
+            self._backbone_shape = shape
+        return self._backbone
+
+    def _read(self, kind: str, key: str, module: nn.Module, example: Tensor, shape: list[int]) -> Any:
+        """The network of ``kind`` as OpenVINO IR: from the cache, or converted (and cached) now."""
+        ir = self._cache.load(kind, key, self._core)
+        if ir is None:
+            converted = _convert(module, example, shape)
+            self._cache.store(kind, key, converted)
+            # read back: a network read from its file maps its weights instead of holding a copy
+            ir = self._cache.load(kind, key, self._core) or converted
+        entry = self._cache.entry(kind, key)
+        if entry is not None and entry.is_dir():
+            self._weight_files.append(entry / "model.bin")
+        return ir
+
+    def _compile(self, kind: str, ir: Any) -> Any:
         try:
-            ir = self._cache.load(kind, key, self._core)
-            if ir is None:
-                converted = _convert(module, example, shape)
-                self._cache.store(kind, key, converted)
-                # read back: a network read from its file maps its weights instead of holding a copy
-                ir = self._cache.load(kind, key, self._core) or converted
-            entry = self._cache.entry(kind, key)
-            if entry is not None and entry.is_dir():
-                self._weight_files.append(entry / "model.bin")
             compiled = self._core.compile_model(ir, "CPU", self._config)
-        except ConversionError:
-            raise
         except Exception as exc:  # OpenVINO raises plain RuntimeErrors with long messages
             raise ConversionError(
                 f"OpenVINO could not compile the {kind.replace('_', ' ')}: {_first_line(exc)}"
             ) from exc
         compiled.infer_request = compiled.create_infer_request()
         return compiled
+
+
+def _as_input(tensor: Tensor) -> np.ndarray:
+    """A network's input as OpenVINO reads it in place: float32, contiguous, on the CPU."""
+    return tensor.detach().float().contiguous().cpu().numpy()
 
 
 def compiled_modules(model: MaskRCNN) -> list[nn.Module]:

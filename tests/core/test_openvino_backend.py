@@ -141,14 +141,25 @@ def test_a_second_start_reads_the_cache_and_converts_nothing(
     _same(second.predict([_image()])[0], first.predict([_image()])[0])
 
 
-def test_the_backbone_runs_again_after_giving_its_buffers_back(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    # the backbone hands its buffers back after each image: the next image, larger or smaller, and the same
-    # image again must still give torch's detections
+def test_the_backbone_is_compiled_for_each_new_input_shape_and_kept_while_it_repeats(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    # one input shape compiled at a time: the same shape again runs the same network, a new one replaces it,
+    # and every shape, the first, another and the first again, gives torch's detections
     ov = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
     on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
-    large = np.random.default_rng(1).integers(0, 255, (160, 224, 3), dtype=np.uint8)
-    for image in (_image(), large, _image()):
+    networks = ov._subnetworks
+    assert isinstance(networks, OpenVinoSubNetworks)
+    # the model's input size is fixed (min_size, max_size): another orientation is another padded shape
+    portrait = np.random.default_rng(1).integers(0, 255, (224, 160, 3), dtype=np.uint8)
+    compiled = []
+    for image in (_image(), _image(2), portrait, _image()):
         _same(ov.predict([image])[0], on_torch.predict([image])[0])
+        compiled.append((networks._backbone, networks._backbone_shape))
+    (first, first_shape), (again, _), (turned, turned_shape), (back, back_shape) = compiled
+    assert again is first  # the same shape: nothing compiled
+    assert turned_shape != first_shape and turned is not first
+    assert back_shape == first_shape and back is not turned
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc")
@@ -162,8 +173,16 @@ def test_the_weights_files_pages_are_given_back_and_the_networks_still_give_torc
     assert len(weights_files) == 3
     assert all(resident_bytes(path) == 0 for path in weights_files)
     on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
-    for image in (_image(), _image(1)):
+    portrait = np.random.default_rng(1).integers(0, 255, (224, 160, 3), dtype=np.uint8)
+    networks = ov._subnetworks
+    assert isinstance(networks, OpenVinoSubNetworks)
+    for image in (_image(), _image(1), portrait):
         _same(ov.predict([image])[0], on_torch.predict([image])[0])
+        # a new input shape compiles the backbone again, reading its file: those pages go after it runs
+        assert resident_bytes(weights_files[0]) == 0
+        # the heads, run at a new number of RoIs, may read theirs: they go when the next image starts
+        networks.features_and_objectness(torch.zeros(1, 3, 64, 96))
+        assert all(resident_bytes(path) == 0 for path in weights_files)
 
 
 def _weights_dropped(predictor: Predictor) -> bool:
