@@ -270,8 +270,7 @@ class OpenVinoSubNetworks:
         if shape != self._backbone_shape:
             self._backbone = self._backbone_shape = None
             return_freed_memory()
-            self._backbone_ir.reshape(list(shape))
-            self._backbone = self._compile("backbone_rpn", self._backbone_ir)
+            self._backbone = self._compile("backbone_rpn", self._backbone_ir, shape)
             self._backbone_shape = shape
         return self._backbone
 
@@ -288,8 +287,11 @@ class OpenVinoSubNetworks:
             self._weight_files.append(entry / "model.bin")
         return ir
 
-    def _compile(self, kind: str, ir: Any) -> Any:
+    def _compile(self, kind: str, ir: Any, shape: tuple[int, ...] | None = None) -> Any:
+        """``ir`` compiled for the CPU; with ``shape``, for that input shape only (``ir`` is reshaped)."""
         try:
+            if shape is not None:
+                ir.reshape(list(shape))
             compiled = self._core.compile_model(ir, "CPU", self._config)
         except Exception as exc:  # OpenVINO raises plain RuntimeErrors with long messages
             raise ConversionError(
