@@ -166,8 +166,8 @@ def _run_worker(
     weights: Path,
     image_path: Path,
     cache: Path,
+    predictions: int,
     startup: bool = False,
-    predictions: int = 2,
 ) -> dict:
     command = [sys.executable, __file__, "--threads", str(threads), "--predictions", str(predictions)]
     command += ["--worker", mode, str(weights)]
@@ -228,15 +228,17 @@ def main() -> None:
         mosaic.resize((1333, 800), Image.BICUBIC).save(image_path, quality=92)
         for mode in (m for m in modes if "openvino" in m):
             shutil.rmtree(cache, ignore_errors=True)
-            cold = _run_worker(mode, args.threads, weights, image_path, cache, startup=True)
-            warm = _run_worker(mode, args.threads, weights, image_path, cache, startup=True)
+            cold = _run_worker(mode, args.threads, weights, image_path, cache, args.predictions, startup=True)
+            warm = _run_worker(mode, args.threads, weights, image_path, cache, args.predictions, startup=True)
             print(
                 f"{mode}, 1333x800, process start to first prediction: empty cache {cold['seconds']:.1f} s "
                 f"(Predictor() {cold['load']:.1f} s), cached {warm['seconds']:.1f} s (Predictor() "
                 f"{warm['load']:.1f} s); the first prediction itself {warm['first']:.1f} s",
                 flush=True,
             )
-        tv = _run_worker("torchvision", args.threads, weights, image_path, cache, startup=True)
+        tv = _run_worker(
+            "torchvision", args.threads, weights, image_path, cache, args.predictions, startup=True
+        )
         print(f"start to first prediction, torchvision: {tv['seconds']:.1f} s", flush=True)
     print(f"load average before: {_load_average()}")
     print(
@@ -252,7 +254,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for mode in modes:
                 repeats[mode].append(
-                    _run_worker(mode, args.threads, weights, image_path, cache, predictions=args.predictions)
+                    _run_worker(mode, args.threads, weights, image_path, cache, args.predictions)
                 )
         runs = {}
         for mode in modes:

@@ -131,7 +131,7 @@ class OpenVinoSubNetworks:
             missing = [kind for kind, key in keys.items() if not self._cache.has(kind, key)]
             if missing and source is not None and self._cache.folder is not None:
                 _convert_in_child_process(source, self._cache.folder)
-            #: the cache's weights files the compiled networks map, read-only (see _give_back_memory)
+            #: the cache's weights files the compiled networks map, read-only (see _prepare_weights)
             self._weight_files: list[Path] = []
             backbone, box, mask = (self._read(kind, keys[kind], *networks[kind]) for kind in networks)
             self._box, self._mask = self._compile("box_head", box), self._compile("mask_head", mask)
@@ -152,7 +152,7 @@ class OpenVinoSubNetworks:
         with self._lock:
             shape_changed = array.shape != self._backbone_shape
             outputs = self._run(self._backbone_for(array.shape), array)
-        if shape_changed:  # the previous shape's network is gone: its memory goes back to the system
+        if shape_changed:  # what compiling and the first inference at this shape freed goes back too
             return_freed_memory()
         # and the weights files' pages read since the last image go: the new shape's compile read the
         # backbone's, a head's new batch size (a new kernel) its own
@@ -233,16 +233,11 @@ class OpenVinoSubNetworks:
         )
         for compiled, shape in examples:
             self._infer(compiled, torch.zeros(shape))
-        self._give_back_memory(self._backbone, self._box, self._mask)
-
-    def _give_back_memory(self, *networks: Any) -> None:
-        """Free the buffers of ``networks`` and give freed memory back to the system.
-
-        The pages of the weights files the networks map (read-only) go too: OpenVINO computes from its own
-        copy laid out for its kernels, and reads a file page again only for a new kernel, when the page
-        comes back from the file by itself."""
+        # the warm-up's buffers and freed memory go back to the system, and the pages of the weights files
+        # the networks map (read-only) too: OpenVINO computes from its own copy laid out for its kernels,
+        # and reads a file page again only for a new kernel, when the page comes back from the file by itself
         with self._lock:
-            for compiled in networks:
+            for compiled, _ in examples:
                 compiled.release_memory()
         return_freed_memory()
         drop_file_pages(self._weight_files)

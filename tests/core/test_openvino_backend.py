@@ -119,6 +119,12 @@ def _image(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 255, (96, 128, 3), dtype=np.uint8)
 
 
+def _portrait() -> np.ndarray:
+    """An image the model pads to another shape than :func:`_image`'s: its input size is fixed (min_size,
+    max_size), so another orientation is another padded shape."""
+    return np.random.default_rng(1).integers(0, 255, (224, 160, 3), dtype=np.uint8)
+
+
 def _same(a, b) -> None:
     assert len(a.scores) == len(b.scores) > 0
     np.testing.assert_allclose(a.scores, b.scores, rtol=1e-4, atol=1e-5)
@@ -150,10 +156,8 @@ def test_the_backbone_is_compiled_for_each_new_input_shape_and_kept_while_it_rep
     on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
     networks = ov._subnetworks
     assert isinstance(networks, OpenVinoSubNetworks)
-    # the model's input size is fixed (min_size, max_size): another orientation is another padded shape
-    portrait = np.random.default_rng(1).integers(0, 255, (224, 160, 3), dtype=np.uint8)
     compiled = []
-    for image in (_image(), _image(2), portrait, _image()):
+    for image in (_image(), _image(2), _portrait(), _image()):
         _same(ov.predict([image])[0], on_torch.predict([image])[0])
         compiled.append((networks._backbone, networks._backbone_shape))
     (first, first_shape), (again, _), (turned, turned_shape), (back, back_shape) = compiled
@@ -173,10 +177,9 @@ def test_the_weights_files_pages_are_given_back_and_the_networks_still_give_torc
     assert len(weights_files) == 3
     assert all(resident_bytes(path) == 0 for path in weights_files)
     on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
-    portrait = np.random.default_rng(1).integers(0, 255, (224, 160, 3), dtype=np.uint8)
     networks = ov._subnetworks
     assert isinstance(networks, OpenVinoSubNetworks)
-    for image in (_image(), _image(1), portrait):
+    for image in (_image(), _image(1), _portrait()):
         _same(ov.predict([image])[0], on_torch.predict([image])[0])
         # a new input shape compiles the backbone again, reading its file: those pages go after it runs
         assert resident_bytes(weights_files[0]) == 0
