@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from maskrcnn_core import MaskRCNN, MaskRCNNConfig, mask_rcnn_mobilenet_v2_fpn
+from maskrcnn_core.model import heads
 from maskrcnn_core.model.heads import lookup, lookup_cpu
 from maskrcnn_core.model.mask_rcnn import LOSS_KEYS
 
@@ -289,3 +290,39 @@ def test_uint8_images_are_normalised_exactly_as_float_ones() -> None:
     got, expected = model.detect([chw])[0], model.detect([as_float])[0]
     for key in ("boxes", "scores", "labels", "mask_probs"):
         assert torch.equal(got[key], expected[key]), key
+
+
+def test_a_channel_at_a_time_gives_the_whole_images_values_from_one_channel_buffers(monkeypatch) -> None:
+    """``channel_at_a_time`` (the compiled CPU backend's preprocessing): a uint8 image is normalised and
+    resized one channel after the other, so no float copy of it is larger than one full-size channel; the
+    values are the whole image's to a float step. At native scale or with a target the whole path runs."""
+    transform = seed_model().transform
+    generator = torch.Generator().manual_seed(1)
+    image = torch.randint(0, 256, (300, 420, 3), dtype=torch.uint8, generator=generator).permute(2, 0, 1)
+    target = {"boxes": torch.tensor([[10.0, 20.0, 200.0, 250.0]]), "labels": torch.tensor([1])}
+    whole, _ = transform([image])
+    whole_native = transform([image.float().div(255)])[0]
+
+    looked_up: list[tuple[int, ...]] = []
+    lookup_whole = heads.lookup_cpu
+
+    def recording_lookup(image: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        looked_up.append(tuple(image.shape))
+        return lookup_whole(image, table)
+
+    monkeypatch.setattr(heads, "lookup_cpu", recording_lookup)
+    with transform.channel_at_a_time():
+        by_channel, _ = transform([image])
+        assert looked_up == [(1, 300, 420)] * 3
+        with transform.native_scale():
+            native, _ = transform([image])
+        _, [resized_target] = transform([image], [dict(target)])
+        assert looked_up[3:] == [(3, 300, 420)] * 2
+    assert not transform._by_channel  # the block's end ends it
+
+    assert by_channel.image_sizes == whole.image_sizes != [(300, 420)]
+    torch.testing.assert_close(by_channel.tensors, whole.tensors, rtol=0, atol=1e-5)
+    with transform.native_scale():
+        assert torch.equal(native.tensors, transform([image.float().div(255)])[0].tensors)
+    assert not torch.equal(native.tensors, whole_native.tensors)  # not resized there
+    torch.testing.assert_close(resized_target["boxes"], transform.resize_target(target, (300, 420))["boxes"])

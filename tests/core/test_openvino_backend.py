@@ -25,6 +25,7 @@ from tiny_model import TINY
 from app.resources import DEMO_MODEL
 from maskrcnn_core import Predictor, mask_rcnn_mobilenet_v2_fpn, save_checkpoint
 from maskrcnn_core.inference_options import choose_backend
+from maskrcnn_core.model import heads
 from maskrcnn_core.model.subnetworks import TorchSubNetworks
 from maskrcnn_core.model.weights import CheckpointError
 
@@ -164,6 +165,29 @@ def test_the_backbone_is_compiled_for_each_new_input_shape_and_kept_while_it_rep
     assert again is first  # the same shape: nothing compiled
     assert turned_shape != first_shape and turned is not first
     assert back_shape == first_shape and back is not turned
+
+
+def test_the_backends_images_are_normalised_a_channel_at_a_time_and_torchs_whole(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the backend's full-size float copy is one channel, a third of torch's, for the same detections; torch's
+    # backend keeps torchvision's whole-image arithmetic, bit for bit
+    ov = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
+    on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
+    looked_up: list[int] = []
+    lookup = heads.lookup_cpu
+
+    def recording_lookup(image: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        looked_up.append(len(image))
+        return lookup(image, table)
+
+    monkeypatch.setattr(heads, "lookup_cpu", recording_lookup)
+    image = _portrait()  # resized: the model's input size is not the image's
+    from_backend = ov.predict([image])[0]
+    assert looked_up == [1, 1, 1]
+    looked_up.clear()
+    _same(from_backend, on_torch.predict([image])[0])
+    assert looked_up == [3]
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc")
