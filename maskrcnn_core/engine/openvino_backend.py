@@ -104,6 +104,7 @@ class OpenVinoSubNetworks:
         source: str | os.PathLike | None = None,
     ) -> None:
         ov = _import_openvino()
+        self._ov = ov
 
         if precision not in _OV_PRECISION:
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
@@ -250,9 +251,20 @@ class OpenVinoSubNetworks:
 
     def _run(self, compiled: Any, array: np.ndarray) -> list[Tensor]:
         """Infer under the lock: the request's own output tensors are read in place and copied before the
-        lock is let go, since its next inference overwrites them."""
-        result = compiled.infer_request.infer({0: array}, share_inputs=True, share_outputs=True)
-        return [torch.from_numpy(np.array(result[output], copy=True)) for output in compiled.outputs]
+        lock is let go, since its next inference overwrites them.
+
+        The input is read in place too, and a request holds the input it ran until it runs the next: a
+        head would keep its last batch of pooled features (the box head's, 1,000 RoIs of 256x7x7) from one
+        image to the next. A head's request gets a one-row input instead once done. (The input goes in as
+        an ``ov.Tensor``: given an array, OpenVINO's Python request keeps one more reference to it.) The
+        backbone's static input cannot be swapped for a smaller one; it holds the padded image batch."""
+        request = compiled.infer_request
+        tensor = self._ov.Tensor(array, shared_memory=True)
+        result = request.infer(tensor, share_inputs=True, share_outputs=True)
+        outputs = [torch.from_numpy(np.array(result[output], copy=True)) for output in compiled.outputs]
+        if compiled.one_row is not None:
+            request.set_input_tensor(compiled.one_row)
+        return outputs
 
     def _backbone_for(self, shape: tuple[int, ...]) -> Any:
         """The backbone compiled for input ``shape``; called under the lock.
@@ -293,6 +305,11 @@ class OpenVinoSubNetworks:
                 f"OpenVINO could not compile the {kind.replace('_', ' ')}: {_first_line(exc)}"
             ) from exc
         compiled.infer_request = compiled.create_infer_request()
+        # a network with a dynamic batch: the input its request holds between inferences (see _run)
+        batch, *rest = compiled.inputs[0].get_partial_shape()
+        compiled.one_row = None
+        if shape is None and batch.is_dynamic:
+            compiled.one_row = self._ov.Tensor(np.zeros((1, *(dim.get_length() for dim in rest)), np.float32))
         return compiled
 
 

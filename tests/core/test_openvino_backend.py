@@ -9,9 +9,11 @@ the rule that picks backend and precision, and bfloat16's accuracy on the bundle
 
 from __future__ import annotations
 
+import gc
 import logging
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -188,6 +190,33 @@ def test_the_backends_images_are_normalised_a_channel_at_a_time_and_torchs_whole
     looked_up.clear()
     _same(from_backend, on_torch.predict([image])[0])
     assert looked_up == [3]
+
+
+def test_the_heads_let_go_of_their_input_once_done(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    # a request holds the input it ran until the next: the box head's pooled features of 1,000 RoIs would stay
+    # from one image to the next. The heads' outputs are still right, and still their own (copied).
+    ov = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
+    on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
+    networks = ov._subnetworks
+    assert isinstance(networks, OpenVinoSubNetworks)
+    heads = TorchSubNetworks(on_torch.model)
+    channels = on_torch.model.config.feat_channels
+    for run, expected, shape in (
+        (networks.box_outputs, heads.box_outputs, (40, channels, *on_torch.model.config.pool_size)),
+        (networks.mask_logits, heads.mask_logits, (30, channels, *on_torch.model.config.mask_pool_size)),
+    ):
+        memory = np.random.default_rng(0).random(shape, dtype=np.float32)
+        held = weakref.ref(memory)  # alive while anything holds the tensor's storage
+        pooled = torch.from_numpy(memory)
+        del memory
+        got = run(pooled)
+        with torch.no_grad():
+            want = expected(pooled)
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+        del pooled
+        gc.collect()
+        assert held() is None, f"{run.__name__} still holds its input"
+    _same(ov.predict([_image()])[0], on_torch.predict([_image()])[0])  # and the next image runs as before
 
 
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="reads Linux's /proc")
