@@ -194,16 +194,16 @@ def test_the_backends_images_are_normalised_a_channel_at_a_time_and_torchs_whole
 
 def test_the_heads_let_go_of_their_input_once_done(tiny_checkpoint: Path, tmp_path: Path) -> None:
     # a request holds the input it ran until the next: the box head's pooled features of 1,000 RoIs would stay
-    # from one image to the next. The heads' outputs are still right, and still their own (copied).
+    # from one image to the next. The heads' outputs are still torch's.
     ov = Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
     on_torch = Predictor(tiny_checkpoint, device="cpu", backend="torch")
     networks = ov._subnetworks
     assert isinstance(networks, OpenVinoSubNetworks)
-    heads = TorchSubNetworks(on_torch.model)
-    channels = on_torch.model.config.feat_channels
+    in_torch = TorchSubNetworks(on_torch.model)
+    config = on_torch.model.config
     for run, expected, shape in (
-        (networks.box_outputs, heads.box_outputs, (40, channels, *on_torch.model.config.pool_size)),
-        (networks.mask_logits, heads.mask_logits, (30, channels, *on_torch.model.config.mask_pool_size)),
+        (networks.box_outputs, in_torch.box_outputs, (40, config.feat_channels, *config.pool_size)),
+        (networks.mask_logits, in_torch.mask_logits, (30, config.feat_channels, *config.mask_pool_size)),
     ):
         memory = np.random.default_rng(0).random(shape, dtype=np.float32)
         held = weakref.ref(memory)  # alive while anything holds the tensor's storage
