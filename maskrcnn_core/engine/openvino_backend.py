@@ -532,8 +532,20 @@ def _main(argv: list[str]) -> int:
 
     checkpoint, cache_dir = argv
     torch.set_num_threads(1)
-    OpenVinoSubNetworks(load_model(checkpoint, device="cpu"), cache_dir=cache_dir, num_threads=1)
+    _convert_into_cache(load_model(checkpoint, device="cpu"), Path(cache_dir))
     return 0
+
+
+def _convert_into_cache(model: MaskRCNN, cache_dir: Path) -> None:
+    """Convert the networks of ``model`` that ``cache_dir`` lacks, and store them there. Nothing is compiled:
+    the parent process compiles what it reads back."""
+    _import_openvino()
+    cache = _IRCache(cache_dir)
+    with torch.no_grad(), eval_mode(model):  # as OpenVinoSubNetworks converts: the same digests
+        for kind, (module, example, shape) in _networks(model).items():
+            key = _digest(kind, module)
+            if not cache.has(kind, key):
+                cache.store(kind, key, _convert(module, example, shape))
 
 
 if __name__ == "__main__":
