@@ -305,10 +305,10 @@ class OpenVinoSubNetworks:
                 f"OpenVINO could not compile the {kind.replace('_', ' ')}: {_first_line(exc)}"
             ) from exc
         compiled.infer_request = compiled.create_infer_request()
-        # a network with a dynamic batch: the input its request holds between inferences (see _run)
+        # a network with a dynamic batch (a head): the input its request holds between inferences (see _run)
         batch, *rest = compiled.inputs[0].get_partial_shape()
         compiled.one_row = None
-        if shape is None and batch.is_dynamic:
+        if batch.is_dynamic:
             compiled.one_row = self._ov.Tensor(np.zeros((1, *(dim.get_length() for dim in rest)), np.float32))
         return compiled
 
