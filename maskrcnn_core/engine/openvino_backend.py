@@ -127,7 +127,7 @@ class OpenVinoSubNetworks:
         with torch.no_grad(), eval_mode(model):  # tracing must see inference behaviour
             self.level_names = list(model._features(torch.zeros(1, 3, _TRACE_SIZE, _TRACE_SIZE)).keys())
             networks = _networks(model)
-            keys = {kind: _digest(kind, module) for kind, (module, _, _) in networks.items()}
+            keys = _cache_keys(model, networks)
             self._keys = keys
             missing = [kind for kind, key in keys.items() if not self._cache.has(kind, key)]
             if missing and source is not None and self._cache.folder is not None:
@@ -208,8 +208,8 @@ class OpenVinoSubNetworks:
                 module.to_empty(device="cpu")
             load_weights_into(self.model, checkpoint)
             with torch.no_grad(), eval_mode(self.model):
-                networks = _networks(self.model).items()
-                changed = [kind for kind, (m, _, _) in networks if _digest(kind, m) != self._keys[kind]]
+                keys = _cache_keys(self.model, _networks(self.model))
+                changed = [kind for kind, key in keys.items() if key != self._keys[kind]]
             if changed:
                 raise CheckpointError(
                     f"{self.source} no longer holds the weights this model was loaded with "
@@ -320,15 +320,17 @@ def _as_input(tensor: Tensor) -> np.ndarray:
 
 def compiled_modules(model: MaskRCNN) -> list[nn.Module]:
     """The model's modules whose work the compiled networks do (:func:`_networks`): all of its weights."""
+    return [module for modules in _weighted_modules(model).values() for module in modules]
+
+
+def _weighted_modules(model: MaskRCNN) -> dict[str, list[nn.Module]]:
+    """The model's modules whose weights each network of :func:`_networks` runs, by kind."""
     heads = model.roi_heads
-    return [
-        model.backbone,
-        model.rpn.head,
-        heads.box_head,
-        heads.box_predictor,
-        heads.mask_head,
-        heads.mask_predictor,
-    ]
+    return {
+        "backbone_rpn": [model.backbone, model.rpn.head],
+        "box_head": [heads.box_head, heads.box_predictor],
+        "mask_head": [heads.mask_head, heads.mask_predictor],
+    }
 
 
 def _no_rows(compiled: Any, pooled: Tensor) -> list[Tensor]:
@@ -425,19 +427,28 @@ def _convert(module: nn.Module, example: Tensor, shape: list[int]) -> Any:
         root.filters, root.handlers = logger_state[1], logger_state[2]
 
 
-def _digest(kind: str, module: nn.Module) -> str:
-    """What makes a converted network the same: its kind, structure, parameters and the versions."""
+def _cache_keys(model: MaskRCNN, networks: dict[str, tuple[nn.Module, Tensor, list[int]]]) -> dict[str, str]:
+    """Each network's cache key by kind (:func:`_digest`)."""
+    weighted = _weighted_modules(model)
+    return {kind: _digest(kind, module, weighted[kind]) for kind, (module, _, _) in networks.items()}
+
+
+def _digest(kind: str, network: nn.Module, weighted: list[nn.Module]) -> str:
+    """What makes a converted network the same: its kind, the structure of the model it wraps, the versions,
+    and the weights it runs, those of ``weighted`` alone: a model fine-tuned in its heads keeps its
+    backbone's entry."""
     import openvino as ov
 
     digest = hashlib.blake2b(digest_size=16)
-    for part in (str(CACHE_FORMAT), kind, ov.__version__, torch.__version__, repr(_structure(module))):
+    for part in (str(CACHE_FORMAT), kind, ov.__version__, torch.__version__, repr(_structure(network))):
         digest.update(part.encode())
-    for name, tensor in module.state_dict().items():
-        data = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{data.dtype}:{tuple(data.shape)}".encode())
-        if data.dtype == torch.bfloat16:
-            data = data.view(torch.int16)
-        digest.update(data.numpy().tobytes() if data.numel() else b"")
+    for index, module in enumerate(weighted):
+        for name, tensor in module.state_dict().items():
+            data = tensor.detach().cpu().contiguous()
+            digest.update(f"{index}.{name}:{data.dtype}:{tuple(data.shape)}".encode())
+            if data.dtype == torch.bfloat16:
+                data = data.view(torch.int16)
+            digest.update(data.numpy().tobytes() if data.numel() else b"")
     return digest.hexdigest()
 
 
@@ -542,10 +553,10 @@ def _convert_into_cache(model: MaskRCNN, cache_dir: Path) -> None:
     _import_openvino()
     cache = _IRCache(cache_dir)
     with torch.no_grad(), eval_mode(model):  # as OpenVinoSubNetworks converts: the same digests
-        for kind, (module, example, shape) in _networks(model).items():
-            key = _digest(kind, module)
+        networks = _networks(model)
+        for kind, key in _cache_keys(model, networks).items():
             if not cache.has(kind, key):
-                cache.store(kind, key, _convert(module, example, shape))
+                cache.store(kind, key, _convert(*networks[kind]))
 
 
 if __name__ == "__main__":
@@ -553,4 +564,9 @@ if __name__ == "__main__":
     # the digests, and the entries written here would not be the ones the parent looks for
     from maskrcnn_core.engine.openvino_backend import _main as main_of_the_module
 
-    sys.exit(main_of_the_module(sys.argv[1:]))
+    status = main_of_the_module(sys.argv[1:])
+    # Out without the interpreter's teardown, which unloads torch and OpenVINO for another second or more
+    # while the parent waits: every file written is closed, and the streams are flushed here.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -299,13 +299,28 @@ def test_a_checkpoint_changed_on_disk_is_not_read_back_and_the_predictor_keeps_w
     assert not any(p.is_meta for p in ov.model.parameters())
 
 
-def test_another_model_gets_its_own_cache_entries(tiny_checkpoint: Path, tmp_path: Path) -> None:
+def test_another_model_gets_its_own_cache_entries_for_the_networks_whose_weights_differ(
+    tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    def entries() -> dict[str, int]:
+        kinds = [p.name.split("-")[0] for p in tmp_path.iterdir() if not p.name.startswith(".")]
+        return {kind: kinds.count(kind) for kind in sorted(set(kinds))}
+
     Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
+    assert entries() == {"backbone_rpn": 1, "box_head": 1, "mask_head": 1}
     other = Predictor(tiny_checkpoint, device="cpu", backend="torch")
+    with torch.no_grad():  # fine-tuned heads alone (the app's "heads" tier): the backbone is read back
+        next(other.model.roi_heads.mask_predictor.parameters()).add_(0.1)
+    networks = OpenVinoSubNetworks(other.model, cache_dir=tmp_path)
+    assert entries() == {"backbone_rpn": 1, "box_head": 1, "mask_head": 2}
+    pooled = torch.rand(3, other.model.config.feat_channels, *other.model.config.mask_pool_size)
     with torch.no_grad():
-        next(other.model.backbone.parameters()).add_(0.1)  # a fine-tuned model: other weights
+        expected = TorchSubNetworks(other.model).mask_logits(pooled)
+    torch.testing.assert_close(networks.mask_logits(pooled), expected, rtol=1e-4, atol=1e-4)
+    with torch.no_grad():  # a fine-tuned model: other weights everywhere
+        next(other.model.backbone.parameters()).add_(0.1)
     OpenVinoSubNetworks(other.model, cache_dir=tmp_path)
-    assert len([p for p in tmp_path.iterdir() if p.name.startswith("backbone_rpn-")]) == 2
+    assert entries() == {"backbone_rpn": 2, "box_head": 1, "mask_head": 2}
 
 
 @pytest.mark.parametrize("damage", ["flipped bytes in the weights", "a truncated weights file", "no network"])
