@@ -127,7 +127,7 @@ class OpenVinoSubNetworks:
         with torch.no_grad(), eval_mode(model):  # tracing must see inference behaviour
             self.level_names = list(model._features(torch.zeros(1, 3, _TRACE_SIZE, _TRACE_SIZE)).keys())
             networks = _networks(model)
-            keys = _cache_keys(model, networks)
+            keys = _cache_keys(model)
             self._keys = keys
             missing = [kind for kind, key in keys.items() if not self._cache.has(kind, key)]
             if missing and source is not None and self._cache.folder is not None:
@@ -208,7 +208,7 @@ class OpenVinoSubNetworks:
                 module.to_empty(device="cpu")
             load_weights_into(self.model, checkpoint)
             with torch.no_grad(), eval_mode(self.model):
-                keys = _cache_keys(self.model, _networks(self.model))
+                keys = _cache_keys(self.model)
                 changed = [kind for kind, key in keys.items() if key != self._keys[kind]]
             if changed:
                 raise CheckpointError(
@@ -427,22 +427,22 @@ def _convert(module: nn.Module, example: Tensor, shape: list[int]) -> Any:
         root.filters, root.handlers = logger_state[1], logger_state[2]
 
 
-def _cache_keys(model: MaskRCNN, networks: dict[str, tuple[nn.Module, Tensor, list[int]]]) -> dict[str, str]:
+def _cache_keys(model: MaskRCNN) -> dict[str, str]:
     """Each network's cache key by kind (:func:`_digest`)."""
-    weighted = _weighted_modules(model)
-    return {kind: _digest(kind, module, weighted[kind]) for kind, (module, _, _) in networks.items()}
+    return {kind: _digest(kind, modules) for kind, modules in _weighted_modules(model).items()}
 
 
-def _digest(kind: str, network: nn.Module, weighted: list[nn.Module]) -> str:
-    """What makes a converted network the same: its kind, the structure of the model it wraps, the versions,
-    and the weights it runs, those of ``weighted`` alone: a model fine-tuned in its heads keeps its
-    backbone's entry."""
+def _digest(kind: str, weighted: list[nn.Module]) -> str:
+    """What makes a converted network the same: its kind, the versions, and the structure and weights of
+    the modules it runs (``weighted``). Those alone: each start hashes the model's weights once, not once
+    per network."""
     import openvino as ov
 
     digest = hashlib.blake2b(digest_size=16)
-    for part in (str(CACHE_FORMAT), kind, ov.__version__, torch.__version__, repr(_structure(network))):
+    for part in (str(CACHE_FORMAT), kind, ov.__version__, torch.__version__):
         digest.update(part.encode())
     for index, module in enumerate(weighted):
+        digest.update(f"{index}:{_structure(module)!r}".encode())
         for name, tensor in module.state_dict().items():
             data = tensor.detach().cpu().contiguous()
             digest.update(f"{index}.{name}:{data.dtype}:{tuple(data.shape)}".encode())
@@ -554,14 +554,14 @@ def _convert_into_cache(model: MaskRCNN, cache_dir: Path) -> None:
     cache = _IRCache(cache_dir)
     with torch.no_grad(), eval_mode(model):  # as OpenVinoSubNetworks converts: the same digests
         networks = _networks(model)
-        for kind, key in _cache_keys(model, networks).items():
+        for kind, key in _cache_keys(model).items():
             if not cache.has(kind, key):
                 cache.store(kind, key, _convert(*networks[kind]))
 
 
 if __name__ == "__main__":
-    # through the module's own name: run as __main__, its classes would carry another module name into
-    # the digests, and the entries written here would not be the ones the parent looks for
+    # through the module's own name: run as __main__, this file would be a second copy of the module, with
+    # classes of its own
     from maskrcnn_core.engine.openvino_backend import _main as main_of_the_module
 
     status = main_of_the_module(sys.argv[1:])

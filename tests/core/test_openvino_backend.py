@@ -29,7 +29,7 @@ from maskrcnn_core import Predictor, mask_rcnn_mobilenet_v2_fpn, save_checkpoint
 from maskrcnn_core.inference_options import choose_backend
 from maskrcnn_core.model import heads
 from maskrcnn_core.model.subnetworks import TorchSubNetworks
-from maskrcnn_core.model.weights import CheckpointError
+from maskrcnn_core.model.weights import CheckpointError, load_weights_into, read_checkpoint
 
 pytest.importorskip("openvino")
 
@@ -309,7 +309,7 @@ def test_another_model_gets_its_own_cache_entries_for_the_networks_whose_weights
     Predictor(tiny_checkpoint, device="cpu", backend="openvino", cache_dir=tmp_path)
     assert entries() == {"backbone_rpn": 1, "box_head": 1, "mask_head": 1}
     other = Predictor(tiny_checkpoint, device="cpu", backend="torch")
-    with torch.no_grad():  # fine-tuned heads alone (the app's "heads" tier): the backbone is read back
+    with torch.no_grad():  # other weights in the mask predictor alone: the other two are read back
         next(other.model.roi_heads.mask_predictor.parameters()).add_(0.1)
     networks = OpenVinoSubNetworks(other.model, cache_dir=tmp_path)
     assert entries() == {"backbone_rpn": 1, "box_head": 1, "mask_head": 2}
@@ -317,10 +317,15 @@ def test_another_model_gets_its_own_cache_entries_for_the_networks_whose_weights
     with torch.no_grad():
         expected = TorchSubNetworks(other.model).mask_logits(pooled)
     torch.testing.assert_close(networks.mask_logits(pooled), expected, rtol=1e-4, atol=1e-4)
-    with torch.no_grad():  # a fine-tuned model: other weights everywhere
+    # other classes: the heads' last layers change shape, the backbone and RPN head are the checkpoint's
+    new_classes = mask_rcnn_mobilenet_v2_fpn(class_names=("cat", "dog", "bird"), **TINY)
+    load_weights_into(new_classes, read_checkpoint(tiny_checkpoint))
+    OpenVinoSubNetworks(new_classes, cache_dir=tmp_path)
+    assert entries() == {"backbone_rpn": 1, "box_head": 2, "mask_head": 3}
+    with torch.no_grad():  # other weights in the backbone: a new entry for its network
         next(other.model.backbone.parameters()).add_(0.1)
     OpenVinoSubNetworks(other.model, cache_dir=tmp_path)
-    assert entries() == {"backbone_rpn": 2, "box_head": 1, "mask_head": 2}
+    assert entries() == {"backbone_rpn": 2, "box_head": 2, "mask_head": 3}
 
 
 @pytest.mark.parametrize("damage", ["flipped bytes in the weights", "a truncated weights file", "no network"])
