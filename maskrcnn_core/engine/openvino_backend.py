@@ -207,9 +207,7 @@ class OpenVinoSubNetworks:
             for module in modules:
                 module.to_empty(device="cpu")
             load_weights_into(self.model, checkpoint)
-            with torch.no_grad(), eval_mode(self.model):
-                keys = _cache_keys(self.model)
-                changed = [kind for kind, key in keys.items() if key != self._keys[kind]]
+            changed = [kind for kind, key in _cache_keys(self.model).items() if key != self._keys[kind]]
             if changed:
                 raise CheckpointError(
                     f"{self.source} no longer holds the weights this model was loaded with "
@@ -552,7 +550,7 @@ def _convert_into_cache(model: MaskRCNN, cache_dir: Path) -> None:
     the parent process compiles what it reads back."""
     _import_openvino()
     cache = _IRCache(cache_dir)
-    with torch.no_grad(), eval_mode(model):  # as OpenVinoSubNetworks converts: the same digests
+    with torch.no_grad(), eval_mode(model):  # tracing must see inference behaviour, as in OpenVinoSubNetworks
         networks = _networks(model)
         for kind, key in _cache_keys(model).items():
             if not cache.has(kind, key):
