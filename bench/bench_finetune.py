@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from PySide6.QtWidgets import QApplication  # noqa: E402
+from scratch import scratch_folder  # noqa: E402  (bench/scratch.py, beside this script)
 from stall_probe import StallProbe  # noqa: E402
 
 from app.project.model_sources import DEMO_MODEL  # noqa: E402
@@ -55,7 +55,7 @@ def main() -> int:
     from maskrcnn_core.data.synthetic import generate_synthetic_dataset
 
     height, width = (int(v) for v in args.size.split("x"))
-    work = Path(tempfile.mkdtemp(prefix="bench-finetune-"))
+    work = scratch_folder("bench-finetune-")
     os.environ["XDG_DATA_HOME"] = str(work / "xdg")  # keep the recent-folders list of the user clean
     truth_path = generate_synthetic_dataset(
         work / "data",

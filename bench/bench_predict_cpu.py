@@ -33,7 +33,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from machine import cpu_name  # noqa: E402  (bench/machine.py, beside this script)
+from scratch import scratch_folder  # noqa: E402  (bench/scratch.py, beside this script)
 
 
 def _rss_bytes() -> int:
@@ -206,7 +206,7 @@ def main() -> None:
 
     from maskrcnn_core.inference_options import cpu_has_native_bf16
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench_predict_"))
+    tmp = scratch_folder("bench_predict_")
     weights = tmp / "reference_r50_fpn.pth"
     torch.save(build_reference().state_dict(), weights)
     cache = tmp / "openvino-cache"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from reference_model import PHOTOS, build_reference  # noqa: E402
+from scratch import scratch_folder  # noqa: E402  (bench/scratch.py, beside this script)
 
 from maskrcnn_core import Predictor  # noqa: E402
 
@@ -71,7 +71,7 @@ def main() -> None:
     image = mosaic(width, height)
 
     reference = build_reference().to(device)
-    weights = Path(tempfile.mkdtemp(prefix="bench_gpu_")) / "reference_r50_fpn.pth"
+    weights = scratch_folder("bench_gpu_") / "reference_r50_fpn.pth"
     torch.save(reference.state_dict(), weights)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
     print(f"device: {name}; torch {torch.__version__}; {width}x{height}; {args.iters} timed iterations")

@@ -5,12 +5,13 @@ Model menu's entry for the active model open."""
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-tmp = tempfile.mkdtemp()
+from scratch import scratch_folder  # noqa: E402  (bench/scratch.py, beside this script)
+
+tmp = str(scratch_folder("shot-demo-notice-"))
 os.environ["XDG_DATA_HOME"] = tmp + "/data"
 os.environ["XDG_CACHE_HOME"] = tmp + "/cache"
 

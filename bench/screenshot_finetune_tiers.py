@@ -15,13 +15,14 @@ ellipse) is imported and verified; the demo model is the base.
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-tmp = Path(tempfile.mkdtemp())
+from scratch import scratch_folder  # noqa: E402  (bench/scratch.py, beside this script)
+
+tmp = scratch_folder("shot-finetune-tiers-")
 os.environ["XDG_DATA_HOME"] = str(tmp / "data")
 os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
 

@@ -6,13 +6,14 @@ server (no internet needed). Run it under Xvfb, then look at it:
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-tmp = Path(tempfile.mkdtemp())
+from scratch import scratch_folder  # noqa: E402  (bench/scratch.py, beside this script)
+
+tmp = scratch_folder("shot-get-models-")
 os.environ["TORCH_HOME"] = str(tmp / "torch")
 from weights_server import WeightsServer  # noqa: E402
 

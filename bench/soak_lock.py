@@ -28,7 +28,6 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication, QMessageBox  # noqa: E402
+from scratch import scratch_folder  # noqa: E402  (bench/scratch.py, beside this script)
 
 from app.project.store import ProjectStore  # noqa: E402
 from app.session import commands  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
-    root = Path(tempfile.mkdtemp(prefix="soak_lock_"))
+    root = scratch_folder("soak_lock_")
     folder, coco_path = _folder(root, args.images)
 
     app = QApplication.instance() or QApplication([])

