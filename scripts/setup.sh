@@ -93,12 +93,12 @@ fi
 
 # A first install puts about 6.6 GB into the venv, most of it torch's CUDA libraries. Without that much free
 # space pip fails only after its downloads, with an OSError; say so at once instead.
-need_kb=$((7 * 1024 * 1024))
+need_gb=7
 if [ ! -d "$VENV/lib/python3.11/site-packages/torch" ]; then
     free_kb="$(df -Pk "$VENV" | awk 'NR == 2 { print $4 }')"
-    if [ -n "$free_kb" ] && [ "$free_kb" -lt "$need_kb" ]; then
+    if [ -n "$free_kb" ] && [ "$free_kb" -lt $((need_gb * 1024 * 1024)) ]; then
         die "$(awk -v f="$free_kb" 'BEGIN { printf "%.1f", f / 1048576 }') GB free on the disk that holds $VENV; \
-the Python packages need about 7 GB there (torch and its CUDA libraries). Free some space and run again."
+the Python packages need about $need_gb GB there (torch and its CUDA libraries). Free some space and run again."
     fi
 fi
 
